@@ -1,0 +1,99 @@
+# Tenancy — see README.md. `make dev` runs the whole system locally; `make test` runs every test.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+export GOTOOLCHAIN ?= local
+
+TENANCY_CACHE ?= $(HOME)/.cache/tenancy
+TOOLS_DIR := $(TENANCY_CACHE)/tools
+K8S_VERSION ?= 1.37.2
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+# Ginkgo/`go test` flags, e.g. `make test TEST_ARGS='-run TestControllers -v'`.
+TEST_ARGS ?=
+TEST_TIMEOUT ?= 30m
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and the manager's RBAC role from the Go markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the deepcopy functions of the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: verify-generated
+verify-generated: $(CONTROLLER_GEN) ## Fail when generated files are stale (run `make manifests generate`).
+	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -s -w $$(git ls-files --cached --others --exclude-standard '*.go')
+
+.PHONY: verify-fmt
+verify-fmt: ## Fail when gofmt would change a file.
+	@out="$$(gofmt -s -l $$(git ls-files --cached --others --exclude-standard '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+##@ Test
+
+.PHONY: test
+test: verify-generated verify-fmt vet ## Run every test: unit, envtest control plane and PostgreSQL.
+	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
+	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
+	go test -race -timeout $(TEST_TIMEOUT) -count=1 ./... $(TEST_ARGS)
+
+.PHONY: bench
+bench: ## Run the benchmarks (figures belong in docs/benchmarks.md).
+	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
+	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
+	go test -run '^$$' -bench . -benchmem -timeout 60m ./... $(TEST_ARGS)
+
+.PHONY: envtest
+envtest: ## Build (once) the kube-apiserver, etcd, kubectl and kube-controller-manager binaries.
+	hack/setup-envtest.sh
+
+##@ Build and run
+
+.PHONY: build
+build: ## Build the binaries into bin/.
+	go build -o bin/manager ./cmd/manager
+
+.PHONY: run
+run: ## Run the manager against the current kubeconfig and TENANCY_DATABASE_URL.
+	go run ./cmd/manager --enable-webhooks=false
+
+.PHONY: dev
+dev: ## Run the whole system on this machine with no cluster (see README).
+	hack/dev.sh $(DEV_ARGS)
+
+##@ Tools
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(TOOLS_DIR)
+	GOBIN=$(TOOLS_DIR)/controller-gen.tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(TOOLS_DIR)/controller-gen.tmp/controller-gen $@ && rmdir $(TOOLS_DIR)/controller-gen.tmp
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(TOOLS_DIR)
+	GOBIN=$(TOOLS_DIR)/golangci-lint.tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(TOOLS_DIR)/golangci-lint.tmp/golangci-lint $@ && rmdir $(TOOLS_DIR)/golangci-lint.tmp

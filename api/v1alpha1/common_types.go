@@ -1,0 +1,115 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Role is a tenancy role. The ladder is Viewer < Member < Admin < Owner; the spellings are the
+// same in custom resources, database rows and token claims.
+// +kubebuilder:validation:Enum=Owner;Admin;Member;Viewer
+type Role string
+
+// The tenancy roles, lowest first.
+const (
+	RoleViewer Role = "Viewer"
+	RoleMember Role = "Member"
+	RoleAdmin  Role = "Admin"
+	RoleOwner  Role = "Owner"
+)
+
+// Rank orders roles on the ladder; an unknown role ranks below Viewer.
+func (r Role) Rank() int {
+	switch r {
+	case RoleViewer:
+		return 1
+	case RoleMember:
+		return 2
+	case RoleAdmin:
+		return 3
+	case RoleOwner:
+		return 4
+	}
+	return 0
+}
+
+// AtLeast reports whether r is min or higher on the role ladder.
+func (r Role) AtLeast(minRole Role) bool { return r.Rank() >= minRole.Rank() && r.Rank() > 0 }
+
+const (
+	// Finalizer holds every tenancy object until its database rows are cleaned up.
+	Finalizer = "tenancy.dev/finalizer"
+
+	// OrganizationLabel binds a namespace to the Organization of that name.
+	OrganizationLabel = "tenancy.dev/organization"
+
+	// CreatedNamespaceAnnotation marks a namespace the operator created (rather than adopted), so
+	// that deleting its Organization deletes it too.
+	CreatedNamespaceAnnotation = "tenancy.dev/created-by-operator"
+
+	// LastChangedByAnnotation names the user whose request last created or changed an object.
+	LastChangedByAnnotation = "tenancy.dev/last-changed-by"
+)
+
+// Condition types, kstatus-compatible: Ready always present, Reconciling and Stalled only while true.
+const (
+	ReadyCondition       = "Ready"
+	ReconcilingCondition = "Reconciling"
+	StalledCondition     = "Stalled"
+)
+
+// Condition reasons.
+const (
+	// ReconciledReason: rows, policies, Secrets and RBAC are in place.
+	ReconciledReason = "Reconciled"
+	// ProgressingReason: the object changed and the controller is acting on it.
+	ProgressingReason = "Progressing"
+	// DatabaseUnavailableReason: PostgreSQL could not be reached; the controller retries.
+	DatabaseUnavailableReason = "DatabaseUnavailable"
+	// DatabaseErrorReason: PostgreSQL answered with an error the controller did not expect.
+	DatabaseErrorReason = "DatabaseError"
+	// NamespaceConflictReason: the namespace is already bound to another organization.
+	NamespaceConflictReason = "NamespaceConflict"
+	// NamespaceNotBoundReason: the object lives in a namespace that no organization owns.
+	NamespaceNotBoundReason = "NamespaceNotBound"
+	// OrganizationNotReadyReason: the owning organization has no database row yet.
+	OrganizationNotReadyReason = "OrganizationNotReady"
+	// DeletingReason: the object is being deleted and its rows are being removed.
+	DeletingReason = "Deleting"
+)
+
+// CommonStatus is embedded in every kind's status.
+type CommonStatus struct {
+	// observedGeneration is the metadata.generation that the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready always; Reconciling and Stalled only while true (kstatus).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Object is a tenancy custom resource: every kind carries CommonStatus.
+// +kubebuilder:object:generate=false
+type Object interface {
+	client.Object
+	// CommonStatusRef returns the object's conditions and observedGeneration for in-place changes.
+	CommonStatusRef() *CommonStatus
+}
+
+// CommonStatusRef implements Object.
+func (o *Organization) CommonStatusRef() *CommonStatus { return &o.Status.CommonStatus }
+
+// CommonStatusRef implements Object.
+func (p *Project) CommonStatusRef() *CommonStatus { return &p.Status.CommonStatus }
+
+// CommonStatusRef implements Object.
+func (m *Membership) CommonStatusRef() *CommonStatus { return &m.Status.CommonStatus }
+
+// CommonStatusRef implements Object.
+func (k *APIKey) CommonStatusRef() *CommonStatus { return &k.Status.CommonStatus }
+
+// CommonStatusRef implements Object.
+func (t *TenantTable) CommonStatusRef() *CommonStatus { return &t.Status.CommonStatus }

@@ -1,0 +1,152 @@
+// Command manager runs the Tenancy controllers: it migrates the database schema, then reconciles
+// Organizations and Projects into PostgreSQL rows.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// config is everything the manager takes from its flags and environment.
+type config struct {
+	databaseURL             string
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	namespace               string
+	resyncPeriod            time.Duration
+	maxConcurrentReconciles int
+	kubeAPIQPS              float64
+	kubeAPIBurst            int
+	zap                     zap.Options
+}
+
+func parseFlags(args []string, getenv func(string) string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&c.databaseURL, "database-url", getenv("TENANCY_DATABASE_URL"),
+		"PostgreSQL URL (libpq form) of the tenancy database; defaults to $TENANCY_DATABASE_URL.")
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
+	fs.StringVar(&c.namespace, "namespace", "tenancy-system", "The operator's own namespace (leader election lease).")
+	fs.DurationVar(&c.resyncPeriod, "resync-period", 10*time.Minute,
+		"How often every object is reconciled again, restoring rows changed by hand.")
+	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "Workers per controller.")
+	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 200, "Client-side rate limit towards the Kubernetes API (queries per second).")
+	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps.")
+	c.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	switch {
+	case c.databaseURL == "":
+		return config{}, errors.New("--database-url: required (or set TENANCY_DATABASE_URL)")
+	case c.resyncPeriod < time.Second:
+		return config{}, fmt.Errorf("--resync-period: %s is too short; use at least 1s", c.resyncPeriod)
+	case c.maxConcurrentReconciles < 1:
+		return config{}, fmt.Errorf("--max-concurrent-reconciles: must be at least 1, got %d", c.maxConcurrentReconciles)
+	case c.kubeAPIQPS <= 0 || c.kubeAPIBurst < 1:
+		return config{}, errors.New("--kube-api-qps and --kube-api-burst: must be positive")
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cfg.zap)))
+	if err := run(ctrl.SetupSignalHandler(), cfg, ctrl.Log.WithName("manager")); err != nil {
+		ctrl.Log.Error(err, "Manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log logr.Logger) error {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	restConfig.QPS = float32(cfg.kubeAPIQPS)
+	restConfig.Burst = cfg.kubeAPIBurst
+
+	database, err := db.Connect(ctx, cfg.databaseURL, log.WithName("db"))
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
+		HealthProbeBindAddress:  cfg.probeAddr,
+		LeaderElection:          cfg.leaderElect,
+		LeaderElectionID:        "manager.tenancy.dev",
+		LeaderElectionNamespace: cfg.namespace,
+		// Lets a new leader start at once when the old one stops cleanly.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("database", database.ReadyCheck); err != nil {
+		return err
+	}
+	if err := mgr.Add(database); err != nil {
+		return err
+	}
+	if err := controllers.SetupWithManager(ctx, mgr, database, controllers.Settings{
+		ResyncPeriod: cfg.resyncPeriod,
+		Options: controller.Options{
+			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
+			RateLimiter:             retryRateLimiter(),
+		},
+	}); err != nil {
+		return err
+	}
+	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String())
+	return mgr.Start(ctx)
+}
+
+// retryRateLimiter backs off failing objects from 100 ms up to 30 s (controller-runtime's default
+// climbs to 1000 s, too slow to notice a database that is back), with an overall token bucket.
+func retryRateLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
+	)
+}

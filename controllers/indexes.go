@@ -1,0 +1,59 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+// organizationNamespaceIndex indexes Organizations by the namespace they name (spec.namespace or
+// their own name), so that namespaced objects find their organization before it has labelled it.
+const organizationNamespaceIndex = "tenancy.dev/organization-namespace"
+
+// SetupIndexes registers the cache field indexes the controllers rely on. Call it once per manager,
+// before the controllers start.
+func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &tenancyv1.Organization{}, organizationNamespaceIndex,
+		func(obj client.Object) []string {
+			return []string{obj.(*tenancyv1.Organization).NamespaceName()}
+		})
+	if err != nil {
+		return fmt.Errorf("indexing organizations by namespace: %w", err)
+	}
+	return nil
+}
+
+// organizationsNaming lists the Organizations whose namespace is ns.
+func organizationsNaming(ctx context.Context, c client.Reader, ns string) ([]tenancyv1.Organization, error) {
+	var orgs tenancyv1.OrganizationList
+	if err := c.List(ctx, &orgs, client.MatchingFields{organizationNamespaceIndex: ns}); err != nil {
+		return nil, fmt.Errorf("listing organizations of namespace %s: %w", ns, err)
+	}
+	return orgs.Items, nil
+}
+
+// requestsForOrganizationsNaming maps an object to the Organizations that name its namespace
+// (for a Namespace, the namespace itself).
+func requestsForOrganizationsNaming(c client.Reader) func(ctx context.Context, obj client.Object) []reconcile.Request {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		ns := obj.GetNamespace()
+		if ns == "" {
+			ns = obj.GetName()
+		}
+		orgs, err := organizationsNaming(ctx, c, ns)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Mapping an object to its organizations", "namespace", ns)
+			return nil
+		}
+		requests := make([]reconcile.Request, 0, len(orgs))
+		for _, org := range orgs {
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&org)})
+		}
+		return requests
+	}
+}

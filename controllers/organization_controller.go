@@ -1,0 +1,284 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// OrganizationStore is the database side of the Organization controller.
+type OrganizationStore interface {
+	UpsertOrganization(ctx context.Context, org db.Organization, actor db.Actor) (db.UpsertResult, error)
+	DeleteOrganization(ctx context.Context, uid, name string, actor db.Actor) error
+	OrganizationCounts(ctx context.Context, id string) (db.OrganizationCounts, error)
+}
+
+// OrganizationReconciler binds each Organization to its namespace and keeps its row.
+type OrganizationReconciler struct {
+	client.Client
+	Store    OrganizationStore
+	Recorder events.EventRecorder
+	// ResyncPeriod is how often a Ready organization is reconciled again, restoring rows changed
+	// by hand.
+	ResyncPeriod time.Duration
+	// Options tune concurrency and retry backoff.
+	Options controller.Options
+}
+
+type organizationScope struct {
+	org *tenancyv1.Organization
+}
+
+// +kubebuilder:rbac:groups=tenancy.dev,resources=organizations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Organization's namespace and rows in line with its spec.
+func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	org := &tenancyv1.Organization{}
+	if err := r.Get(ctx, req.NamespacedName, org); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !org.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, org)
+	}
+	if err := addFinalizer(ctx, r.Client, org); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	patcher := newStatusPatcher(org)
+	defer func() {
+		result, retErr = finishReconcile(org, result, retErr, r.ResyncPeriod)
+		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, org))
+	}()
+	return runPhases(ctx, &organizationScope{org: org},
+		r.reconcileNamespace,
+		r.reconcileRow,
+		r.reconcileCounts,
+	)
+}
+
+// reconcileNamespace creates the organization's namespace, or adopts an existing one, and labels it.
+func (r *OrganizationReconciler) reconcileNamespace(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
+	org := s.org
+	name := org.NamespaceName()
+	ns := &corev1.Namespace{}
+	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
+	if apierrors.IsNotFound(err) {
+		return ctrl.Result{}, r.createNamespace(ctx, org, name)
+	}
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("getting namespace %s: %w", name, err)
+	}
+	if !ns.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, waiting("NamespaceTerminating",
+			"Namespace %s is being deleted; it will be created again once it is gone", name)
+	}
+
+	switch owner := ns.Labels[tenancyv1.OrganizationLabel]; owner {
+	case org.Name:
+	case "":
+		if err := r.adoptNamespace(ctx, org, ns); err != nil {
+			return ctrl.Result{}, err
+		}
+	default:
+		other := &tenancyv1.Organization{}
+		err := r.Get(ctx, client.ObjectKey{Name: owner}, other)
+		if err == nil {
+			return ctrl.Result{}, stalled(tenancyv1.NamespaceConflictReason,
+				"Namespace %s is already bound to organization %s; choose another spec.namespace", name, owner)
+		}
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("getting organization %s: %w", owner, err)
+		}
+		// The label names an organization that no longer exists: nobody else holds the namespace.
+		if err := r.adoptNamespace(ctx, org, ns); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	org.Status.Namespace = name
+	return ctrl.Result{}, nil
+}
+
+func (r *OrganizationReconciler) createNamespace(ctx context.Context, org *tenancyv1.Organization, name string) error {
+	ns := &corev1.Namespace{}
+	ns.Name = name
+	ns.Labels = map[string]string{tenancyv1.OrganizationLabel: org.Name}
+	ns.Annotations = map[string]string{tenancyv1.CreatedNamespaceAnnotation: "true"}
+	if err := controllerutil.SetOwnerReference(org, ns, r.Scheme()); err != nil {
+		return fmt.Errorf("setting the owner of namespace %s: %w", name, err)
+	}
+	if err := r.Create(ctx, ns); err != nil {
+		// AlreadyExists means the cache lags; the retry sees the namespace and adopts or refuses it.
+		return fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	r.Recorder.Eventf(org, ns, corev1.EventTypeNormal, "NamespaceCreated", "CreateNamespace", "Created namespace %s", name)
+	org.Status.Namespace = name
+	return nil
+}
+
+// adoptNamespace labels an existing namespace for org. The optimistic lock makes two
+// organizations racing for one namespace end with exactly one owner.
+func (r *OrganizationReconciler) adoptNamespace(ctx context.Context, org *tenancyv1.Organization, ns *corev1.Namespace) error {
+	before := ns.DeepCopy()
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
+	}
+	ns.Labels[tenancyv1.OrganizationLabel] = org.Name
+	if err := r.Patch(ctx, ns, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("labelling namespace %s: %w", ns.Name, err)
+	}
+	r.Recorder.Eventf(org, ns, corev1.EventTypeNormal, "NamespaceAdopted", "AdoptNamespace", "Adopted existing namespace %s", ns.Name)
+	return nil
+}
+
+// reconcileRow upserts the organization's row; a row deleted or changed by hand comes back.
+func (r *OrganizationReconciler) reconcileRow(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
+	org := s.org
+	tier := org.Spec.Tier
+	if tier == "" {
+		tier = tenancyv1.TierFree
+	}
+	res, err := r.Store.UpsertOrganization(ctx, db.Organization{
+		ID:          org.Status.ID,
+		UID:         string(org.UID),
+		Name:        org.Name,
+		DisplayName: org.Spec.DisplayName,
+		Tier:        string(tier),
+		Namespace:   org.NamespaceName(),
+	}, actorOf(org, "organization"))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	reportRowChange(r.Recorder, org, res)
+	org.Status.ID = res.ID
+	return ctrl.Result{}, nil
+}
+
+// reconcileCounts shows how many projects and members the organization has.
+func (r *OrganizationReconciler) reconcileCounts(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
+	counts, err := r.Store.OrganizationCounts(ctx, s.org.Status.ID)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.org.Status.Projects = counts.Projects
+	s.org.Status.Members = counts.Members
+	return ctrl.Result{}, nil
+}
+
+// reconcileDelete removes the organization's identity rows, releases its namespace (deleting it
+// when the operator created it, without waiting for it to terminate) and drops the finalizer.
+func (r *OrganizationReconciler) reconcileDelete(ctx context.Context, org *tenancyv1.Organization) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(org, tenancyv1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	patcher := newStatusPatcher(org)
+	err := r.Store.DeleteOrganization(ctx, string(org.UID), org.Name, actorOf(org, "organization"))
+	if err == nil {
+		err = r.releaseNamespace(ctx, org)
+	}
+	if err != nil {
+		markDeleting(org)
+		result, err := finishReconcile(org, ctrl.Result{}, err, r.ResyncPeriod)
+		return result, errors.Join(err, patcher.patch(ctx, r.Client, org))
+	}
+	r.Recorder.Eventf(org, nil, corev1.EventTypeNormal, "Deleted", "Delete", "Removed the organization's rows")
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, org)
+}
+
+func (r *OrganizationReconciler) releaseNamespace(ctx context.Context, org *tenancyv1.Organization) error {
+	ns := &corev1.Namespace{}
+	err := r.Get(ctx, client.ObjectKey{Name: org.NamespaceName()}, ns)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting namespace %s: %w", org.NamespaceName(), err)
+	}
+	if ns.Labels[tenancyv1.OrganizationLabel] != org.Name {
+		return nil // never ours, e.g. after a namespace conflict
+	}
+	if ns.Annotations[tenancyv1.CreatedNamespaceAnnotation] == "true" {
+		if !ns.DeletionTimestamp.IsZero() {
+			return nil
+		}
+		if err := r.Delete(ctx, ns, client.PropagationPolicy("Background")); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting namespace %s: %w", ns.Name, err)
+		}
+		return nil
+	}
+	before := ns.DeepCopy()
+	delete(ns.Labels, tenancyv1.OrganizationLabel)
+	if err := r.Patch(ctx, ns, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("unlabelling namespace %s: %w", ns.Name, err)
+	}
+	return nil
+}
+
+// SetupWithManager registers the controller; SetupIndexes must have run.
+func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&tenancyv1.Organization{}, builder.WithPredicates(specChanged)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.organizationsForNamespace),
+			builder.WithPredicates(namespaceBindingChanged)).
+		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+			builder.WithPredicates(rowIDChanged)).
+		WithOptions(r.Options).
+		Named("organization").
+		Complete(r)
+}
+
+// organizationsForNamespace wakes the organization a namespace is labelled for and every
+// organization that names it.
+func (r *OrganizationReconciler) organizationsForNamespace(ctx context.Context, obj client.Object) []ctrl.Request {
+	requests := requestsForOrganizationsNaming(r.Client)(ctx, obj)
+	if owner := obj.GetLabels()[tenancyv1.OrganizationLabel]; owner != "" {
+		requests = append(requests, ctrl.Request{NamespacedName: client.ObjectKey{Name: owner}})
+	}
+	return requests
+}
+
+// namespaceBindingChanged passes namespace events that can change an organization's binding.
+var namespaceBindingChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetLabels()[tenancyv1.OrganizationLabel] != e.ObjectNew.GetLabels()[tenancyv1.OrganizationLabel] ||
+			e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// rowIDChanged passes creations, deletions and updates that gave an object its row.
+var rowIDChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return statusID(e.ObjectOld) != statusID(e.ObjectNew)
+	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+func statusID(obj client.Object) string {
+	switch o := obj.(type) {
+	case *tenancyv1.Project:
+		return o.Status.ID
+	case *tenancyv1.Membership:
+		return o.Status.ID
+	}
+	return ""
+}

@@ -1,0 +1,104 @@
+package db
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Project is the row a Project custom resource produces.
+type Project struct {
+	// ID is the row id; when set on upsert, a row deleted by hand comes back with the same id.
+	ID             string
+	UID            string
+	OrganizationID string
+	Name           string
+	DisplayName    string
+}
+
+const upsertProjectSQL = `
+WITH upsert AS (
+    INSERT INTO tenancy.projects AS p (id, uid, organization_id, name, display_name)
+    VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5)
+    ON CONFLICT (uid) DO UPDATE
+        SET organization_id = excluded.organization_id, name = excluded.name,
+            display_name = excluded.display_name, updated_at = now()
+        WHERE (p.organization_id, p.name, p.display_name)
+              IS DISTINCT FROM (excluded.organization_id, excluded.name, excluded.display_name)
+    RETURNING p.id, (p.xmax = 0) AS inserted
+), audit AS (
+    INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
+    SELECT $6, CASE WHEN inserted THEN 'project.created' ELSE 'project.updated' END,
+           'project/' || $4, $3, $7, jsonb_build_object('displayName', $5::text)
+    FROM upsert
+)
+SELECT id, true FROM upsert
+UNION ALL
+SELECT id, false FROM tenancy.projects WHERE uid = $2
+LIMIT 1`
+
+// UpsertProject inserts or updates the project's row, keyed by the resource's uid, and audits a
+// change. A row of the same name in the organization left by an earlier Project of that name is
+// replaced. A missing organization row gives a foreign key violation (IsForeignKeyViolation).
+func (p *Postgres) UpsertProject(ctx context.Context, proj Project, actor Actor) (UpsertResult, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return UpsertResult{}, err
+	}
+	result, err := p.upsertProject(ctx, proj, actor)
+	if isUniqueViolationOn(err, "projects_organization_id_name_key") {
+		if err := p.deleteOrphanProject(ctx, proj, actor); err != nil {
+			return UpsertResult{}, err
+		}
+		result, err = p.upsertProject(ctx, proj, actor)
+	}
+	if err != nil {
+		return UpsertResult{}, fmt.Errorf("upserting project %s: %w", proj.Name, err)
+	}
+	return result, nil
+}
+
+func (p *Postgres) upsertProject(ctx context.Context, proj Project, actor Actor) (UpsertResult, error) {
+	var r UpsertResult
+	err := p.pool.QueryRow(ctx, upsertProjectSQL,
+		nullUUID(proj.ID), proj.UID, proj.OrganizationID, proj.Name, proj.DisplayName, actor.Name, actor.RequestID,
+	).Scan(&r.ID, &r.Changed)
+	return r, err
+}
+
+func (p *Postgres) deleteOrphanProject(ctx context.Context, proj Project, actor Actor) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM tenancy.projects WHERE organization_id = $1 AND name = $2 AND uid <> $3",
+			proj.OrganizationID, proj.Name, proj.UID)
+		if err != nil {
+			return fmt.Errorf("deleting the orphaned row of project %s: %w", proj.Name, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		return insertAudit(ctx, tx, actor, "project.orphan-replaced", "project/"+proj.Name, proj.OrganizationID, nil)
+	})
+}
+
+// DeleteProject removes the project's row (and with it the memberships scoped to it). It is
+// idempotent.
+func (p *Postgres) DeleteProject(ctx context.Context, uid, name string, actor Actor) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var orgID string
+		err := tx.QueryRow(ctx, "DELETE FROM tenancy.projects WHERE uid = $1 RETURNING organization_id", uid).Scan(&orgID)
+		if err == pgx.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, actor, "project.deleted", "project/"+name, orgID, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("deleting project %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+// Package testenv starts what integration tests need: a database of their own on the test
+// PostgreSQL server and an envtest control plane with the tenancy CRDs.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// ServerURL is the superuser URL of the test PostgreSQL server: $TENANCY_TEST_DATABASE_URL, or
+// what hack/postgres.sh finds or starts.
+func ServerURL() (string, error) {
+	if u := os.Getenv("TENANCY_TEST_DATABASE_URL"); u != "" {
+		return u, nil
+	}
+	out, err := exec.Command(filepath.Join(RepoRoot(), "hack", "postgres.sh")).Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/postgres.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Database is a throwaway database on the test server.
+type Database struct {
+	// URL connects to the database as the server's superuser.
+	URL       string
+	name      string
+	serverURL string
+}
+
+// NewDatabase creates a database named after prefix with a random suffix.
+func NewDatabase(ctx context.Context, prefix string) (*Database, error) {
+	serverURL, err := ServerURL()
+	if err != nil {
+		return nil, err
+	}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	name := fmt.Sprintf("tenancy_test_%s_%s", prefix, hex.EncodeToString(suffix))
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the test server: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return nil, fmt.Errorf("creating database %s: %w", name, err)
+	}
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the test server URL: %w", err)
+	}
+	u.Path = "/" + name
+	return &Database{URL: u.String(), name: name, serverURL: serverURL}, nil
+}
+
+// Drop removes the database, disconnecting whoever still uses it.
+func (d *Database) Drop(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, d.serverURL)
+	if err != nil {
+		return fmt.Errorf("connecting to the test server: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("dropping database %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// BinaryAssets is the directory of kube-apiserver, etcd and kubectl: $KUBEBUILDER_ASSETS, or what
+// hack/setup-envtest.sh builds (once) and caches.
+func BinaryAssets() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, nil
+	}
+	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "setup-envtest.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/setup-envtest.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// NewControlPlane describes an envtest control plane with the tenancy CRDs installed.
+func NewControlPlane() (*envtest.Environment, error) {
+	assets, err := BinaryAssets()
+	if err != nil {
+		return nil, err
+	}
+	return &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}, nil
+}
