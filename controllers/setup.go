@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // Store is everything the controllers need from the database.
@@ -19,8 +22,26 @@ type Store interface {
 type Settings struct {
 	// ResyncPeriod is how often a Ready object is reconciled again.
 	ResyncPeriod time.Duration
-	// Options tune workers and retry backoff; each controller gets a copy.
+	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
+}
+
+// optionsFor gives each controller its own rate limiter: they count failures per request.
+func (s Settings) optionsFor() controller.Options {
+	o := s.Options
+	if o.RateLimiter == nil {
+		o.RateLimiter = retryRateLimiter()
+	}
+	return o
+}
+
+// retryRateLimiter backs off failing objects from 100 ms up to 30 s (controller-runtime's default
+// climbs to 1000 s, too slow to notice a database that is back), under an overall token bucket.
+func retryRateLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
+	)
 }
 
 // SetupWithManager registers the field indexes and every controller with mgr.
@@ -33,7 +54,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 		Store:        store,
 		Recorder:     mgr.GetEventRecorder("tenancy-organization"),
 		ResyncPeriod: s.ResyncPeriod,
-		Options:      s.Options,
+		Options:      s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the organization controller: %w", err)
 	}
@@ -42,7 +63,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 		Store:        store,
 		Recorder:     mgr.GetEventRecorder("tenancy-project"),
 		ResyncPeriod: s.ResyncPeriod,
-		Options:      s.Options,
+		Options:      s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the project controller: %w", err)
 	}

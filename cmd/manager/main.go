@@ -11,17 +11,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
@@ -133,20 +130,10 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		ResyncPeriod: cfg.resyncPeriod,
 		Options: controller.Options{
 			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
-			RateLimiter:             retryRateLimiter(),
 		},
 	}); err != nil {
 		return err
 	}
 	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String())
 	return mgr.Start(ctx)
-}
-
-// retryRateLimiter backs off failing objects from 100 ms up to 30 s (controller-runtime's default
-// climbs to 1000 s, too slow to notice a database that is back), with an overall token bucket.
-func retryRateLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
-	return workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
-		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
-	)
 }

@@ -1,0 +1,155 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
+)
+
+// The suite runs the real controllers against an envtest control plane and a database of its
+// own. The manager reaches PostgreSQL through a proxy that specs can cut.
+var (
+	k8sClient client.Client
+	sqlPool   *pgxpool.Pool // direct, never cut
+	dbProxy   *testenv.Proxy
+)
+
+// resyncPeriod is short so that specs see drift restored.
+const resyncPeriod = 2 * time.Second
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	RunSpecs(t, "Controllers")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	ctrl.SetLogger(GinkgoLogr)
+
+	database, err := testenv.NewDatabase(ctx, "controllers")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(database.Drop)
+	sqlPool, err = pgxpool.New(ctx, database.URL)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(sqlPool.Close)
+
+	dbURL, err := url.Parse(database.URL)
+	Expect(err).NotTo(HaveOccurred())
+	dbProxy, err = testenv.NewProxy(dbURL.Host)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(dbProxy.Close)
+	dbURL.Host = dbProxy.Addr()
+
+	env, err := testenv.NewControlPlane()
+	Expect(err).NotTo(HaveOccurred())
+	cfg, err := env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(env.Stop)
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	startManager(cfg, scheme, dbURL.String())
+}, NodeTimeout(5*time.Minute))
+
+// startManager runs the manager's real wiring, as cmd/manager does, for the rest of the suite.
+func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) {
+	GinkgoHelper()
+	mgrCtx, cancel := context.WithCancel(context.Background())
+	pg, err := db.Connect(mgrCtx, databaseURL, GinkgoLogr.WithName("db"))
+	Expect(err).NotTo(HaveOccurred())
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(mgr.Add(pg)).To(Succeed())
+	Expect(controllers.SetupWithManager(mgrCtx, mgr, pg, controllers.Settings{
+		ResyncPeriod: resyncPeriod,
+		Options:      controller.Options{MaxConcurrentReconciles: 4},
+	})).To(Succeed())
+
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(mgrCtx)).To(Succeed())
+	}()
+	DeferCleanup(func() {
+		cancel()
+		<-done
+		pg.Close()
+	})
+}
+
+// eventuallyReady waits for obj to be Ready at its current generation.
+func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		status := obj.CommonStatusRef()
+		ready := meta.FindStatusCondition(status.Conditions, tenancyv1.ReadyCondition)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "Ready: %s %s", ready.Reason, ready.Message)
+		g.Expect(status.ObservedGeneration).To(Equal(obj.GetGeneration()))
+		g.Expect(meta.FindStatusCondition(status.Conditions, tenancyv1.ReconcilingCondition)).To(BeNil())
+		g.Expect(meta.FindStatusCondition(status.Conditions, tenancyv1.StalledCondition)).To(BeNil())
+	}).WithContext(ctx).Should(Succeed())
+}
+
+// eventuallyCondition waits for obj's condition to have status and reason, and returns it.
+func eventuallyCondition(ctx context.Context, obj tenancyv1.Object, condType string, status metav1.ConditionStatus, reason string) metav1.Condition {
+	GinkgoHelper()
+	var found metav1.Condition
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		c := meta.FindStatusCondition(obj.CommonStatusRef().Conditions, condType)
+		g.Expect(c).NotTo(BeNil(), "no %s condition yet", condType)
+		g.Expect(c.Status).To(Equal(status), "%s: %s %s", condType, c.Reason, c.Message)
+		g.Expect(c.Reason).To(Equal(reason), "%s: %s", condType, c.Message)
+		found = *c
+	}).WithContext(ctx).Should(Succeed())
+	return found
+}
+
+var nameCounter atomic.Int64
+
+// uniqueName keeps specs from seeing each other's objects.
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, nameCounter.Add(1))
+}
+
+func countRows(ctx context.Context, sql string, args ...any) int {
+	GinkgoHelper()
+	var n int
+	Expect(sqlPool.QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
+	return n
+}
+
