@@ -83,8 +83,8 @@ run: ## Run the manager against the current kubeconfig and TENANCY_DATABASE_URL.
 	go run ./cmd/manager --enable-webhooks=false
 
 .PHONY: dev
-dev: ## Run the whole system on this machine with no cluster (see README).
-	hack/dev.sh $(DEV_ARGS)
+dev: ## Run the whole system on this machine with no cluster; DEV_ARGS=--clean starts afresh.
+	go run ./hack/devstack $(DEV_ARGS)
 
 ##@ Tools
 

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -28,6 +30,7 @@ import (
 // config is everything the manager takes from its flags and environment.
 type config struct {
 	databaseURL             string
+	kubeconfig              string
 	metricsAddr             string
 	probeAddr               string
 	leaderElect             bool
@@ -44,6 +47,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar(&c.databaseURL, "database-url", getenv("TENANCY_DATABASE_URL"),
 		"PostgreSQL URL (libpq form) of the tenancy database; defaults to $TENANCY_DATABASE_URL.")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "",
+		"Path to a kubeconfig; defaults to $KUBECONFIG, the in-cluster config, then ~/.kube/config.")
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
@@ -91,7 +96,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(tenancyv1.AddToScheme(scheme))
 
-	restConfig, err := ctrl.GetConfig()
+	restConfig, err := loadRESTConfig(cfg.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("loading the kubeconfig: %w", err)
 	}
@@ -136,4 +141,11 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	}
 	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String())
 	return mgr.Start(ctx)
+}
+
+func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
 }

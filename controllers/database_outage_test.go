@@ -1,0 +1,46 @@
+package controllers_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+var _ = Describe("Database outage", Serial, func() {
+	It("reports DatabaseUnavailable while PostgreSQL is unreachable, then converges without duplicates", func(ctx SpecContext) {
+		org := &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: uniqueName("outage")}}
+		Expect(k8sClient.Create(ctx, org)).To(Succeed())
+		eventuallyReady(ctx, org)
+
+		dbProxy.Cut()
+		restored := false
+		DeferCleanup(func() {
+			if !restored {
+				dbProxy.Restore()
+			}
+		})
+
+		org.Spec.Tier = tenancyv1.TierPro
+		Expect(k8sClient.Update(ctx, org)).To(Succeed())
+		proj := &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "during-outage", Namespace: org.Name}}
+		Expect(k8sClient.Create(ctx, proj)).To(Succeed())
+
+		cond := eventuallyCondition(ctx, org, tenancyv1.ReadyCondition, metav1.ConditionFalse, tenancyv1.DatabaseUnavailableReason)
+		Expect(cond.ObservedGeneration).To(Equal(org.Generation))
+		Expect(meta.IsStatusConditionTrue(org.Status.Conditions, tenancyv1.ReconcilingCondition)).To(BeTrue())
+		Expect(org.Status.ObservedGeneration).To(BeNumerically("<", org.Generation), "a failed generation is not observed")
+		eventuallyCondition(ctx, proj, tenancyv1.ReadyCondition, metav1.ConditionFalse, tenancyv1.DatabaseUnavailableReason)
+
+		dbProxy.Restore()
+		restored = true
+		eventuallyReady(ctx, org)
+		eventuallyReady(ctx, proj)
+
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE uid = $1 AND tier = 'Pro'", string(org.UID))).To(Equal(1))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE uid = $1", string(proj.UID))).To(Equal(1))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE organization_id = $1", org.Status.ID)).To(Equal(1))
+	})
+})

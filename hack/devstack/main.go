@@ -1,0 +1,287 @@
+// Command devstack runs Tenancy on one machine with no cluster: the kube-apiserver and etcd that
+// the tests use, kube-controller-manager (garbage collection and namespace deletion), a local
+// PostgreSQL, the CRDs, the manager, and config/samples. It is what `make dev` runs.
+//
+// State lives in .dev/ (etcd data, kubeconfig, logs, binaries) and is reused by the next run;
+// --clean starts afresh. --once stops everything once the samples are Ready (for smoke tests).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/tenancy-dev/tenancy/internal/testenv"
+)
+
+const devDatabase = "tenancy_dev"
+
+type options struct {
+	state string
+	clean bool
+	once  bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.state, "state", ".dev", "Directory for the stack's state, reused across runs.")
+	flag.BoolVar(&o.clean, "clean", false, "Forget the previous run's cluster state and database, and start afresh.")
+	flag.BoolVar(&o.once, "once", false, "Stop everything as soon as the samples are Ready.")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "make dev:", err)
+		os.Exit(1)
+	}
+}
+
+// stack is what run started, stopped in reverse order.
+type stack struct {
+	stops []func()
+}
+
+func (s *stack) onStop(f func()) { s.stops = append(s.stops, f) }
+
+func (s *stack) stop() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	root := testenv.RepoRoot()
+	state, err := filepath.Abs(filepath.Join(root, o.state))
+	if err != nil {
+		return err
+	}
+	serverURL, err := testenv.ServerURL()
+	if err != nil {
+		return err
+	}
+	if o.clean {
+		say("Starting clean: removing %s and database %s", state, devDatabase)
+		if err := os.RemoveAll(state); err != nil {
+			return err
+		}
+		if err := dropDatabase(ctx, serverURL); err != nil {
+			return err
+		}
+	}
+	logs := filepath.Join(state, "logs")
+	for _, dir := range []string{logs, filepath.Join(state, "bin"), filepath.Join(state, "etcd")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(filepath.Join(state, "env")) // written again once everything is Ready
+
+	var s stack
+	defer s.stop()
+
+	say("Building the manager")
+	managerBin := filepath.Join(state, "bin", "manager")
+	if err := runCmd(ctx, root, nil, "go", "build", "-o", managerBin, "./cmd/manager"); err != nil {
+		return err
+	}
+
+	say("Starting kube-apiserver and etcd")
+	env, err := testenv.NewControlPlane()
+	if err != nil {
+		return err
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd")}
+	if _, err := env.Start(); err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	s.onStop(func() {
+		say("Stopping kube-apiserver and etcd")
+		_ = env.Stop()
+	})
+	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("creating the admin user: %w", err)
+	}
+	kubeconfigBytes, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(state, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
+		return err
+	}
+	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
+	kubeEnv := []string{"KUBECONFIG=" + kubeconfig}
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	say("Starting kube-controller-manager (garbage collector, namespace controller)")
+	if err := startProcess(ctx, &s, logs, "kube-controller-manager", nil,
+		filepath.Join(env.BinaryAssetsDirectory, "kube-controller-manager"),
+		"--kubeconfig="+kubeconfig, "--controllers=garbagecollector,namespace", "--leader-elect=false",
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port)); err != nil {
+		return err
+	}
+
+	databaseURL, err := ensureDatabase(ctx, serverURL)
+	if err != nil {
+		return err
+	}
+	say("Starting the manager (logs: %s)", filepath.Join(logs, "manager.log"))
+	if err := startProcess(ctx, &s, logs, "manager", nil, managerBin,
+		"--kubeconfig="+kubeconfig, "--database-url="+databaseURL,
+		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
+		"--resync-period=1m", "--zap-devel"); err != nil {
+		return err
+	}
+
+	say("Applying config/samples")
+	if err := runCmd(ctx, root, kubeEnv, kubectl, "apply", "-k", "config/samples"); err != nil {
+		return err
+	}
+	say("Waiting for the samples to be Ready")
+	if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
+		"organizations.tenancy.dev", "--all"); err != nil {
+		return err
+	}
+	if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
+		"projects.tenancy.dev", "--all", "--all-namespaces"); err != nil {
+		return err
+	}
+
+	envFile := filepath.Join(state, "env")
+	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\n", kubeconfig, databaseURL)
+	if err := os.WriteFile(envFile, []byte(envLines), 0o600); err != nil {
+		return err
+	}
+	_ = runCmd(ctx, root, kubeEnv, kubectl, "get", "tenancy", "--all-namespaces")
+	fmt.Printf(`
+Tenancy is running.
+  kubeconfig:  %[1]s
+               export KUBECONFIG=%[1]s; %[2]s get tenancy -A
+  database:    psql '%[3]s' -c 'select name, tier from tenancy.organizations'
+  logs:        %[4]s
+  environment: %[5]s (source it from scripts)
+Press Ctrl-C to stop everything.
+`, kubeconfig, kubectl, databaseURL, logs, envFile)
+
+	if o.once {
+		return nil
+	}
+	<-ctx.Done()
+	fmt.Println()
+	return nil
+}
+
+// startProcess runs a long-lived process with its output in logs/<name>.log, stopped with the stack.
+func startProcess(ctx context.Context, s *stack, logs, name string, env []string, bin string, args ...string) error {
+	logFile, err := os.Create(filepath.Join(logs, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	s.onStop(func() {
+		say("Stopping %s", name)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+	})
+	// A process that dies at once (bad flag, port taken) is reported now, not as a hang later.
+	select {
+	case err := <-exited:
+		exited <- err
+		return fmt.Errorf("%s exited at start (%v); see %s", name, err, logFile.Name())
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+func runCmd(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// ensureDatabase creates the dev database unless a previous run did, and returns its URL.
+func ensureDatabase(ctx context.Context, serverURL string) (string, error) {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", devDatabase).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{devDatabase}.Sanitize()); err != nil {
+			return "", fmt.Errorf("creating database %s: %w", devDatabase, err)
+		}
+	}
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + devDatabase
+	return u.String(), nil
+}
+
+func dropDatabase(ctx context.Context, serverURL string) error {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{devDatabase}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("==> "+format+"\n", args...)
+}
