@@ -23,8 +23,7 @@ var _ = Describe("Database outage", Serial, func() {
 			}
 		})
 
-		org.Spec.Tier = tenancyv1.TierPro
-		Expect(k8sClient.Update(ctx, org)).To(Succeed())
+		Expect(patchSpec(ctx, org, func(o *tenancyv1.Organization) { o.Spec.Tier = tenancyv1.TierPro })).To(Succeed())
 		proj := &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "during-outage", Namespace: org.Name}}
 		Expect(k8sClient.Create(ctx, proj)).To(Succeed())
 

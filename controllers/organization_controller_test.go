@@ -46,9 +46,10 @@ var _ = Describe("Organization controller", func() {
 		Expect(k8sClient.Create(ctx, org)).To(Succeed())
 		eventuallyReady(ctx, org)
 
-		org.Spec.Tier = tenancyv1.TierEnterprise
-		org.Spec.DisplayName = "Renamed"
-		Expect(k8sClient.Update(ctx, org)).To(Succeed())
+		Expect(patchSpec(ctx, org, func(o *tenancyv1.Organization) {
+			o.Spec.Tier = tenancyv1.TierEnterprise
+			o.Spec.DisplayName = "Renamed"
+		})).To(Succeed())
 		eventuallyReady(ctx, org)
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE id = $1 AND tier = 'Enterprise' AND display_name = 'Renamed'",
 			org.Status.ID)).To(Equal(1))
@@ -57,8 +58,7 @@ var _ = Describe("Organization controller", func() {
 	It("refuses to change spec.namespace", func(ctx SpecContext) {
 		org := newOrganization(uniqueName("pinned"))
 		Expect(k8sClient.Create(ctx, org)).To(Succeed())
-		org.Spec.Namespace = org.Name + "-moved"
-		err := k8sClient.Update(ctx, org)
+		err := patchSpec(ctx, org, func(o *tenancyv1.Organization) { o.Spec.Namespace = o.Name + "-moved" })
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("spec.namespace is immutable"))
 	})

@@ -40,8 +40,7 @@ var _ = Describe("Project controller", func() {
 			g.Expect(org.Status.Projects).To(Equal(int32(1)))
 		}).WithContext(ctx).Should(Succeed())
 
-		proj.Spec.DisplayName = "Web shop"
-		Expect(k8sClient.Update(ctx, proj)).To(Succeed())
+		Expect(patchSpec(ctx, proj, func(p *tenancyv1.Project) { p.Spec.DisplayName = "Web shop" })).To(Succeed())
 		eventuallyReady(ctx, proj)
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE id = $1 AND display_name = 'Web shop'",
 			proj.Status.ID)).To(Equal(1))

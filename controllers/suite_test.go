@@ -43,6 +43,8 @@ func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
 	SetDefaultEventuallyTimeout(30 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	// A spec's context has no deadline: without this a failing Eventually would wait forever.
+	EnforceDefaultTimeoutsWhenUsingContexts()
 	RunSpecs(t, "Controllers")
 }
 
@@ -137,6 +139,14 @@ func eventuallyCondition(ctx context.Context, obj tenancyv1.Object, condType str
 		found = *c
 	}).WithContext(ctx).Should(Succeed())
 	return found
+}
+
+// patchSpec changes obj as mutate says with a merge patch: no resourceVersion, so the
+// controller's own writes in between cannot make it conflict.
+func patchSpec[T client.Object](ctx context.Context, obj T, mutate func(T)) error {
+	before := obj.DeepCopyObject().(T)
+	mutate(obj)
+	return k8sClient.Patch(ctx, obj, client.MergeFrom(before))
 }
 
 var nameCounter atomic.Int64

@@ -14,6 +14,8 @@ import (
 
 func TestDB(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// A spec's context has no deadline: without this a failing Eventually would wait forever.
+	EnforceDefaultTimeoutsWhenUsingContexts()
 	RunSpecs(t, "Database")
 }
 
