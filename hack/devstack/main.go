@@ -27,17 +27,17 @@ import (
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
-const devDatabase = "tenancy_dev"
-
 type options struct {
-	state string
-	clean bool
-	once  bool
+	state    string
+	database string
+	clean    bool
+	once     bool
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.state, "state", ".dev", "Directory for the stack's state, reused across runs.")
+	flag.StringVar(&o.state, "state", ".dev", "Directory for the stack's state, reused across runs (relative to the repository).")
+	flag.StringVar(&o.database, "database", "tenancy_dev", "Name of the database the stack uses on the local PostgreSQL.")
 	flag.BoolVar(&o.clean, "clean", false, "Forget the previous run's cluster state and database, and start afresh.")
 	flag.BoolVar(&o.once, "once", false, "Stop everything as soon as the samples are Ready.")
 	flag.Parse()
@@ -65,20 +65,20 @@ func (s *stack) stop() {
 
 func run(ctx context.Context, o options) error {
 	root := testenv.RepoRoot()
-	state, err := filepath.Abs(filepath.Join(root, o.state))
-	if err != nil {
-		return err
+	state := o.state
+	if !filepath.IsAbs(state) {
+		state = filepath.Join(root, state)
 	}
 	serverURL, err := testenv.ServerURL()
 	if err != nil {
 		return err
 	}
 	if o.clean {
-		say("Starting clean: removing %s and database %s", state, devDatabase)
+		say("Starting clean: removing %s and database %s", state, o.database)
 		if err := os.RemoveAll(state); err != nil {
 			return err
 		}
-		if err := dropDatabase(ctx, serverURL); err != nil {
+		if err := dropDatabase(ctx, serverURL, o.database); err != nil {
 			return err
 		}
 	}
@@ -139,7 +139,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	databaseURL, err := ensureDatabase(ctx, serverURL)
+	databaseURL, err := ensureDatabase(ctx, serverURL, o.database)
 	if err != nil {
 		return err
 	}
@@ -178,12 +178,12 @@ Tenancy is running.
   database:    psql '%[3]s' -c 'select name, tier from tenancy.organizations'
   logs:        %[4]s
   environment: %[5]s (source it from scripts)
-Press Ctrl-C to stop everything.
 `, kubeconfig, kubectl, databaseURL, logs, envFile)
 
 	if o.once {
 		return nil
 	}
+	fmt.Println("Press Ctrl-C to stop everything.")
 	<-ctx.Done()
 	fmt.Println()
 	return nil
@@ -239,37 +239,37 @@ func runCmd(ctx context.Context, dir string, env []string, name string, args ...
 	return nil
 }
 
-// ensureDatabase creates the dev database unless a previous run did, and returns its URL.
-func ensureDatabase(ctx context.Context, serverURL string) (string, error) {
+// ensureDatabase creates the database unless a previous run did, and returns its URL.
+func ensureDatabase(ctx context.Context, serverURL, name string) (string, error) {
 	conn, err := pgx.Connect(ctx, serverURL)
 	if err != nil {
 		return "", fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", devDatabase).Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
 		return "", err
 	}
 	if !exists {
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{devDatabase}.Sanitize()); err != nil {
-			return "", fmt.Errorf("creating database %s: %w", devDatabase, err)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return "", fmt.Errorf("creating database %s: %w", name, err)
 		}
 	}
 	u, err := url.Parse(serverURL)
 	if err != nil {
 		return "", err
 	}
-	u.Path = "/" + devDatabase
+	u.Path = "/" + name
 	return u.String(), nil
 }
 
-func dropDatabase(ctx context.Context, serverURL string) error {
+func dropDatabase(ctx context.Context, serverURL, name string) error {
 	conn, err := pgx.Connect(ctx, serverURL)
 	if err != nil {
 		return fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{devDatabase}.Sanitize()+" WITH (FORCE)")
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
 }
 

@@ -1,0 +1,163 @@
+// Package e2e runs the system as a user does: `make dev`'s stack, driven with kubectl.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tenancy-dev/tenancy/internal/testenv"
+)
+
+// TestDevStack starts the dev stack, checks that the samples are served and stored, that deleting
+// an organization really deletes its namespace (kube-controller-manager runs), and that an
+// interrupt stops every process it started.
+func TestDevStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	root := testenv.RepoRoot()
+	bin := filepath.Join(t.TempDir(), "devstack")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./hack/devstack")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building devstack: %v\n%s", err, out)
+	}
+
+	state := t.TempDir()
+	database := "tenancy_e2e_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	stack := exec.Command(bin, "--state", state, "--database", database)
+	stack.Dir = root
+	output, err := os.Create(filepath.Join(state, "devstack.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack.Stdout, stack.Stderr = output, output
+	if err := stack.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- stack.Wait() }()
+	t.Cleanup(func() {
+		_ = stack.Process.Kill()
+		dropDatabase(t, database)
+	})
+	dump := func() string { b, _ := os.ReadFile(output.Name()); return string(b) }
+
+	envFile := filepath.Join(state, "env")
+	waitFor(t, ctx, exited, dump, func() bool { _, err := os.Stat(envFile); return err == nil })
+	env := readEnv(t, envFile)
+	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" {
+		t.Fatalf(".dev/env lacks KUBECONFIG or TENANCY_DATABASE_URL: %v", env)
+	}
+	kubectl := func(args ...string) string {
+		t.Helper()
+		assets, err := testenv.BinaryAssets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+env["KUBECONFIG"])
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+
+	if got := kubectl("get", "org", "acme", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"); got != "True" {
+		t.Fatalf("sample organization acme Ready = %q, want True", got)
+	}
+	conn, err := pgx.Connect(ctx, env["TENANCY_DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var projects int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM tenancy.projects p JOIN tenancy.organizations o ON o.id = p.organization_id
+	                              WHERE o.name = 'acme'`).Scan(&projects); err != nil {
+		t.Fatal(err)
+	}
+	if projects != 2 {
+		t.Fatalf("acme has %d project rows, want the 2 samples", projects)
+	}
+
+	kubectl("delete", "org", "acme", "--wait=true", "--timeout=60s")
+	waitFor(t, ctx, exited, dump, func() bool {
+		out := kubectl("get", "namespaces", "-o", "name")
+		return !strings.Contains(out, "namespace/acme\n")
+	})
+
+	if err := stack.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("devstack exited with %v after an interrupt\n%s", err, dump())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("devstack did not stop within 60s of an interrupt\n%s", dump())
+	}
+	if out, _ := exec.Command("pgrep", "-f", state).Output(); len(out) > 0 {
+		t.Fatalf("processes of the stack survived the interrupt: %s", out)
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, exited chan error, dump func() string, done func() bool) {
+	t.Helper()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for !done() {
+		select {
+		case err := <-exited:
+			t.Fatalf("devstack exited early (%v):\n%s", err, dump())
+		case <-ctx.Done():
+			t.Fatalf("timed out:\n%s", dump())
+		case <-tick.C:
+		}
+	}
+}
+
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := map[string]string{}
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func dropDatabase(t *testing.T, name string) {
+	serverURL, err := testenv.ServerURL()
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	conn, err := pgx.Connect(context.Background(), serverURL)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", pgx.Identifier{name}.Sanitize())); err != nil {
+		t.Log(err)
+	}
+}
