@@ -162,4 +162,3 @@ func countRows(ctx context.Context, sql string, args ...any) int {
 	Expect(sqlPool.QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
 	return n
 }
-
