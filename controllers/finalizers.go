@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
-	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
 // addFinalizer makes sure the object cannot go before its rows are removed.
@@ -35,20 +32,4 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
-}
-
-// reportRowChange tells, through an Event, that a row was created, or was put back after someone
-// changed or deleted it by hand (a write while the spec was already observed).
-func reportRowChange(recorder events.EventRecorder, obj tenancyv1.Object, res db.UpsertResult) {
-	status := obj.CommonStatusRef()
-	switch {
-	case !res.Changed:
-	case status.ObservedGeneration == 0:
-		recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RowCreated", "UpsertRow", "Created database row %s", res.ID)
-	case status.ObservedGeneration == obj.GetGeneration():
-		recorder.Eventf(obj, nil, corev1.EventTypeWarning, "DriftRestored", "UpsertRow",
-			"Database row %s was changed or deleted outside the operator and has been restored", res.ID)
-	default:
-		recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RowUpdated", "UpsertRow", "Updated database row %s", res.ID)
-	}
 }

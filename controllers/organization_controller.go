@@ -168,7 +168,7 @@ func (r *OrganizationReconciler) reconcileRow(ctx context.Context, s *organizati
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	reportRowChange(r.Recorder, org, res)
+	reportRowChange(r.Recorder, org, org.Status.ID, res)
 	org.Status.ID = res.ID
 	return ctrl.Result{}, nil
 }
@@ -196,7 +196,6 @@ func (r *OrganizationReconciler) reconcileDelete(ctx context.Context, org *tenan
 		err = r.releaseNamespace(ctx, org)
 	}
 	if err != nil {
-		markDeleting(org)
 		result, err := finishReconcile(org, ctrl.Result{}, err, r.ResyncPeriod)
 		return result, errors.Join(err, patcher.patch(ctx, r.Client, org))
 	}

@@ -101,7 +101,7 @@ func (r *ProjectReconciler) reconcileRow(ctx context.Context, s *projectScope) (
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	reportRowChange(r.Recorder, p, res)
+	reportRowChange(r.Recorder, p, p.Status.ID, res)
 	p.Status.ID = res.ID
 	return ctrl.Result{}, nil
 }
@@ -113,7 +113,6 @@ func (r *ProjectReconciler) reconcileDelete(ctx context.Context, project *tenanc
 	}
 	patcher := newStatusPatcher(project)
 	if err := r.Store.DeleteProject(ctx, string(project.UID), project.Name, actorOf(project, "project")); err != nil {
-		markDeleting(project)
 		result, err := finishReconcile(project, ctrl.Result{}, err, r.ResyncPeriod)
 		return result, errors.Join(err, patcher.patch(ctx, r.Client, project))
 	}

@@ -94,6 +94,13 @@ var _ = Describe("Project controller", func() {
 		eventuallyReady(ctx, adopter)
 		eventuallyReady(ctx, proj)
 		Expect(proj.Status.OrganizationID).To(Equal(adopter.Status.ID))
+		Eventually(func(g Gomega) {
+			var events corev1.EventList
+			g.Expect(k8sClient.List(ctx, &events, client.InNamespace(nsName))).To(Succeed())
+			g.Expect(events.Items).To(ContainElement(HaveField("Reason", "RowCreated")))
+			g.Expect(events.Items).NotTo(ContainElement(HaveField("Reason", "DriftRestored")),
+				"a first row after a stall is no drift")
+		}).WithContext(ctx).Should(Succeed())
 	})
 
 	It("converges when a tenant's namespace, organization and project are applied in one pass", func(ctx SpecContext) {

@@ -9,9 +9,11 @@ import (
 	"math/rand/v2"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -129,12 +131,6 @@ func finishReconcile(obj tenancyv1.Object, result ctrl.Result, err error, resync
 	}
 }
 
-// markDeleting records that the object's cleanup is under way.
-func markDeleting(obj tenancyv1.Object) {
-	setCondition(obj, tenancyv1.ReadyCondition, metav1.ConditionFalse, tenancyv1.DeletingReason, "Removing database rows")
-	setCondition(obj, tenancyv1.ReconcilingCondition, metav1.ConditionTrue, tenancyv1.DeletingReason, "Removing database rows")
-}
-
 func setCondition(obj tenancyv1.Object, condType string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&obj.CommonStatusRef().Conditions, metav1.Condition{
 		Type:               condType,
@@ -187,6 +183,22 @@ func actorOf(obj client.Object, controller string) db.Actor {
 		return db.Actor{Name: who, RequestID: string(obj.GetUID())}
 	}
 	return db.Actor{Name: "system:tenancy:" + controller, RequestID: string(obj.GetUID())}
+}
+
+// reportRowChange tells, through an Event, that a row was created, updated for a new spec, or put
+// back after someone changed or deleted it by hand (a write although the spec was already observed).
+// previousID is the row id the status held before the upsert.
+func reportRowChange(recorder events.EventRecorder, obj tenancyv1.Object, previousID string, res db.UpsertResult) {
+	switch {
+	case !res.Changed:
+	case previousID == "":
+		recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RowCreated", "UpsertRow", "Created database row %s", res.ID)
+	case obj.CommonStatusRef().ObservedGeneration == obj.GetGeneration():
+		recorder.Eventf(obj, nil, corev1.EventTypeWarning, "DriftRestored", "UpsertRow",
+			"Database row %s was changed or deleted outside the operator and has been restored", res.ID)
+	default:
+		recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RowUpdated", "UpsertRow", "Updated database row %s", res.ID)
+	}
 }
 
 // specChanged lets through what a reconciler must act on: creation, deletion, a new generation, or

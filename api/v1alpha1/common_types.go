@@ -74,8 +74,6 @@ const (
 	NamespaceNotBoundReason = "NamespaceNotBound"
 	// OrganizationNotReadyReason: the owning organization has no database row yet.
 	OrganizationNotReadyReason = "OrganizationNotReady"
-	// DeletingReason: the object is being deleted and its rows are being removed.
-	DeletingReason = "Deleting"
 )
 
 // CommonStatus is embedded in every kind's status.
