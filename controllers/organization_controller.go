@@ -240,6 +240,8 @@ func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(namespaceBindingChanged)).
 		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
 			builder.WithPredicates(rowIDChanged)).
+		Watches(&tenancyv1.Membership{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+			builder.WithPredicates(rowIDChanged)).
 		WithOptions(r.Options).
 		Named("organization").
 		Complete(r)

@@ -3,25 +3,37 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
 
 // Store is everything the controllers need from the database.
 type Store interface {
 	OrganizationStore
 	ProjectStore
+	MembershipStore
 }
 
 // Settings are the knobs shared by every controller.
 type Settings struct {
 	// ResyncPeriod is how often a Ready object is reconciled again.
 	ResyncPeriod time.Duration
+	// PublicURL is authd's public address, for invitation links.
+	PublicURL string
+	// InvitationTTL is how long an invitation token is valid.
+	InvitationTTL time.Duration
 	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
 }
@@ -67,5 +79,25 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the project controller: %w", err)
 	}
+	if err := (&MembershipReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Store:         store,
+		Recorder:      mgr.GetEventRecorder("tenancy-membership"),
+		ResyncPeriod:  s.ResyncPeriod,
+		PublicURL:     strings.TrimSuffix(s.PublicURL, "/"),
+		InvitationTTL: s.InvitationTTL,
+		Options:       s.optionsFor(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the membership controller: %w", err)
+	}
 	return nil
+}
+
+// CacheOptions limits the manager's cache of Secrets to those the operator writes: caching every
+// Secret in the cluster would cost memory and would make any Secret readable through the cache.
+func CacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})},
+	}}
 }

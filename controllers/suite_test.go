@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -38,6 +39,9 @@ var (
 
 // resyncPeriod is short so that specs see drift restored.
 const resyncPeriod = 2 * time.Second
+
+// publicURL is where invitation links point in the suite.
+const publicURL = "https://auth.tenancy.test"
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -88,14 +92,17 @@ func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) 
 	Expect(err).NotTo(HaveOccurred())
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(mgr.Add(pg)).To(Succeed())
 	Expect(controllers.SetupWithManager(mgrCtx, mgr, pg, controllers.Settings{
-		ResyncPeriod: resyncPeriod,
-		Options:      controller.Options{MaxConcurrentReconciles: 4},
+		ResyncPeriod:  resyncPeriod,
+		PublicURL:     publicURL,
+		InvitationTTL: 7 * 24 * time.Hour,
+		Options:       controller.Options{MaxConcurrentReconciles: 4},
 	})).To(Succeed())
 
 	done := make(chan struct{})
@@ -124,6 +131,14 @@ func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
 		g.Expect(meta.FindStatusCondition(status.Conditions, tenancyv1.ReconcilingCondition)).To(BeNil())
 		g.Expect(meta.FindStatusCondition(status.Conditions, tenancyv1.StalledCondition)).To(BeNil())
 	}).WithContext(ctx).Should(Succeed())
+}
+
+// eventuallyGone waits until obj no longer exists.
+func eventuallyGone(ctx context.Context, obj client.Object) {
+	GinkgoHelper()
+	Eventually(func() error {
+		return k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	}).WithContext(ctx).Should(MatchError(apierrors.IsNotFound, "IsNotFound"))
 }
 
 // eventuallyCondition waits for obj's condition to have status and reason, and returns it.

@@ -47,6 +47,15 @@ const (
 	// that deleting its Organization deletes it too.
 	CreatedNamespaceAnnotation = "tenancy.dev/created-by-operator"
 
+	// ReinviteAnnotation on a Membership: changing its value issues a fresh invitation.
+	ReinviteAnnotation = "tenancy.dev/reinvite"
+
+	// ManagedByLabel marks the Secrets the operator writes (value ManagedByValue); the manager
+	// caches only those.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of ManagedByLabel on the operator's Secrets.
+	ManagedByValue = "tenancy"
+
 	// LastChangedByAnnotation names the user whose request last created or changed an object.
 	LastChangedByAnnotation = "tenancy.dev/last-changed-by"
 )
@@ -66,6 +75,14 @@ const (
 	ProgressingReason = "Progressing"
 	// DatabaseUnavailableReason: PostgreSQL could not be reached; the controller retries.
 	DatabaseUnavailableReason = "DatabaseUnavailable"
+	// ProjectNotFoundReason: spec.project names no Project in the object's namespace.
+	ProjectNotFoundReason = "ProjectNotFound"
+	// ProjectNotReadyReason: the Project named by spec.project has no database row yet.
+	ProjectNotReadyReason = "ProjectNotReady"
+	// DuplicateMembershipReason: another Membership gives the same user a role in the same scope.
+	DuplicateMembershipReason = "DuplicateMembership"
+	// SecretConflictReason: a Secret of the wanted name exists and the operator did not create it.
+	SecretConflictReason = "SecretConflict"
 	// DatabaseErrorReason: PostgreSQL answered with an error the controller did not expect.
 	DatabaseErrorReason = "DatabaseError"
 	// NamespaceConflictReason: the namespace is already bound to another organization.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -36,6 +37,8 @@ type config struct {
 	leaderElect             bool
 	namespace               string
 	resyncPeriod            time.Duration
+	publicURL               string
+	invitationTTL           time.Duration
 	maxConcurrentReconciles int
 	kubeAPIQPS              float64
 	kubeAPIBurst            int
@@ -55,6 +58,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.namespace, "namespace", "tenancy-system", "The operator's own namespace (leader election lease).")
 	fs.DurationVar(&c.resyncPeriod, "resync-period", 10*time.Minute,
 		"How often every object is reconciled again, restoring rows changed by hand.")
+	fs.StringVar(&c.publicURL, "public-url", "http://localhost:8090",
+		"authd's public URL; invitation links point to its /invite page.")
+	fs.DurationVar(&c.invitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation token is valid.")
 	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "Workers per controller.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 200, "Client-side rate limit towards the Kubernetes API (queries per second).")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps.")
@@ -67,6 +73,10 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return config{}, errors.New("--database-url: required (or set TENANCY_DATABASE_URL)")
 	case c.resyncPeriod < time.Second:
 		return config{}, fmt.Errorf("--resync-period: %s is too short; use at least 1s", c.resyncPeriod)
+	case c.invitationTTL < time.Minute:
+		return config{}, fmt.Errorf("--invitation-ttl: %s is too short; use at least 1m", c.invitationTTL)
+	case !validPublicURL(c.publicURL):
+		return config{}, fmt.Errorf("--public-url: %q is not an absolute http(s) URL", c.publicURL)
 	case c.maxConcurrentReconciles < 1:
 		return config{}, fmt.Errorf("--max-concurrent-reconciles: must be at least 1, got %d", c.maxConcurrentReconciles)
 	case c.kubeAPIQPS <= 0 || c.kubeAPIBurst < 1:
@@ -111,6 +121,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:  cfg.probeAddr,
 		LeaderElection:          cfg.leaderElect,
@@ -132,7 +143,9 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		return err
 	}
 	if err := controllers.SetupWithManager(ctx, mgr, database, controllers.Settings{
-		ResyncPeriod: cfg.resyncPeriod,
+		ResyncPeriod:  cfg.resyncPeriod,
+		PublicURL:     cfg.publicURL,
+		InvitationTTL: cfg.invitationTTL,
 		Options: controller.Options{
 			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
 		},
@@ -148,4 +161,9 @@ func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
 		return clientcmd.BuildConfigFromFlags("", kubeconfig)
 	}
 	return ctrl.GetConfig()
+}
+
+func validPublicURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

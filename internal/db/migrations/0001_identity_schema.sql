@@ -72,12 +72,15 @@ CREATE TABLE tenancy.api_keys (
     prefix          text NOT NULL,
     hash            bytea NOT NULL UNIQUE CHECK (length(hash) = 32), -- SHA-256 of the whole key
     role            tenancy.role NOT NULL CHECK (role <> 'Owner'),
+    rotation        text NOT NULL DEFAULT '',  -- the spec.rotation this key was issued for
     expires_at      timestamptz,
+    superseded_at   timestamptz,                -- a newer key replaced it (it lives out its grace period)
     revoked_at      timestamptz,
     last_used_at    timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX api_keys_uid_idx ON tenancy.api_keys (uid);
+-- One current key per APIKey resource; superseded keys keep working until their expires_at.
+CREATE UNIQUE INDEX api_keys_current_idx ON tenancy.api_keys (uid) WHERE superseded_at IS NULL;
 CREATE INDEX api_keys_organization_idx ON tenancy.api_keys (organization_id);
 
 CREATE TABLE tenancy.refresh_tokens (

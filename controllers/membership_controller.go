@@ -1,0 +1,401 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// MembershipStore is the database side of the Membership controller.
+type MembershipStore interface {
+	UpsertMembership(ctx context.Context, m db.Membership, actor db.Actor) (db.MembershipResult, error)
+	DeleteMembership(ctx context.Context, uid, name string, actor db.Actor) error
+	CheckInvitation(ctx context.Context, membershipID string, tokenHash []byte) (db.InvitationState, time.Time, error)
+	ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor db.Actor) error
+}
+
+// MembershipReconciler keeps each Membership's user and membership rows, and its invitation.
+type MembershipReconciler struct {
+	client.Client
+	// APIReader reads Secrets the cache does not hold (those the operator did not label).
+	APIReader client.Reader
+	Store     MembershipStore
+	Recorder  events.EventRecorder
+	// ResyncPeriod is how often a Ready membership is reconciled again.
+	ResyncPeriod time.Duration
+	// PublicURL is authd's public address; invitation links point to its /invite page.
+	PublicURL string
+	// InvitationTTL is how long an invitation token is valid.
+	InvitationTTL time.Duration
+	// Options tune concurrency and retry backoff.
+	Options controller.Options
+}
+
+type membershipScope struct {
+	membership *tenancyv1.Membership
+	org        *tenancyv1.Organization
+	projectID  string
+}
+
+// Invitation Secret keys.
+const (
+	InviteTokenKey = "token"
+	InviteURLKey   = "url"
+)
+
+// +kubebuilder:rbac:groups=tenancy.dev,resources=memberships,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=memberships/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=memberships/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile brings one Membership's rows and invitation in line with its spec.
+func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	m := &tenancyv1.Membership{}
+	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !m.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, m)
+	}
+	if err := addFinalizer(ctx, r.Client, m); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	patcher := newStatusPatcher(m)
+	defer func() {
+		result, retErr = finishReconcile(m, result, retErr, r.ResyncPeriod)
+		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, m))
+	}()
+	return runPhases(ctx, &membershipScope{membership: m},
+		r.resolveOrganization,
+		r.resolveProject,
+		r.reconcileRow,
+		r.reconcileInvitation,
+	)
+}
+
+func (r *MembershipReconciler) resolveOrganization(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
+	org, err := organizationOfNamespace(ctx, r.Client, s.membership.Namespace)
+	s.org = org
+	return ctrl.Result{}, err
+}
+
+func (r *MembershipReconciler) resolveProject(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
+	id, err := projectID(ctx, r.Client, s.membership.Namespace, s.membership.Spec.Project)
+	s.projectID = id
+	return ctrl.Result{}, err
+}
+
+// reconcileRow upserts the user and membership rows.
+func (r *MembershipReconciler) reconcileRow(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
+	m := s.membership
+	row := db.Membership{
+		ID:             m.Status.ID,
+		UID:            string(m.UID),
+		Name:           m.Name,
+		OrganizationID: s.org.Status.ID,
+		ProjectID:      s.projectID,
+		Email:          m.Spec.User,
+		Role:           string(roleOrDefault(m.Spec.Role)),
+	}
+	actor := actorOf(m, "membership")
+	res, err := r.Store.UpsertMembership(ctx, row, actor)
+	if dup := (*db.DuplicateMembershipError)(nil); errors.As(err, &dup) {
+		holder, lookupErr := r.membershipWithUID(ctx, m.Namespace, dup.UID)
+		if lookupErr != nil {
+			return ctrl.Result{}, lookupErr
+		}
+		if holder != "" {
+			return ctrl.Result{}, stalled(tenancyv1.DuplicateMembershipReason,
+				"%s already has a membership in this scope: Membership %s", db.NormalizeEmail(m.Spec.User), holder)
+		}
+		// The row belongs to a Membership that no longer exists: its cleanup never ran.
+		if err := r.Store.DeleteMembership(ctx, dup.UID, "orphan", actor); err != nil {
+			return ctrl.Result{}, err
+		}
+		res, err = r.Store.UpsertMembership(ctx, row, actor)
+	}
+	if db.IsForeignKeyViolation(err) {
+		return ctrl.Result{}, waiting(tenancyv1.OrganizationNotReadyReason,
+			"The organization or project row of this membership is missing; waiting for it to be restored")
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	reportRowChange(r.Recorder, m, m.Status.ID, db.UpsertResult{ID: res.ID, Changed: res.Changed})
+	m.Status.ID = res.ID
+	m.Status.UserID = res.UserID
+	m.Status.State = tenancyv1.MembershipState(res.State)
+	return ctrl.Result{}, nil
+}
+
+func (r *MembershipReconciler) membershipWithUID(ctx context.Context, namespace, uid string) (string, error) {
+	var list tenancyv1.MembershipList
+	if err := r.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return "", fmt.Errorf("listing memberships: %w", err)
+	}
+	i := slices.IndexFunc(list.Items, func(m tenancyv1.Membership) bool { return string(m.UID) == uid })
+	if i < 0 {
+		return "", nil
+	}
+	return list.Items[i].Name, nil
+}
+
+// reconcileInvitation keeps a valid invitation in the Secret <membership>-invite while the
+// membership is Invited, and removes it once the membership is Active.
+func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
+	m := s.membership
+	name := m.Name + "-invite"
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, secret)
+	found := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("getting secret %s: %w", name, err)
+	}
+
+	if m.Status.State == tenancyv1.MembershipActive {
+		m.Status.InviteSecretName = ""
+		if found && metav1.IsControlledBy(secret, m) {
+			if err := r.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("deleting the accepted invitation %s: %w", name, err)
+			}
+		}
+		return ctrl.Result{}, nil
+	}
+
+	if found && !metav1.IsControlledBy(secret, m) {
+		return ctrl.Result{}, secretConflict(name)
+	}
+	wantURLPrefix := r.invitationURL("")
+	reinvite := m.Annotations[tenancyv1.ReinviteAnnotation]
+	if found && secret.Annotations[tenancyv1.ReinviteAnnotation] == reinvite &&
+		bytes.HasPrefix(secret.Data[InviteURLKey], []byte(wantURLPrefix)) {
+		state, expires, err := r.Store.CheckInvitation(ctx, m.Status.ID, hashToken(secret.Data[InviteTokenKey]))
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		switch state {
+		case db.InvitationValid:
+			m.Status.InviteSecretName = name
+			return ctrl.Result{}, nil
+		case db.InvitationExpired:
+			m.Status.InviteSecretName = name
+			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "InvitationExpired", "CheckInvitation",
+				"The invitation expired at %s; change the annotation %s to send a new one",
+				expires.UTC().Format(time.RFC3339), tenancyv1.ReinviteAnnotation)
+			return ctrl.Result{}, nil
+		}
+	}
+	return ctrl.Result{}, r.issueInvitation(ctx, s, secret, found)
+}
+
+func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershipScope, secret *corev1.Secret, exists bool) error {
+	m := s.membership
+	token, err := newInvitationToken()
+	if err != nil {
+		return err
+	}
+	expires := time.Now().Add(r.InvitationTTL).Truncate(time.Second)
+	if err := r.Store.ReplaceInvitation(ctx, m.Status.ID, s.org.Status.ID, hashToken([]byte(token)), expires, actorOf(m, "membership")); err != nil {
+		return err
+	}
+
+	before := secret.DeepCopy()
+	secret.Name, secret.Namespace = m.Name+"-invite", m.Namespace
+	secret.Type = corev1.SecretTypeOpaque
+	secret.Labels = mergeMaps(secret.Labels, map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})
+	secret.Annotations = mergeMaps(secret.Annotations, map[string]string{
+		tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
+		"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
+	})
+	secret.Data = map[string][]byte{
+		InviteTokenKey: []byte(token),
+		InviteURLKey:   []byte(r.invitationURL(token)),
+	}
+	if err := controllerutil.SetControllerReference(m, secret, r.Scheme()); err != nil {
+		return err
+	}
+	if exists {
+		err = r.Patch(ctx, secret, client.MergeFrom(before))
+	} else {
+		err = r.Create(ctx, secret)
+		if apierrors.IsAlreadyExists(err) {
+			return r.explainExistingSecret(ctx, m.Namespace, secret.Name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing the invitation secret %s: %w", secret.Name, err)
+	}
+	m.Status.InviteSecretName = secret.Name
+	r.Recorder.Eventf(m, secret, corev1.EventTypeNormal, "InvitationIssued", "IssueInvitation",
+		"Issued an invitation valid until %s in Secret %s", expires.UTC().Format(time.RFC3339), secret.Name)
+	return nil
+}
+
+// explainExistingSecret tells apart a Secret the cache has not seen yet (ours: retry) from one
+// the operator never created (Stalled).
+func (r *MembershipReconciler) explainExistingSecret(ctx context.Context, namespace, name string) error {
+	existing := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, existing); err != nil {
+		return fmt.Errorf("getting secret %s: %w", name, err)
+	}
+	if existing.Labels[tenancyv1.ManagedByLabel] == tenancyv1.ManagedByValue {
+		return fmt.Errorf("secret %s is not in the cache yet", name)
+	}
+	return secretConflict(name)
+}
+
+func secretConflict(name string) error {
+	return stalled(tenancyv1.SecretConflictReason,
+		"Secret %s exists and was not created for this object; delete or rename it, the operator never overwrites it", name)
+}
+
+func (r *MembershipReconciler) invitationURL(token string) string {
+	return r.PublicURL + "/invite?token=" + url.QueryEscape(token)
+}
+
+// reconcileDelete removes the membership's rows (and the user's refresh tokens for the
+// organization when it was their last membership there), its invitation Secret and the finalizer.
+func (r *MembershipReconciler) reconcileDelete(ctx context.Context, m *tenancyv1.Membership) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(m, tenancyv1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	patcher := newStatusPatcher(m)
+	err := r.Store.DeleteMembership(ctx, string(m.UID), m.Name, actorOf(m, "membership"))
+	if err == nil {
+		err = deleteOwnedSecret(ctx, r.Client, m, m.Name+"-invite")
+	}
+	if err != nil {
+		result, err := finishReconcile(m, ctrl.Result{}, err, r.ResyncPeriod)
+		return result, errors.Join(err, patcher.patch(ctx, r.Client, m))
+	}
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, m)
+}
+
+// SetupWithManager registers the controller; SetupIndexes must have run.
+func (r *MembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&tenancyv1.Membership{}, builder.WithPredicates(specChanged)).
+		Owns(&corev1.Secret{}).
+		Watches(&tenancyv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfOrganization),
+			builder.WithPredicates(organizationBindingChanged)).
+		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfProject),
+			builder.WithPredicates(rowIDChanged)).
+		WithOptions(r.Options).
+		Named("membership").
+		Complete(r)
+}
+
+func (r *MembershipReconciler) membershipsOfOrganization(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.memberships(ctx, obj.(*tenancyv1.Organization).NamespaceName(), "")
+}
+
+func (r *MembershipReconciler) membershipsOfProject(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.memberships(ctx, obj.GetNamespace(), obj.GetName())
+}
+
+// memberships lists the memberships of a namespace, only those scoped to project when it is set.
+func (r *MembershipReconciler) memberships(ctx context.Context, namespace, project string) []reconcile.Request {
+	var list tenancyv1.MembershipList
+	if err := r.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing memberships", "namespace", namespace)
+		return nil
+	}
+	var requests []reconcile.Request
+	for _, m := range list.Items {
+		if project == "" || m.Spec.Project == project {
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)})
+		}
+	}
+	return requests
+}
+
+// projectID resolves spec.project (empty: organization-wide) to the Project's row id.
+func projectID(ctx context.Context, c client.Client, namespace, project string) (string, error) {
+	if project == "" {
+		return "", nil
+	}
+	p := &tenancyv1.Project{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: project}, p)
+	if apierrors.IsNotFound(err) {
+		return "", stalled(tenancyv1.ProjectNotFoundReason, "spec.project: Project %s does not exist in namespace %s", project, namespace)
+	}
+	if err != nil {
+		return "", fmt.Errorf("getting project %s: %w", project, err)
+	}
+	if p.Status.ID == "" || !p.DeletionTimestamp.IsZero() {
+		return "", waiting(tenancyv1.ProjectNotReadyReason, "Project %s has no database row", project)
+	}
+	return p.Status.ID, nil
+}
+
+// deleteOwnedSecret deletes the named Secret if owner controls it.
+func deleteOwnedSecret(ctx context.Context, c client.Client, owner client.Object, name string) error {
+	secret := &corev1.Secret{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: owner.GetNamespace(), Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting secret %s: %w", name, err)
+	}
+	if !metav1.IsControlledBy(secret, owner) {
+		return nil
+	}
+	if err := c.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting secret %s: %w", name, err)
+	}
+	return nil
+}
+
+func roleOrDefault(r tenancyv1.Role) tenancyv1.Role {
+	if r == "" {
+		return tenancyv1.RoleMember
+	}
+	return r
+}
+
+// newInvitationToken returns 256 random bits, base64url-encoded.
+func newInvitationToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating an invitation token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// hashToken is how invitation tokens are stored: SHA-256 of the token string.
+func hashToken(token []byte) []byte {
+	sum := sha256.Sum256(token)
+	return sum[:]
+}
+
+func mergeMaps(base, extra map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(extra))
+	maps.Copy(out, base)
+	maps.Copy(out, extra)
+	return out
+}

@@ -1,0 +1,213 @@
+package controllers_test
+
+import (
+	"crypto/sha256"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+var _ = Describe("Membership controller", func() {
+	var (
+		org  *tenancyv1.Organization
+		proj *tenancyv1.Project
+	)
+
+	BeforeEach(func(ctx SpecContext) {
+		org = &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: uniqueName("memorg")}}
+		Expect(k8sClient.Create(ctx, org)).To(Succeed())
+		eventuallyReady(ctx, org)
+		proj = &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: org.Name}}
+		Expect(k8sClient.Create(ctx, proj)).To(Succeed())
+		eventuallyReady(ctx, proj)
+	})
+
+	newMembership := func(name, user string, role tenancyv1.Role, project string) *tenancyv1.Membership {
+		return &tenancyv1.Membership{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: org.Name},
+			Spec:       tenancyv1.MembershipSpec{User: user, Role: role, Project: project},
+		}
+	}
+	inviteSecret := func(ctx SpecContext, m *tenancyv1.Membership) *corev1.Secret {
+		GinkgoHelper()
+		secret := &corev1.Secret{}
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name + "-invite"}, secret)
+		}).WithContext(ctx).Should(Succeed())
+		return secret
+	}
+	sha := func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+	It("invites a new user with a hashed single-use token and counts the member", func(ctx SpecContext) {
+		m := newMembership("alice", "  Alice@Example.COM ", tenancyv1.RoleAdmin, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		Expect(m.Status.State).To(Equal(tenancyv1.MembershipInvited))
+		Expect(m.Status.InviteSecretName).To(Equal("alice-invite"))
+		Expect(m.Status.UserID).NotTo(BeEmpty())
+		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
+		                       WHERE m.id = $1 AND m.uid = $2 AND u.email = 'alice@example.com' AND u.id = $3
+		                         AND m.role = 'Admin' AND m.state = 'Invited' AND m.project_id IS NULL AND m.organization_id = $4`,
+			m.Status.ID, string(m.UID), m.Status.UserID, org.Status.ID)).To(Equal(1))
+
+		secret := inviteSecret(ctx, m)
+		token := secret.Data["token"]
+		Expect(len(token)).To(BeNumerically(">=", 43), "256 bits, base64url")
+		Expect(string(secret.Data["url"])).To(Equal(publicURL + "/invite?token=" + string(token)))
+		Expect(metav1.IsControlledBy(secret, m)).To(BeTrue())
+		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.invitations
+		                       WHERE membership_id = $1 AND hash = $2 AND used_at IS NULL
+		                         AND expires_at BETWEEN now() + interval '6 days 23 hours' AND now() + interval '7 days 1 minute'`,
+			m.Status.ID, sha(token))).To(Equal(1))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations i WHERE strpos(i::text, $1) > 0", string(token))).To(Equal(0),
+			"the token itself is never stored")
+
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+			g.Expect(org.Status.Members).To(Equal(int32(1)))
+		}).WithContext(ctx).Should(Succeed())
+	})
+
+	It("scopes a membership to a project and follows role changes", func(ctx SpecContext) {
+		m := newMembership("bob-web", "bob@example.com", tenancyv1.RoleViewer, proj.Name)
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.memberships WHERE id = $1 AND project_id = $2 AND role = 'Viewer'",
+			m.Status.ID, proj.Status.ID)).To(Equal(1))
+
+		orgWide := newMembership("bob", "bob@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, orgWide)).To(Succeed())
+		eventuallyReady(ctx, orgWide)
+		Expect(orgWide.Status.UserID).To(Equal(m.Status.UserID), "one user row per email")
+
+		Expect(patchSpec(ctx, m, func(m *tenancyv1.Membership) { m.Spec.Role = tenancyv1.RoleAdmin })).To(Succeed())
+		eventuallyReady(ctx, m)
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.memberships WHERE id = $1 AND role = 'Admin'", m.Status.ID)).To(Equal(1))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'membership.updated' AND target = 'membership/bob-web'")).
+			To(Equal(1))
+	})
+
+	It("stalls a second membership of the same user in the same scope, naming the first", func(ctx SpecContext) {
+		first := newMembership("carol", "carol@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, first)).To(Succeed())
+		eventuallyReady(ctx, first)
+		second := newMembership("carol-again", "CAROL@example.com", tenancyv1.RoleAdmin, "")
+		Expect(k8sClient.Create(ctx, second)).To(Succeed())
+		cond := eventuallyCondition(ctx, second, tenancyv1.StalledCondition, metav1.ConditionTrue, tenancyv1.DuplicateMembershipReason)
+		Expect(cond.Message).To(ContainSubstring("carol@example.com already has a membership in this scope: Membership carol"))
+	})
+
+	It("makes a user who already has a password Active at once, without an invitation", func(ctx SpecContext) {
+		_, err := sqlPool.Exec(ctx, "INSERT INTO tenancy.users (email, password_hash) VALUES ('dave@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA')")
+		Expect(err).NotTo(HaveOccurred())
+		m := newMembership("dave", "dave@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		Expect(m.Status.State).To(Equal(tenancyv1.MembershipActive))
+		Expect(m.Status.InviteSecretName).To(BeEmpty())
+		err = k8sClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: "dave-invite"}, &corev1.Secret{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("shows an accepted invitation as Active and removes its Secret", func(ctx SpecContext) {
+		m := newMembership("erin", "erin@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		inviteSecret(ctx, m)
+
+		// What authd's /auth/invitations/accept does to the rows.
+		_, err := sqlPool.Exec(ctx, "UPDATE tenancy.memberships SET state = 'Active' WHERE id = $1", m.Status.ID)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+			g.Expect(m.Status.State).To(Equal(tenancyv1.MembershipActive))
+			g.Expect(m.Status.InviteSecretName).To(BeEmpty())
+			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: "erin-invite"}, &corev1.Secret{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
+		}).WithContext(ctx).Should(Succeed())
+	})
+
+	It("issues a fresh invitation on the reinvite annotation and when the Secret is deleted", func(ctx SpecContext) {
+		m := newMembership("frank", "frank@example.com", tenancyv1.RoleViewer, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		first := inviteSecret(ctx, m).Data["token"]
+
+		Expect(patchSpec(ctx, m, func(m *tenancyv1.Membership) {
+			m.Annotations = map[string]string{tenancyv1.ReinviteAnnotation: "1"}
+		})).To(Succeed())
+		var second []byte
+		Eventually(func(g Gomega) {
+			second = inviteSecret(ctx, m).Data["token"]
+			g.Expect(second).NotTo(Equal(first))
+		}).WithContext(ctx).Should(Succeed())
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1", m.Status.ID)).To(Equal(1),
+			"the old invitation is void")
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha(second))).To(Equal(1))
+
+		Expect(k8sClient.Delete(ctx, inviteSecret(ctx, m))).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(inviteSecret(ctx, m).Data["token"]).NotTo(Equal(second))
+		}).WithContext(ctx).Should(Succeed())
+	})
+
+	It("never overwrites a Secret it did not create", func(ctx SpecContext) {
+		foreign := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "grace-invite", Namespace: org.Name},
+			StringData: map[string]string{"token": "somebody else's"},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		m := newMembership("grace", "grace@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		cond := eventuallyCondition(ctx, m, tenancyv1.StalledCondition, metav1.ConditionTrue, tenancyv1.SecretConflictReason)
+		Expect(cond.Message).To(ContainSubstring("Secret grace-invite exists and was not created for this object"))
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+		Expect(string(foreign.Data["token"])).To(Equal("somebody else's"))
+	})
+
+	It("deletes the row, the invitation and the user's sessions in the organization with the last membership", func(ctx SpecContext) {
+		web := newMembership("henry-web", "henry@example.com", tenancyv1.RoleMember, proj.Name)
+		all := newMembership("henry", "henry@example.com", tenancyv1.RoleViewer, "")
+		Expect(k8sClient.Create(ctx, web)).To(Succeed())
+		Expect(k8sClient.Create(ctx, all)).To(Succeed())
+		eventuallyReady(ctx, web)
+		eventuallyReady(ctx, all)
+		_, err := sqlPool.Exec(ctx, `INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, expires_at, family_expires_at)
+		                             VALUES (sha256('henry-session'::bytea), gen_random_uuid(), $1, $2, now() + interval '1 day', now() + interval '30 days')`,
+			all.Status.UserID, org.Status.ID)
+		Expect(err).NotTo(HaveOccurred())
+		liveSessions := func() int {
+			return countRows(ctx, "SELECT count(*) FROM tenancy.refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL", all.Status.UserID)
+		}
+
+		Expect(k8sClient.Delete(ctx, web)).To(Succeed())
+		eventuallyGone(ctx, web)
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.memberships WHERE uid = $1", string(web.UID))).To(Equal(0))
+		Expect(liveSessions()).To(Equal(1), "another membership in the organization remains")
+
+		Expect(k8sClient.Delete(ctx, all)).To(Succeed())
+		eventuallyGone(ctx, all)
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.memberships WHERE uid = $1", string(all.UID))).To(Equal(0))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1", all.Status.ID)).To(Equal(0))
+		Expect(liveSessions()).To(Equal(0), "no session outlives the last membership")
+		err = k8sClient.Get(ctx, client.ObjectKey{Namespace: org.Name, Name: "henry-invite"}, &corev1.Secret{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'membership.deleted' AND target = 'membership/henry'")).
+			To(Equal(1))
+	})
+
+	It("stalls on a project that does not exist, and recovers when it appears", func(ctx SpecContext) {
+		m := newMembership("ivy", "ivy@example.com", tenancyv1.RoleMember, "later")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		cond := eventuallyCondition(ctx, m, tenancyv1.StalledCondition, metav1.ConditionTrue, tenancyv1.ProjectNotFoundReason)
+		Expect(cond.Message).To(HavePrefix("spec.project: Project later does not exist"))
+		Expect(k8sClient.Create(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: org.Name}})).To(Succeed())
+		eventuallyReady(ctx, m)
+	})
+})

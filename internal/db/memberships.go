@@ -1,0 +1,209 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Membership is the row a Membership custom resource produces.
+type Membership struct {
+	// ID is the row id; when set on upsert, a row deleted by hand comes back with the same id.
+	ID             string
+	UID            string
+	Name           string
+	OrganizationID string
+	ProjectID      string // empty: the whole organization
+	Email          string
+	Role           string
+}
+
+// MembershipResult is what UpsertMembership found or wrote.
+type MembershipResult struct {
+	ID      string
+	UserID  string
+	State   string // Invited or Active
+	Changed bool
+}
+
+// DuplicateMembershipError says that another row already gives this user a role in this scope.
+type DuplicateMembershipError struct {
+	// UID is the metadata.uid recorded by the other row.
+	UID string
+}
+
+func (e *DuplicateMembershipError) Error() string {
+	return fmt.Sprintf("the user already has a membership in this scope (recorded for object %s)", e.UID)
+}
+
+// NormalizeEmail trims and lower-cases an email address, as users.email stores it.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+const upsertUserSQL = `
+WITH inserted AS (
+    INSERT INTO tenancy.users (email) VALUES ($1)
+    ON CONFLICT (email) DO NOTHING
+    RETURNING id, false AS has_password
+)
+SELECT id, has_password FROM inserted
+UNION ALL
+SELECT id, password_hash IS NOT NULL FROM tenancy.users WHERE email = $1
+LIMIT 1`
+
+const upsertMembershipSQL = `
+WITH upsert AS (
+    INSERT INTO tenancy.memberships AS m (id, uid, organization_id, project_id, user_id, role, state)
+    VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6,
+            CASE WHEN $7::boolean THEN 'Active' ELSE 'Invited' END::tenancy.membership_state)
+    ON CONFLICT (uid) DO UPDATE
+        SET organization_id = excluded.organization_id, project_id = excluded.project_id,
+            user_id = excluded.user_id, role = excluded.role, updated_at = now()
+        WHERE (m.organization_id, m.project_id, m.user_id, m.role)
+              IS DISTINCT FROM (excluded.organization_id, excluded.project_id, excluded.user_id, excluded.role)
+    RETURNING m.id, m.state, (m.xmax = 0) AS inserted
+), audit AS (
+    INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
+    SELECT $8, CASE WHEN inserted THEN 'membership.created' ELSE 'membership.updated' END,
+           'membership/' || $10::text, $3, $9,
+           jsonb_build_object('user', $11::text, 'role', $6::text, 'projectID', $4::text)
+    FROM upsert
+)
+SELECT id, state::text, true FROM upsert
+UNION ALL
+SELECT id, state::text, false FROM tenancy.memberships WHERE uid = $2
+LIMIT 1`
+
+// UpsertMembership makes sure the user row exists (by normalized email) and upserts the
+// membership row keyed by the resource's uid. A new membership is Active when the user already has
+// a password, Invited otherwise; later only the invitation's acceptance changes the state. When
+// another row gives the user a role in the same scope, it returns *DuplicateMembershipError.
+func (p *Postgres) UpsertMembership(ctx context.Context, m Membership, actor Actor) (MembershipResult, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return MembershipResult{}, err
+	}
+	email := NormalizeEmail(m.Email)
+	var r MembershipResult
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var hasPassword bool
+		// A concurrent insert of the same email makes DO NOTHING return no row under our snapshot;
+		// the next statement sees the committed row.
+		for attempt := 0; ; attempt++ {
+			err := tx.QueryRow(ctx, upsertUserSQL, email).Scan(&r.UserID, &hasPassword)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, pgx.ErrNoRows) || attempt == 2 {
+				return fmt.Errorf("upserting user: %w", err)
+			}
+		}
+		return tx.QueryRow(ctx, upsertMembershipSQL,
+			nullUUID(m.ID), m.UID, m.OrganizationID, nullUUID(m.ProjectID), r.UserID, m.Role, hasPassword,
+			actor.Name, actor.RequestID, m.Name, email,
+		).Scan(&r.ID, &r.State, &r.Changed)
+	})
+	if isUniqueViolationOn(err, "memberships_organization_id_project_id_user_id_key") {
+		var other string
+		lookupErr := p.pool.QueryRow(ctx, `
+			SELECT m.uid FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
+			WHERE m.organization_id = $1 AND m.project_id IS NOT DISTINCT FROM $2 AND u.email = $3`,
+			m.OrganizationID, nullUUID(m.ProjectID), email).Scan(&other)
+		if lookupErr != nil {
+			return MembershipResult{}, fmt.Errorf("finding the membership that holds this scope: %w", lookupErr)
+		}
+		return MembershipResult{}, &DuplicateMembershipError{UID: other}
+	}
+	if err != nil {
+		return MembershipResult{}, fmt.Errorf("upserting membership %s: %w", m.Name, err)
+	}
+	return r, nil
+}
+
+// DeleteMembership removes the membership row (its invitations go with it). When it was the
+// user's last membership in the organization, the user's refresh tokens for that organization are
+// revoked too, so no session outlives the removal. It is idempotent.
+func (p *Postgres) DeleteMembership(ctx context.Context, uid, name string, actor Actor) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var orgID, userID string
+		err := tx.QueryRow(ctx, "DELETE FROM tenancy.memberships WHERE uid = $1 RETURNING organization_id, user_id", uid).
+			Scan(&orgID, &userID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE tenancy.refresh_tokens SET revoked_at = now()
+			WHERE user_id = $1 AND organization_id = $2 AND revoked_at IS NULL
+			  AND NOT EXISTS (SELECT 1 FROM tenancy.memberships WHERE user_id = $1 AND organization_id = $2)`,
+			userID, orgID)
+		if err != nil {
+			return fmt.Errorf("revoking refresh tokens: %w", err)
+		}
+		return insertAudit(ctx, tx, actor, "membership.deleted", "membership/"+name, orgID,
+			map[string]any{"userID": userID, "refreshTokensRevoked": tag.RowsAffected()})
+	})
+	if err != nil {
+		return fmt.Errorf("deleting membership %s: %w", name, err)
+	}
+	return nil
+}
+
+// InvitationState is what the database says about an invitation token.
+type InvitationState int
+
+// The invitation states.
+const (
+	InvitationUnknown InvitationState = iota // no such token for this membership, or already used
+	InvitationValid
+	InvitationExpired
+)
+
+// CheckInvitation looks up the invitation with tokenHash for the membership.
+func (p *Postgres) CheckInvitation(ctx context.Context, membershipID string, tokenHash []byte) (InvitationState, time.Time, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return InvitationUnknown, time.Time{}, err
+	}
+	var expires time.Time
+	err := p.pool.QueryRow(ctx, `
+		SELECT expires_at FROM tenancy.invitations
+		WHERE membership_id = $1 AND hash = $2 AND used_at IS NULL`, membershipID, tokenHash).Scan(&expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return InvitationUnknown, time.Time{}, nil
+	case err != nil:
+		return InvitationUnknown, time.Time{}, fmt.Errorf("checking the invitation: %w", err)
+	case !expires.After(time.Now()):
+		return InvitationExpired, expires, nil
+	}
+	return InvitationValid, expires, nil
+}
+
+// ReplaceInvitation voids the membership's unused invitations and records a new one.
+func (p *Postgres) ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor Actor) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM tenancy.invitations WHERE membership_id = $1 AND used_at IS NULL", membershipID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO tenancy.invitations (hash, membership_id, expires_at) VALUES ($1, $2, $3)",
+			tokenHash, membershipID, expires); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, actor, "invitation.issued", "membership/"+membershipID, orgID,
+			map[string]any{"expiresAt": expires.UTC().Format(time.RFC3339)})
+	})
+	if err != nil {
+		return fmt.Errorf("recording the invitation: %w", err)
+	}
+	return nil
+}
