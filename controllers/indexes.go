@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -53,6 +54,41 @@ func requestsForOrganizationsNaming(c client.Reader) func(ctx context.Context, o
 		requests := make([]reconcile.Request, 0, len(orgs))
 		for _, org := range orgs {
 			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&org)})
+		}
+		return requests
+	}
+}
+
+// projectScoped is a namespaced kind with an optional spec.project.
+type projectScoped interface {
+	client.Object
+	ProjectName() string
+}
+
+// requestsForScopedObjects maps an Organization to every object of the list's kind in its
+// namespace, and a Project to those scoped to it.
+func requestsForScopedObjects(c client.Reader, newList func() client.ObjectList) func(ctx context.Context, obj client.Object) []reconcile.Request {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		namespace, project := obj.GetNamespace(), obj.GetName()
+		if org, ok := obj.(*tenancyv1.Organization); ok {
+			namespace, project = org.NamespaceName(), ""
+		}
+		list := newList()
+		if err := c.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing objects to wake", "namespace", namespace)
+			return nil
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Reading listed objects", "namespace", namespace)
+			return nil
+		}
+		var requests []reconcile.Request
+		for _, item := range items {
+			o := item.(projectScoped)
+			if project == "" || o.ProjectName() == project {
+				requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+			}
 		}
 		return requests
 	}

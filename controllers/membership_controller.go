@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
@@ -169,11 +168,9 @@ func (r *MembershipReconciler) membershipWithUID(ctx context.Context, namespace,
 func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
 	m := s.membership
 	name := m.Name + "-invite"
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, secret)
-	found := err == nil
-	if err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("getting secret %s: %w", name, err)
+	secret, found, err := getSecret(ctx, r.Client, r.APIReader, m.Namespace, name)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 
 	if m.Status.State == tenancyv1.MembershipActive {
@@ -243,7 +240,7 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 	} else {
 		err = r.Create(ctx, secret)
 		if apierrors.IsAlreadyExists(err) {
-			return r.explainExistingSecret(ctx, m.Namespace, secret.Name)
+			return explainExistingSecret(ctx, r.APIReader, m.Namespace, secret.Name)
 		}
 	}
 	if err != nil {
@@ -255,11 +252,30 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 	return nil
 }
 
+// getSecret reads a Secret from the cache, which holds only the Secrets the operator labelled,
+// and falls back to the API server so that a Secret somebody else made is seen before anything is
+// written for a new one.
+func getSecret(ctx context.Context, c client.Reader, apiReader client.Reader, namespace, name string) (*corev1.Secret, bool, error) {
+	secret := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: namespace, Name: name}
+	err := c.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		err = apiReader.Get(ctx, key, secret)
+	}
+	if apierrors.IsNotFound(err) {
+		return &corev1.Secret{}, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("getting secret %s: %w", name, err)
+	}
+	return secret, true, nil
+}
+
 // explainExistingSecret tells apart a Secret the cache has not seen yet (ours: retry) from one
 // the operator never created (Stalled).
-func (r *MembershipReconciler) explainExistingSecret(ctx context.Context, namespace, name string) error {
+func explainExistingSecret(ctx context.Context, apiReader client.Reader, namespace, name string) error {
 	existing := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, existing); err != nil {
+	if err := apiReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, existing); err != nil {
 		return fmt.Errorf("getting secret %s: %w", name, err)
 	}
 	if existing.Labels[tenancyv1.ManagedByLabel] == tenancyv1.ManagedByValue {
@@ -297,40 +313,17 @@ func (r *MembershipReconciler) reconcileDelete(ctx context.Context, m *tenancyv1
 
 // SetupWithManager registers the controller; SetupIndexes must have run.
 func (r *MembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	wakeMemberships := requestsForScopedObjects(r.Client, func() client.ObjectList { return &tenancyv1.MembershipList{} })
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tenancyv1.Membership{}, builder.WithPredicates(specChanged)).
 		Owns(&corev1.Secret{}).
-		Watches(&tenancyv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfOrganization),
+		Watches(&tenancyv1.Organization{}, handler.EnqueueRequestsFromMapFunc(wakeMemberships),
 			builder.WithPredicates(organizationBindingChanged)).
-		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfProject),
+		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(wakeMemberships),
 			builder.WithPredicates(rowIDChanged)).
 		WithOptions(r.Options).
 		Named("membership").
 		Complete(r)
-}
-
-func (r *MembershipReconciler) membershipsOfOrganization(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.memberships(ctx, obj.(*tenancyv1.Organization).NamespaceName(), "")
-}
-
-func (r *MembershipReconciler) membershipsOfProject(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.memberships(ctx, obj.GetNamespace(), obj.GetName())
-}
-
-// memberships lists the memberships of a namespace, only those scoped to project when it is set.
-func (r *MembershipReconciler) memberships(ctx context.Context, namespace, project string) []reconcile.Request {
-	var list tenancyv1.MembershipList
-	if err := r.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing memberships", "namespace", namespace)
-		return nil
-	}
-	var requests []reconcile.Request
-	for _, m := range list.Items {
-		if project == "" || m.Spec.Project == project {
-			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)})
-		}
-	}
-	return requests
 }
 
 // projectID resolves spec.project (empty: organization-wide) to the Project's row id.

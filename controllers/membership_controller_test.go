@@ -169,6 +169,8 @@ var _ = Describe("Membership controller", func() {
 		Expect(cond.Message).To(ContainSubstring("Secret grace-invite exists and was not created for this object"))
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
 		Expect(string(foreign.Data["token"])).To(Equal("somebody else's"))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1", m.Status.ID)).To(Equal(0),
+			"no invitation is recorded that nobody could receive")
 	})
 
 	It("deletes the row, the invitation and the user's sessions in the organization with the last membership", func(ctx SpecContext) {

@@ -24,6 +24,7 @@ type Store interface {
 	OrganizationStore
 	ProjectStore
 	MembershipStore
+	APIKeyStore
 }
 
 // Settings are the knobs shared by every controller.
@@ -34,6 +35,8 @@ type Settings struct {
 	PublicURL string
 	// InvitationTTL is how long an invitation token is valid.
 	InvitationTTL time.Duration
+	// APIKeyRotationGrace is how long a rotated-out API key keeps working.
+	APIKeyRotationGrace time.Duration
 	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
 }
@@ -90,6 +93,17 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 		Options:       s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the membership controller: %w", err)
+	}
+	if err := (&APIKeyReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Store:         store,
+		Recorder:      mgr.GetEventRecorder("tenancy-apikey"),
+		ResyncPeriod:  s.ResyncPeriod,
+		RotationGrace: s.APIKeyRotationGrace,
+		Options:       s.optionsFor(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the API key controller: %w", err)
 	}
 	return nil
 }

@@ -40,6 +40,9 @@ var (
 // resyncPeriod is short so that specs see drift restored.
 const resyncPeriod = 2 * time.Second
 
+// rotationGrace is how long a rotated-out key keeps working in the suite.
+const rotationGrace = time.Hour
+
 // publicURL is where invitation links point in the suite.
 const publicURL = "https://auth.tenancy.test"
 
@@ -99,10 +102,11 @@ func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) 
 	Expect(err).NotTo(HaveOccurred())
 	Expect(mgr.Add(pg)).To(Succeed())
 	Expect(controllers.SetupWithManager(mgrCtx, mgr, pg, controllers.Settings{
-		ResyncPeriod:  resyncPeriod,
-		PublicURL:     publicURL,
-		InvitationTTL: 7 * 24 * time.Hour,
-		Options:       controller.Options{MaxConcurrentReconciles: 4},
+		ResyncPeriod:        resyncPeriod,
+		PublicURL:           publicURL,
+		InvitationTTL:       7 * 24 * time.Hour,
+		APIKeyRotationGrace: rotationGrace,
+		Options:             controller.Options{MaxConcurrentReconciles: 4},
 	})).To(Succeed())
 
 	done := make(chan struct{})

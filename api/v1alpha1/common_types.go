@@ -128,3 +128,9 @@ func (k *APIKey) CommonStatusRef() *CommonStatus { return &k.Status.CommonStatus
 
 // CommonStatusRef implements Object.
 func (t *TenantTable) CommonStatusRef() *CommonStatus { return &t.Status.CommonStatus }
+
+// ProjectName is spec.project: the Project the membership is scoped to, or "" for the organization.
+func (m *Membership) ProjectName() string { return m.Spec.Project }
+
+// ProjectName is spec.project: the Project the key is scoped to, or "" for the organization.
+func (k *APIKey) ProjectName() string { return k.Spec.Project }

@@ -39,6 +39,7 @@ type config struct {
 	resyncPeriod            time.Duration
 	publicURL               string
 	invitationTTL           time.Duration
+	apiKeyRotationGrace     time.Duration
 	maxConcurrentReconciles int
 	kubeAPIQPS              float64
 	kubeAPIBurst            int
@@ -61,6 +62,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.publicURL, "public-url", "http://localhost:8090",
 		"authd's public URL; invitation links point to its /invite page.")
 	fs.DurationVar(&c.invitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation token is valid.")
+	fs.DurationVar(&c.apiKeyRotationGrace, "apikey-rotation-grace", 24*time.Hour,
+		"How long an API key replaced by a rotation keeps working.")
 	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "Workers per controller.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 200, "Client-side rate limit towards the Kubernetes API (queries per second).")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps.")
@@ -75,6 +78,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("--resync-period: %s is too short; use at least 1s", c.resyncPeriod)
 	case c.invitationTTL < time.Minute:
 		return config{}, fmt.Errorf("--invitation-ttl: %s is too short; use at least 1m", c.invitationTTL)
+	case c.apiKeyRotationGrace < 0:
+		return config{}, fmt.Errorf("--apikey-rotation-grace: must not be negative, got %s", c.apiKeyRotationGrace)
 	case !validPublicURL(c.publicURL):
 		return config{}, fmt.Errorf("--public-url: %q is not an absolute http(s) URL", c.publicURL)
 	case c.maxConcurrentReconciles < 1:
@@ -143,9 +148,10 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		return err
 	}
 	if err := controllers.SetupWithManager(ctx, mgr, database, controllers.Settings{
-		ResyncPeriod:  cfg.resyncPeriod,
-		PublicURL:     cfg.publicURL,
-		InvitationTTL: cfg.invitationTTL,
+		ResyncPeriod:        cfg.resyncPeriod,
+		PublicURL:           cfg.publicURL,
+		InvitationTTL:       cfg.invitationTTL,
+		APIKeyRotationGrace: cfg.apiKeyRotationGrace,
 		Options: controller.Options{
 			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
 		},

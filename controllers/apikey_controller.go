@@ -1,0 +1,244 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/apikey"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// APIKeyStore is the database side of the APIKey controller.
+type APIKeyStore interface {
+	CurrentAPIKey(ctx context.Context, uid string) (*db.APIKeyRow, error)
+	IssueAPIKey(ctx context.Context, k db.APIKey, key db.NewAPIKey, grace time.Duration, reason string, actor db.Actor) (db.APIKeyRow, error)
+	SyncAPIKey(ctx context.Context, k db.APIKey, actor db.Actor) (bool, error)
+	RevokeAPIKeys(ctx context.Context, uid, name string, actor db.Actor) error
+}
+
+// APIKey Secret keys.
+const (
+	APIKeySecretKey   = "apiKey"
+	APIKeyIDSecretKey = "keyID"
+)
+
+// APIKeyReconciler issues, rotates and revokes API keys; the plaintext goes only into the Secret.
+type APIKeyReconciler struct {
+	client.Client
+	// APIReader reads Secrets the cache does not hold (those the operator did not label).
+	APIReader client.Reader
+	Store     APIKeyStore
+	Recorder  events.EventRecorder
+	// ResyncPeriod is how often a Ready key is reconciled again.
+	ResyncPeriod time.Duration
+	// RotationGrace is how long a rotated-out key keeps working.
+	RotationGrace time.Duration
+	// Options tune concurrency and retry backoff.
+	Options controller.Options
+}
+
+type apiKeyScope struct {
+	key       *tenancyv1.APIKey
+	org       *tenancyv1.Organization
+	projectID string
+}
+
+// +kubebuilder:rbac:groups=tenancy.dev,resources=apikeys,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=apikeys/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=apikeys/finalizers,verbs=update
+
+// Reconcile brings one APIKey's key, row and Secret in line with its spec.
+func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	k := &tenancyv1.APIKey{}
+	if err := r.Get(ctx, req.NamespacedName, k); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !k.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, k)
+	}
+	if err := addFinalizer(ctx, r.Client, k); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	patcher := newStatusPatcher(k)
+	defer func() {
+		result, retErr = finishReconcile(k, result, retErr, r.ResyncPeriod)
+		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, k))
+	}()
+	return runPhases(ctx, &apiKeyScope{key: k},
+		r.resolveOrganization,
+		r.resolveProject,
+		r.reconcileKey,
+	)
+}
+
+func (r *APIKeyReconciler) resolveOrganization(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
+	org, err := organizationOfNamespace(ctx, r.Client, s.key.Namespace)
+	s.org = org
+	return ctrl.Result{}, err
+}
+
+func (r *APIKeyReconciler) resolveProject(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
+	id, err := projectID(ctx, r.Client, s.key.Namespace, s.key.Spec.Project)
+	s.projectID = id
+	return ctrl.Result{}, err
+}
+
+// reconcileKey issues a key when there is none, when spec.rotation changed, or when its Secret
+// or row went missing; otherwise it keeps the row's role, scope and expiry in line with the spec.
+func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
+	k := s.key
+	want := db.APIKey{
+		UID:            string(k.UID),
+		Name:           k.Name,
+		OrganizationID: s.org.Status.ID,
+		ProjectID:      s.projectID,
+		Role:           string(k.Spec.Role),
+		Rotation:       k.Spec.Rotation,
+	}
+	if k.Spec.ExpiresAt != nil {
+		t := k.Spec.ExpiresAt.UTC()
+		want.ExpiresAt = &t
+	}
+	secretName := k.SecretNameOrDefault()
+	secret, secretFound, err := getSecret(ctx, r.Client, r.APIReader, k.Namespace, secretName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if secretFound && !metav1.IsControlledBy(secret, k) {
+		return ctrl.Result{}, secretConflict(secretName)
+	}
+	current, err := r.Store.CurrentAPIKey(ctx, want.UID)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	reason := ""
+	switch {
+	case current == nil && k.Status.KeyID == "":
+		reason = "created"
+	case current == nil || current.Revoked:
+		reason = "the key's database row was removed or revoked by hand"
+	case current.Rotation != want.Rotation:
+		reason = "spec.rotation changed"
+	case !secretFound:
+		reason = "its Secret was deleted"
+		r.Recorder.Eventf(k, nil, corev1.EventTypeWarning, "SecretDeleted", "RotateKey",
+			"Secret %s was deleted; issuing a new key (the previous one works for %s more)", secretName, r.RotationGrace)
+	case string(secret.Data[APIKeyIDSecretKey]) != current.KeyID:
+		reason = "its Secret no longer holds the current key"
+	}
+	if reason != "" {
+		row, err := r.issueKey(ctx, k, want, secret, secretFound, reason)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		current = &row
+	} else {
+		changed, err := r.Store.SyncAPIKey(ctx, want, actorOf(k, "apikey"))
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if changed && k.Status.ObservedGeneration == k.Generation {
+			r.Recorder.Eventf(k, nil, corev1.EventTypeWarning, "DriftRestored", "SyncKey",
+				"The row of key %s was changed outside the operator and has been restored", current.KeyID)
+		}
+	}
+
+	k.Status.ID = current.ID
+	k.Status.KeyID = current.KeyID
+	k.Status.Prefix = current.Prefix
+	k.Status.ExpiresAt = k.Spec.ExpiresAt
+	rotatedAt := metav1.NewTime(current.CreatedAt.UTC().Truncate(time.Second))
+	k.Status.RotatedAt = &rotatedAt
+	return ctrl.Result{}, nil
+}
+
+// issueKey generates a key, records its hash, and writes the plaintext into the Secret. Should
+// writing the Secret fail, the next reconcile sees a Secret without the current key and issues
+// another: a key is never left in the database without its Secret.
+func (r *APIKeyReconciler) issueKey(ctx context.Context, k *tenancyv1.APIKey, want db.APIKey, secret *corev1.Secret, exists bool, reason string) (db.APIKeyRow, error) {
+	key, err := apikey.New()
+	if err != nil {
+		return db.APIKeyRow{}, err
+	}
+	row, err := r.Store.IssueAPIKey(ctx, want, db.NewAPIKey{KeyID: key.ID, Prefix: key.DisplayPrefix(), Hash: key.Hash()},
+		r.RotationGrace, reason, actorOf(k, "apikey"))
+	if err != nil {
+		return db.APIKeyRow{}, err
+	}
+
+	before := secret.DeepCopy()
+	secret.Name, secret.Namespace = k.SecretNameOrDefault(), k.Namespace
+	secret.Type = corev1.SecretTypeOpaque
+	secret.Labels = mergeMaps(secret.Labels, map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})
+	secret.Data = map[string][]byte{APIKeySecretKey: []byte(key.Plaintext), APIKeyIDSecretKey: []byte(key.ID)}
+	if err := controllerutil.SetControllerReference(k, secret, r.Scheme()); err != nil {
+		return db.APIKeyRow{}, err
+	}
+	if exists {
+		err = r.Patch(ctx, secret, client.MergeFrom(before))
+	} else {
+		err = r.Create(ctx, secret)
+		if apierrors.IsAlreadyExists(err) {
+			return db.APIKeyRow{}, explainExistingSecret(ctx, r.APIReader, k.Namespace, secret.Name)
+		}
+	}
+	if err != nil {
+		return db.APIKeyRow{}, fmt.Errorf("writing secret %s: %w", secret.Name, err)
+	}
+	if reason == "created" {
+		r.Recorder.Eventf(k, secret, corev1.EventTypeNormal, "KeyIssued", "IssueKey", "Issued key %s into Secret %s", key.ID, secret.Name)
+	} else {
+		r.Recorder.Eventf(k, secret, corev1.EventTypeNormal, "KeyRotated", "RotateKey",
+			"Issued key %s into Secret %s because %s; the previous key works for %s more", key.ID, secret.Name, reason, r.RotationGrace)
+	}
+	return row, nil
+}
+
+// reconcileDelete revokes every key of the resource at once (rows stay for audit), deletes its
+// Secret and drops the finalizer.
+func (r *APIKeyReconciler) reconcileDelete(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(k, tenancyv1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	patcher := newStatusPatcher(k)
+	err := r.Store.RevokeAPIKeys(ctx, string(k.UID), k.Name, actorOf(k, "apikey"))
+	if err == nil {
+		err = deleteOwnedSecret(ctx, r.Client, k, k.SecretNameOrDefault())
+	}
+	if err != nil {
+		result, err := finishReconcile(k, ctrl.Result{}, err, r.ResyncPeriod)
+		return result, errors.Join(err, patcher.patch(ctx, r.Client, k))
+	}
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, k)
+}
+
+// SetupWithManager registers the controller; SetupIndexes must have run.
+func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	wakeKeys := requestsForScopedObjects(r.Client, func() client.ObjectList { return &tenancyv1.APIKeyList{} })
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&tenancyv1.APIKey{}, builder.WithPredicates(specChanged)).
+		Owns(&corev1.Secret{}).
+		Watches(&tenancyv1.Organization{}, handler.EnqueueRequestsFromMapFunc(wakeKeys),
+			builder.WithPredicates(organizationBindingChanged)).
+		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(wakeKeys),
+			builder.WithPredicates(rowIDChanged)).
+		WithOptions(r.Options).
+		Named("apikey").
+		Complete(r)
+}

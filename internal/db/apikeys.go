@@ -1,0 +1,162 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// APIKey describes the key an APIKey custom resource wants; the key material is in NewAPIKey.
+type APIKey struct {
+	UID            string
+	Name           string
+	OrganizationID string
+	ProjectID      string // empty: the whole organization
+	Role           string
+	Rotation       string
+	ExpiresAt      *time.Time
+}
+
+// APIKeyRow is the current (not superseded) key row of an APIKey resource.
+type APIKeyRow struct {
+	ID        string
+	KeyID     string
+	Prefix    string
+	Rotation  string
+	Revoked   bool
+	CreatedAt time.Time
+}
+
+// NewAPIKey is the public part and the hash of a freshly generated key.
+type NewAPIKey struct {
+	KeyID  string
+	Prefix string
+	Hash   []byte
+}
+
+// CurrentAPIKey returns the resource's current key row, or nil when it has none.
+func (p *Postgres) CurrentAPIKey(ctx context.Context, uid string) (*APIKeyRow, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return nil, err
+	}
+	var r APIKeyRow
+	err := p.pool.QueryRow(ctx, `
+		SELECT id, key_id, prefix, rotation, revoked_at IS NOT NULL, created_at
+		FROM tenancy.api_keys WHERE uid = $1 AND superseded_at IS NULL`, uid).
+		Scan(&r.ID, &r.KeyID, &r.Prefix, &r.Rotation, &r.Revoked, &r.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the current API key: %w", err)
+	}
+	return &r, nil
+}
+
+// IssueAPIKey records a new current key for the resource. The previous current key, if any, is
+// superseded and keeps working until now+grace (or its own expiry, if sooner). reason says why a
+// key was issued, for the audit log.
+func (p *Postgres) IssueAPIKey(ctx context.Context, k APIKey, key NewAPIKey, grace time.Duration, reason string, actor Actor) (APIKeyRow, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return APIKeyRow{}, err
+	}
+	var r APIKeyRow
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var superseded []string
+		rows, err := tx.Query(ctx, `
+			UPDATE tenancy.api_keys
+			SET superseded_at = now(),
+			    expires_at = CASE WHEN revoked_at IS NULL THEN least(coalesce(expires_at, 'infinity'), now() + $2::interval) ELSE expires_at END
+			WHERE uid = $1 AND superseded_at IS NULL
+			RETURNING key_id`, k.UID, grace)
+		if err != nil {
+			return fmt.Errorf("superseding the previous key: %w", err)
+		}
+		if superseded, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return fmt.Errorf("superseding the previous key: %w", err)
+		}
+		err = tx.QueryRow(ctx, `
+			INSERT INTO tenancy.api_keys (uid, name, organization_id, project_id, key_id, prefix, hash, role, rotation, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			RETURNING id, key_id, prefix, rotation, false, created_at`,
+			k.UID, k.Name, k.OrganizationID, nullUUID(k.ProjectID), key.KeyID, key.Prefix, key.Hash, k.Role, k.Rotation, k.ExpiresAt,
+		).Scan(&r.ID, &r.KeyID, &r.Prefix, &r.Rotation, &r.Revoked, &r.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("inserting the key: %w", err)
+		}
+		action := "apikey.issued"
+		details := map[string]any{"keyID": key.KeyID, "role": k.Role, "reason": reason}
+		if len(superseded) > 0 {
+			action = "apikey.rotated"
+			details["previousKeyID"] = superseded[0]
+			details["graceSeconds"] = int64(grace.Seconds())
+		}
+		return insertAudit(ctx, tx, actor, action, "apikey/"+k.Name, k.OrganizationID, details)
+	})
+	if err != nil {
+		return APIKeyRow{}, fmt.Errorf("issuing API key %s: %w", k.Name, err)
+	}
+	return r, nil
+}
+
+// SyncAPIKey makes the current key row match the resource's role, project and expiry, and
+// reports whether it had to change it.
+func (p *Postgres) SyncAPIKey(ctx context.Context, k APIKey, actor Actor) (bool, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return false, err
+	}
+	changed := false
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE tenancy.api_keys
+			SET role = $2, organization_id = $3, project_id = $4, expires_at = $5
+			WHERE uid = $1 AND superseded_at IS NULL
+			  AND (role, organization_id, project_id, expires_at) IS DISTINCT FROM ($2::tenancy.role, $3::uuid, $4::uuid, $5::timestamptz)`,
+			k.UID, k.Role, k.OrganizationID, nullUUID(k.ProjectID), k.ExpiresAt)
+		if err != nil {
+			return err
+		}
+		if changed = tag.RowsAffected() > 0; !changed {
+			return nil
+		}
+		return insertAudit(ctx, tx, actor, "apikey.updated", "apikey/"+k.Name, k.OrganizationID,
+			map[string]any{"role": k.Role, "expiresAt": k.ExpiresAt})
+	})
+	if err != nil {
+		return false, fmt.Errorf("updating API key %s: %w", k.Name, err)
+	}
+	return changed, nil
+}
+
+// RevokeAPIKeys revokes every key the resource ever had, at once, and keeps the rows for audit.
+// It is idempotent.
+func (p *Postgres) RevokeAPIKeys(ctx context.Context, uid, name string, actor Actor) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			UPDATE tenancy.api_keys SET revoked_at = now()
+			WHERE uid = $1 AND revoked_at IS NULL
+			RETURNING organization_id::text`, uid)
+		if err != nil {
+			return err
+		}
+		orgs, err := pgx.CollectRows(rows, pgx.RowTo[*string])
+		if err != nil || len(orgs) == 0 {
+			return err
+		}
+		org := ""
+		if orgs[0] != nil {
+			org = *orgs[0]
+		}
+		return insertAudit(ctx, tx, actor, "apikey.revoked", "apikey/"+name, org, map[string]any{"keys": len(orgs)})
+	})
+	if err != nil {
+		return fmt.Errorf("revoking API key %s: %w", name, err)
+	}
+	return nil
+}
