@@ -37,6 +37,8 @@ type OrganizationReconciler struct {
 	// ResyncPeriod is how often a Ready organization is reconciled again, restoring rows changed
 	// by hand.
 	ResyncPeriod time.Duration
+	// UsernamePrefix turns a member's email into their Kubernetes username.
+	UsernamePrefix string
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
 }
@@ -50,6 +52,7 @@ type organizationScope struct {
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete;deletecollection;escalate;bind
 
 // Reconcile brings one Organization's namespace and rows in line with its spec.
 func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -71,6 +74,7 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}()
 	return runPhases(ctx, &organizationScope{org: org},
 		r.reconcileNamespace,
+		r.reconcileRBAC,
 		r.reconcileRow,
 		r.reconcileCounts,
 	)
@@ -150,6 +154,21 @@ func (r *OrganizationReconciler) adoptNamespace(ctx context.Context, org *tenanc
 	return nil
 }
 
+// reconcileRBAC keeps the namespace's Roles and RoleBindings in line with the organization's
+// Memberships and APIKeys, so members can use kubectl there as their role allows.
+func (r *OrganizationReconciler) reconcileRBAC(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
+	ns := s.org.NamespaceName()
+	var memberships tenancyv1.MembershipList
+	if err := r.List(ctx, &memberships, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing memberships: %w", err)
+	}
+	var keys tenancyv1.APIKeyList
+	if err := r.List(ctx, &keys, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing API keys: %w", err)
+	}
+	return ctrl.Result{}, applyRBAC(ctx, r.Client, s.org, desiredRBAC(ns, r.UsernamePrefix, memberships.Items, keys.Items))
+}
+
 // reconcileRow upserts the organization's row; a row deleted or changed by hand comes back.
 func (r *OrganizationReconciler) reconcileRow(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
 	org := s.org
@@ -224,6 +243,9 @@ func (r *OrganizationReconciler) releaseNamespace(ctx context.Context, org *tena
 		}
 		return nil
 	}
+	if err := deleteRBAC(ctx, r.Client, org, ns.Name); err != nil {
+		return err
+	}
 	before := ns.DeepCopy()
 	delete(ns.Labels, tenancyv1.OrganizationLabel)
 	if err := r.Patch(ctx, ns, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
@@ -241,7 +263,9 @@ func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
 			builder.WithPredicates(rowIDChanged)).
 		Watches(&tenancyv1.Membership{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
-			builder.WithPredicates(rowIDChanged)).
+			builder.WithPredicates(predicate.Or(rowIDChanged, specChanged))).
+		Watches(&tenancyv1.APIKey{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+			builder.WithPredicates(specChanged)).
 		WithOptions(r.Options).
 		Named("organization").
 		Complete(r)

@@ -4,6 +4,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,6 +71,9 @@ var _ = Describe("Organization controller", func() {
 		org.Spec.Namespace = nsName
 		Expect(k8sClient.Create(ctx, org)).To(Succeed())
 		eventuallyReady(ctx, org)
+		var ownRoles rbacv1.RoleList
+		Expect(k8sClient.List(ctx, &ownRoles, client.InNamespace(nsName))).To(Succeed())
+		Expect(ownRoles.Items).To(HaveLen(3))
 
 		ns := &corev1.Namespace{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: nsName}, ns)).To(Succeed())
@@ -83,6 +87,12 @@ var _ = Describe("Organization controller", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: nsName}, ns)).To(Succeed())
 		Expect(ns.DeletionTimestamp).To(BeNil(), "an adopted namespace is not ours to delete")
 		Expect(ns.Labels).NotTo(HaveKey(tenancyv1.OrganizationLabel))
+		var roles rbacv1.RoleList
+		Expect(k8sClient.List(ctx, &roles, client.InNamespace(nsName))).To(Succeed())
+		Expect(roles.Items).To(BeEmpty(), "the operator's Roles leave with the organization")
+		var bindings rbacv1.RoleBindingList
+		Expect(k8sClient.List(ctx, &bindings, client.InNamespace(nsName))).To(Succeed())
+		Expect(bindings.Items).To(BeEmpty())
 	})
 
 	It("stalls, naming the owner, when its namespace belongs to another organization", func(ctx SpecContext) {

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,6 +38,9 @@ type Settings struct {
 	InvitationTTL time.Duration
 	// APIKeyRotationGrace is how long a rotated-out API key keeps working.
 	APIKeyRotationGrace time.Duration
+	// UsernamePrefix turns a member's email into their Kubernetes username (the API server's
+	// --oidc-username-prefix).
+	UsernamePrefix string
 	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
 }
@@ -65,11 +69,12 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 		return err
 	}
 	if err := (&OrganizationReconciler{
-		Client:       mgr.GetClient(),
-		Store:        store,
-		Recorder:     mgr.GetEventRecorder("tenancy-organization"),
-		ResyncPeriod: s.ResyncPeriod,
-		Options:      s.optionsFor(),
+		Client:         mgr.GetClient(),
+		Store:          store,
+		Recorder:       mgr.GetEventRecorder("tenancy-organization"),
+		ResyncPeriod:   s.ResyncPeriod,
+		UsernamePrefix: s.UsernamePrefix,
+		Options:        s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the organization controller: %w", err)
 	}
@@ -108,10 +113,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 	return nil
 }
 
-// CacheOptions limits the manager's cache of Secrets to those the operator writes: caching every
-// Secret in the cluster would cost memory and would make any Secret readable through the cache.
+// CacheOptions limits the manager's cache of Secrets, Roles and RoleBindings to those the operator
+// writes: caching every one in the cluster would cost memory for nothing.
 func CacheOptions() cache.Options {
+	ours := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})},
+		&corev1.Secret{}:      ours,
+		&rbacv1.Role{}:        ours,
+		&rbacv1.RoleBinding{}: ours,
 	}}
 }

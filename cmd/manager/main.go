@@ -40,6 +40,7 @@ type config struct {
 	publicURL               string
 	invitationTTL           time.Duration
 	apiKeyRotationGrace     time.Duration
+	usernamePrefix          string
 	maxConcurrentReconciles int
 	kubeAPIQPS              float64
 	kubeAPIBurst            int
@@ -64,6 +65,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.invitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation token is valid.")
 	fs.DurationVar(&c.apiKeyRotationGrace, "apikey-rotation-grace", 24*time.Hour,
 		"How long an API key replaced by a rotation keeps working.")
+	fs.StringVar(&c.usernamePrefix, "username-prefix", "",
+		"Prefix that turns a member's email into their Kubernetes username; set it to the API server's --oidc-username-prefix.")
 	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "Workers per controller.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 200, "Client-side rate limit towards the Kubernetes API (queries per second).")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps.")
@@ -152,6 +155,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		PublicURL:           cfg.publicURL,
 		InvitationTTL:       cfg.invitationTTL,
 		APIKeyRotationGrace: cfg.apiKeyRotationGrace,
+		UsernamePrefix:      cfg.usernamePrefix,
 		Options: controller.Options{
 			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
 		},

@@ -1,0 +1,100 @@
+package controllers_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/controllers"
+)
+
+var _ = Describe("Self-service RBAC", func() {
+	var org *tenancyv1.Organization
+
+	BeforeEach(func(ctx SpecContext) {
+		org = &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: uniqueName("rbacorg")}}
+		Expect(k8sClient.Create(ctx, org)).To(Succeed())
+		eventuallyReady(ctx, org)
+	})
+
+	// can asks the API server's authorizer, as SubjectAccessReview, whether user may do verb.
+	can := func(ctx SpecContext, user, verb, group, resource, name string) bool {
+		GinkgoHelper()
+		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: org.Name, Verb: verb, Group: group, Resource: resource, Name: name,
+			},
+		}}
+		Expect(k8sClient.Create(ctx, review)).To(Succeed())
+		return review.Status.Allowed
+	}
+	member := func(ctx SpecContext, name, email string, role tenancyv1.Role, project string) *tenancyv1.Membership {
+		GinkgoHelper()
+		m := &tenancyv1.Membership{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: org.Name},
+			Spec:       tenancyv1.MembershipSpec{User: email, Role: role, Project: project},
+		}
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		return m
+	}
+
+	It("lets each role do what it should with kubectl, and follows membership changes", func(ctx SpecContext) {
+		Expect(k8sClient.Create(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: org.Name}})).To(Succeed())
+		member(ctx, "olga", "Olga@Example.com", tenancyv1.RoleOwner, "")
+		member(ctx, "adam", "adam@example.com", tenancyv1.RoleAdmin, "")
+		viewer := member(ctx, "vera", "vera@example.com", tenancyv1.RoleViewer, "")
+		member(ctx, "pete", "pete@example.com", tenancyv1.RoleAdmin, "web")
+		key := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "ci", Namespace: org.Name}, Spec: tenancyv1.APIKeySpec{Role: tenancyv1.RoleMember}}
+		Expect(k8sClient.Create(ctx, key)).To(Succeed())
+		eventuallyReady(ctx, key)
+
+		Eventually(func(g Gomega) {
+			g.Expect(can(ctx, "olga@example.com", "create", "tenancy.dev", "memberships", "")).To(BeTrue(), "Owner writes")
+			g.Expect(can(ctx, "olga@example.com", "get", "", "secrets", "adam-invite")).To(BeTrue(), "Owner reads every Secret")
+			g.Expect(can(ctx, "adam@example.com", "delete", "tenancy.dev", "apikeys", "ci")).To(BeTrue(), "Admin writes")
+			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "ci-apikey")).To(BeTrue(), "Admin reads API key Secrets")
+			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "vera-invite")).To(BeTrue(), "Admin reads invitations below Owner")
+			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "olga-invite")).To(BeFalse(), "but not an Owner's invitation")
+			g.Expect(can(ctx, "adam@example.com", "list", "", "secrets", "")).To(BeFalse(), "nor list Secrets")
+			g.Expect(can(ctx, "vera@example.com", "list", "tenancy.dev", "projects", "")).To(BeTrue(), "Viewer lists")
+			g.Expect(can(ctx, "vera@example.com", "create", "tenancy.dev", "memberships", "")).To(BeFalse(), "Viewer does not write")
+			g.Expect(can(ctx, "vera@example.com", "get", "", "secrets", "ci-apikey")).To(BeFalse(), "Viewer reads no Secret")
+			g.Expect(can(ctx, "pete@example.com", "create", "tenancy.dev", "apikeys", "")).To(BeFalse(),
+				"a project Admin cannot write namespace-wide")
+			g.Expect(can(ctx, "pete@example.com", "get", "tenancy.dev", "projects", "web")).To(BeTrue())
+			g.Expect(can(ctx, "stranger@example.com", "list", "tenancy.dev", "projects", "")).To(BeFalse())
+		}).WithContext(ctx).Should(Succeed())
+
+		Expect(patchSpec(ctx, viewer, func(m *tenancyv1.Membership) { m.Spec.Role = tenancyv1.RoleAdmin })).To(Succeed())
+		Eventually(func() bool {
+			return can(ctx, "vera@example.com", "create", "tenancy.dev", "memberships", "")
+		}).WithContext(ctx).Should(BeTrue(), "a promotion reaches RBAC")
+
+		Expect(k8sClient.Delete(ctx, viewer)).To(Succeed())
+		Eventually(func() bool {
+			return can(ctx, "vera@example.com", "list", "tenancy.dev", "projects", "")
+		}).WithContext(ctx).Should(BeFalse(), "a removed member loses access")
+	})
+
+	It("restores a binding changed by hand", func(ctx SpecContext) {
+		member(ctx, "rita", "rita@example.com", tenancyv1.RoleOwner, "")
+		binding := &rbacv1.RoleBinding{}
+		key := client.ObjectKey{Namespace: org.Name, Name: controllers.OwnerRoleName + "s"}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, binding)).To(Succeed())
+			g.Expect(binding.Subjects).To(ContainElement(HaveField("Name", "rita@example.com")))
+		}).WithContext(ctx).Should(Succeed())
+		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: "User", APIGroup: rbacv1.GroupName, Name: "intruder@example.com"})
+		Expect(k8sClient.Update(ctx, binding)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, binding)).To(Succeed())
+			g.Expect(binding.Subjects).NotTo(ContainElement(HaveField("Name", "intruder@example.com")))
+		}).WithContext(ctx).Should(Succeed())
+	})
+})
