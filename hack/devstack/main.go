@@ -147,7 +147,7 @@ func run(ctx context.Context, o options) error {
 	if err := startProcess(ctx, &s, logs, "manager", nil, managerBin,
 		"--kubeconfig="+kubeconfig, "--database-url="+databaseURL,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
-		"--resync-period=1m", "--zap-devel"); err != nil {
+		"--resync-period=1m", "--public-url=http://localhost:8090", "--zap-devel"); err != nil {
 		return err
 	}
 
@@ -160,9 +160,11 @@ func run(ctx context.Context, o options) error {
 		"organizations.tenancy.dev", "--all"); err != nil {
 		return err
 	}
-	if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
-		"projects.tenancy.dev", "--all", "--all-namespaces"); err != nil {
-		return err
+	for _, kind := range []string{"projects.tenancy.dev", "memberships.tenancy.dev", "apikeys.tenancy.dev"} {
+		if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
+			kind, "--all", "--all-namespaces"); err != nil {
+			return err
+		}
 	}
 
 	envFile := filepath.Join(state, "env")

@@ -19,9 +19,9 @@ import (
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
-// TestDevStack starts the dev stack, checks that the samples are served and stored, that deleting
-// an organization really deletes its namespace (kube-controller-manager runs), and that an
-// interrupt stops every process it started.
+// TestDevStack starts the dev stack, checks that the samples are Ready and stored (their invitation
+// and API key Secrets included), that deleting an organization really deletes the namespace it
+// created (kube-controller-manager runs), and that an interrupt stops every process it started.
 func TestDevStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -90,11 +90,26 @@ func TestDevStack(t *testing.T) {
 	if projects != 2 {
 		t.Fatalf("acme has %d project rows, want the 2 samples", projects)
 	}
+	if got := kubectl("get", "secret", "-n", "acme", "owner-invite", "-o", "jsonpath={.data.url}"); got == "" {
+		t.Fatal("the sample Owner has no invitation URL")
+	}
+	if got := kubectl("get", "secret", "-n", "acme", "ci-apikey", "-o", "jsonpath={.data.keyID}"); got == "" {
+		t.Fatal("the sample API key has no Secret")
+	}
 
-	kubectl("delete", "org", "acme", "--wait=true", "--timeout=60s")
+	// An organization whose namespace the operator creates: deleting it deletes the namespace for
+	// real, which takes kube-controller-manager's namespace controller.
+	orgFile := filepath.Join(state, "temp-org.yaml")
+	if err := os.WriteFile(orgFile, []byte("apiVersion: tenancy.dev/v1alpha1\nkind: Organization\nmetadata:\n  name: e2e-temp\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-f", orgFile)
+	kubectl("wait", "--for=condition=Ready", "--timeout=60s", "org/e2e-temp")
+	kubectl("get", "namespace", "e2e-temp")
+	kubectl("delete", "org", "e2e-temp", "--wait=true", "--timeout=60s")
 	waitFor(t, ctx, exited, dump, func() bool {
 		out := kubectl("get", "namespaces", "-o", "name")
-		return !strings.Contains(out, "namespace/acme\n")
+		return !strings.Contains(out, "namespace/e2e-temp\n")
 	})
 
 	if err := stack.Process.Signal(syscall.SIGINT); err != nil {
