@@ -98,6 +98,21 @@ var _ = Describe("Organization and project rows", func() {
 		Expect(count(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'organization.deleted'")).To(Equal(1))
 	})
 
+	It("revokes a deleted project's API keys rather than widening them to the organization", func(ctx SpecContext) {
+		org, err := pg.UpsertOrganization(ctx, db.Organization{UID: newUID(), Name: "acme", Tier: "Free", Namespace: "acme"}, actor)
+		Expect(err).NotTo(HaveOccurred())
+		projectUID := newUID()
+		proj, err := pg.UpsertProject(ctx, db.Project{UID: projectUID, OrganizationID: org.ID, Name: "web"}, actor)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = pg.IssueAPIKey(ctx, db.APIKey{UID: newUID(), Name: "web-ci", OrganizationID: org.ID, ProjectID: proj.ID, Role: "Member"},
+			db.NewAPIKey{KeyID: "k1", Prefix: "tnc_k1", Hash: make([]byte, 32)}, 0, "created", actor)
+		Expect(err).NotTo(HaveOccurred())
+
+		Expect(pg.DeleteProject(ctx, projectUID, "web", actor)).To(Succeed())
+		Expect(count(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE key_id = 'k1' AND revoked_at IS NOT NULL AND project_id = $1",
+			proj.ID)).To(Equal(1))
+	})
+
 	It("reports the schema as not ready before the migrations ran", func(ctx SpecContext) {
 		fresh, err := db.Connect(ctx, "postgres://127.0.0.1:1/none", GinkgoLogr)
 		Expect(err).NotTo(HaveOccurred())

@@ -80,22 +80,27 @@ func (p *Postgres) deleteOrphanProject(ctx context.Context, proj Project, actor 
 	})
 }
 
-// DeleteProject removes the project's row (and with it the memberships scoped to it). It is
-// idempotent.
+// DeleteProject removes the project's row (and with it the memberships scoped to it) and revokes
+// the API keys scoped to it. It is idempotent.
 func (p *Postgres) DeleteProject(ctx context.Context, uid, name string, actor Actor) error {
 	if err := p.ensureMigrated(); err != nil {
 		return err
 	}
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var orgID string
-		err := tx.QueryRow(ctx, "DELETE FROM tenancy.projects WHERE uid = $1 RETURNING organization_id", uid).Scan(&orgID)
+		var orgID, projectID string
+		err := tx.QueryRow(ctx, "DELETE FROM tenancy.projects WHERE uid = $1 RETURNING organization_id, id", uid).Scan(&orgID, &projectID)
 		if err == pgx.ErrNoRows {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, actor, "project.deleted", "project/"+name, orgID, nil)
+		tag, err := tx.Exec(ctx, "UPDATE tenancy.api_keys SET revoked_at = now() WHERE project_id = $1 AND revoked_at IS NULL", projectID)
+		if err != nil {
+			return fmt.Errorf("revoking the project's API keys: %w", err)
+		}
+		return insertAudit(ctx, tx, actor, "project.deleted", "project/"+name, orgID,
+			map[string]any{"apiKeysRevoked": tag.RowsAffected()})
 	})
 	if err != nil {
 		return fmt.Errorf("deleting project %s: %w", name, err)

@@ -67,7 +67,9 @@ CREATE TABLE tenancy.api_keys (
     name            text NOT NULL,
     -- Kept (revoked) for audit when the organization goes, hence SET NULL rather than CASCADE.
     organization_id uuid REFERENCES tenancy.organizations (id) ON DELETE SET NULL,
-    project_id      uuid REFERENCES tenancy.projects (id) ON DELETE SET NULL,
+    -- No foreign key: SET NULL would turn a deleted project's keys organization-wide. Deleting a
+    -- project revokes its keys; a dangling id matches no project in has_role.
+    project_id      uuid,
     key_id          text NOT NULL UNIQUE,
     prefix          text NOT NULL,
     hash            bytea NOT NULL UNIQUE CHECK (length(hash) = 32), -- SHA-256 of the whole key
