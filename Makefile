@@ -57,7 +57,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 ##@ Test
 
 .PHONY: test
-test: verify-generated verify-fmt vet ## Run every test: unit, envtest control plane and PostgreSQL.
+test: verify-generated verify-fmt vet lint ## Run every check and test: generated files, lint, unit, envtest and PostgreSQL.
 	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
 	go test -race -timeout $(TEST_TIMEOUT) -count=1 ./... $(TEST_ARGS)

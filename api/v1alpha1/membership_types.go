@@ -81,7 +81,3 @@ type MembershipList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Membership `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Membership{}, &MembershipList{})
-}

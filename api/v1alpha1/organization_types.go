@@ -111,7 +111,3 @@ type OrganizationList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Organization `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Organization{}, &OrganizationList{})
-}

@@ -48,7 +48,3 @@ type ProjectList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Project `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Project{}, &ProjectList{})
-}

@@ -96,7 +96,3 @@ type TenantTableList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TenantTable `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&TenantTable{}, &TenantTableList{})
-}

@@ -205,24 +205,27 @@ func startProcess(ctx context.Context, s *stack, logs, name string, env []string
 		logFile.Close()
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
 	s.onStop(func() {
 		say("Stopping %s", name)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			<-done
 		}
-		logFile.Close()
+		_ = logFile.Close()
 	})
 	// A process that dies at once (bad flag, port taken) is reported now, not as a hang later.
 	select {
-	case err := <-exited:
-		exited <- err
-		return fmt.Errorf("%s exited at start (%v); see %s", name, err, logFile.Name())
+	case <-done:
+		return fmt.Errorf("%s exited at start (%v); see %s", name, waitErr, logFile.Name())
 	case <-time.After(time.Second):
 	case <-ctx.Done():
 		return ctx.Err()

@@ -78,14 +78,12 @@ func nullable(s string) any {
 
 func newUID() string { return uuid.NewString() }
 
-// inContext runs fn in a transaction whose tenancy.context is tctx, as role (empty: the
-// superuser), with optional tenancy.project narrowing.
-func inContext(ctx context.Context, pool *pgxpool.Pool, role, tctxValue, project string, fn func(tx pgx.Tx) error) error {
+// inContext runs fn in a transaction as tenancy_app whose tenancy.context is tctxValue, with
+// optional tenancy.project narrowing.
+func inContext(ctx context.Context, pool *pgxpool.Pool, tctxValue, project string, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if role != "" {
-			if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
-				return err
-			}
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE tenancy_app"); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, "SELECT set_config('tenancy.context', $1, true), set_config('tenancy.project', $2, true)",
 			tctxValue, project); err != nil {
@@ -100,7 +98,7 @@ type principal struct{ user, apiKey, org, project *string }
 func readContext(ctx context.Context, pool *pgxpool.Pool, tctxValue, project string) principal {
 	GinkgoHelper()
 	var p principal
-	Expect(inContext(ctx, pool, "tenancy_app", tctxValue, project, func(tx pgx.Tx) error {
+	Expect(inContext(ctx, pool, tctxValue, project, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `SELECT tenancy.current_user_id()::text, tenancy.current_api_key_id()::text,
 		                                tenancy.current_org_id()::text, tenancy.current_project_id()::text`).
 			Scan(&p.user, &p.apiKey, &p.org, &p.project)
@@ -196,7 +194,7 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 			user, key, ctxProject := who()
 			signed := signSQL(ctx, pg.Pool(), user, key, f.orgA, ctxProject)
 			var got bool
-			Expect(inContext(ctx, pg.Pool(), "tenancy_app", signed, "", func(tx pgx.Tx) error {
+			Expect(inContext(ctx, pg.Pool(), signed, "", func(tx pgx.Tx) error {
 				return tx.QueryRow(ctx, "SELECT tenancy.has_role($1, $2, $3)", org(), nullable(project()), minRole).Scan(&got)
 			})).To(Succeed())
 			Expect(got).To(Equal(want))
@@ -228,7 +226,7 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 		signed := signSQL(ctx, pg.Pool(), user, "", f.orgA, "")
 		hasRole := func() bool {
 			var got bool
-			Expect(inContext(ctx, pg.Pool(), "tenancy_app", signed, "", func(tx pgx.Tx) error {
+			Expect(inContext(ctx, pg.Pool(), signed, "", func(tx pgx.Tx) error {
 				return tx.QueryRow(ctx, "SELECT tenancy.has_role($1, NULL, 'Member')", f.orgA).Scan(&got)
 			})).To(Succeed())
 			return got
@@ -250,7 +248,7 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 				"SELECT tenancy.sign_context(gen_random_uuid(), NULL, NULL, NULL, interval '1 hour')",
 				"SELECT * FROM tenancy.request_context()",
 			} {
-				err := inContext(ctx, pg.Pool(), "tenancy_app", "", "", func(tx pgx.Tx) error {
+				err := inContext(ctx, pg.Pool(), "", "", func(tx pgx.Tx) error {
 					_, err := tx.Exec(ctx, sql)
 					return err
 				})
@@ -261,7 +259,7 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 		It("sees only the identity rows of organizations the principal belongs to", func(ctx SpecContext) {
 			count := func(tctxValue, table string) int {
 				var n int
-				Expect(inContext(ctx, pg.Pool(), "tenancy_app", tctxValue, "", func(tx pgx.Tx) error {
+				Expect(inContext(ctx, pg.Pool(), tctxValue, "", func(tx pgx.Tx) error {
 					return tx.QueryRow(ctx, "SELECT count(*) FROM tenancy."+table).Scan(&n)
 				})).To(Succeed())
 				return n
@@ -271,7 +269,7 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 			Expect(count("", "organizations")).To(Equal(0), "no context sees nothing")
 			Expect(count(admin, "projects")).To(BeNumerically(">=", 1))
 			var foreign int
-			Expect(inContext(ctx, pg.Pool(), "tenancy_app", admin, "", func(tx pgx.Tx) error {
+			Expect(inContext(ctx, pg.Pool(), admin, "", func(tx pgx.Tx) error {
 				return tx.QueryRow(ctx, "SELECT count(*) FROM tenancy.projects WHERE organization_id = $1", f.orgB).Scan(&foreign)
 			})).To(Succeed())
 			Expect(foreign).To(Equal(0))
@@ -282,7 +280,7 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 		It("writes audit rows only as the request's own principal", func(ctx SpecContext) {
 			admin := signSQL(ctx, pg.Pool(), f.admin, "", f.orgA, "")
 			insert := func(actorUser, org string) error {
-				return inContext(ctx, pg.Pool(), "tenancy_app", admin, "", func(tx pgx.Tx) error {
+				return inContext(ctx, pg.Pool(), admin, "", func(tx pgx.Tx) error {
 					_, err := tx.Exec(ctx, `INSERT INTO tenancy.audit_log (actor, actor_user_id, action, organization_id)
 					                        VALUES ('app', $1, 'invoice.created', $2)`, actorUser, org)
 					return err
