@@ -126,6 +126,21 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// The cache may lag behind the Secret the previous reconcile wrote: confirm with the API
+	// server before rotating because of what the cache shows.
+	if current != nil && (!secretFound || string(secret.Data[APIKeyIDSecretKey]) != current.KeyID) {
+		fresh := &corev1.Secret{}
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secretName}, fresh)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("getting secret %s: %w", secretName, err)
+		}
+		if err == nil {
+			if !metav1.IsControlledBy(fresh, k) {
+				return ctrl.Result{}, secretConflict(secretName)
+			}
+			secret, secretFound = fresh, true
+		}
+	}
 
 	reason := ""
 	switch {

@@ -16,7 +16,8 @@ func addFinalizer(ctx context.Context, c client.Client, obj client.Object) error
 	if !controllerutil.AddFinalizer(obj, tenancyv1.Finalizer) {
 		return nil
 	}
-	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+	// The optimistic lock keeps a stale copy from dropping a finalizer someone else just added.
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("adding finalizer: %w", err)
 	}
 	return nil
@@ -28,7 +29,7 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 	if !controllerutil.RemoveFinalizer(obj, tenancyv1.Finalizer) {
 		return nil
 	}
-	if err := c.Patch(ctx, obj, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil

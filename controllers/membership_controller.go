@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -34,6 +35,7 @@ type MembershipStore interface {
 	DeleteMembership(ctx context.Context, uid, name string, actor db.Actor) error
 	CheckInvitation(ctx context.Context, membershipID string, tokenHash []byte) (db.InvitationState, time.Time, error)
 	ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor db.Actor) error
+	VoidInvitations(ctx context.Context, membershipID string) error
 }
 
 // MembershipReconciler keeps each Membership's user and membership rows, and its invitation.
@@ -127,9 +129,13 @@ func (r *MembershipReconciler) reconcileRow(ctx context.Context, s *membershipSc
 		if lookupErr != nil {
 			return ctrl.Result{}, lookupErr
 		}
-		if holder != "" {
+		if holder != nil && !holder.DeletionTimestamp.IsZero() {
+			return ctrl.Result{}, waiting(tenancyv1.DuplicateMembershipReason,
+				"Membership %s, which holds this scope for the same user, is being deleted", holder.Name)
+		}
+		if holder != nil {
 			return ctrl.Result{}, stalled(tenancyv1.DuplicateMembershipReason,
-				"%s already has a membership in this scope: Membership %s", db.NormalizeEmail(m.Spec.User), holder)
+				"%s already has a membership in this scope: Membership %s", db.NormalizeEmail(m.Spec.User), holder.Name)
 		}
 		// The row belongs to a Membership that no longer exists: its cleanup never ran.
 		if err := r.Store.DeleteMembership(ctx, dup.UID, "orphan", actor); err != nil {
@@ -151,16 +157,17 @@ func (r *MembershipReconciler) reconcileRow(ctx context.Context, s *membershipSc
 	return ctrl.Result{}, nil
 }
 
-func (r *MembershipReconciler) membershipWithUID(ctx context.Context, namespace, uid string) (string, error) {
+// membershipWithUID finds the live Membership with uid in the namespace, or nil.
+func (r *MembershipReconciler) membershipWithUID(ctx context.Context, namespace, uid string) (*tenancyv1.Membership, error) {
 	var list tenancyv1.MembershipList
 	if err := r.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return "", fmt.Errorf("listing memberships: %w", err)
+		return nil, fmt.Errorf("listing memberships: %w", err)
 	}
 	i := slices.IndexFunc(list.Items, func(m tenancyv1.Membership) bool { return string(m.UID) == uid })
 	if i < 0 {
-		return "", nil
+		return nil, nil
 	}
-	return list.Items[i].Name, nil
+	return &list.Items[i], nil
 }
 
 // reconcileInvitation keeps a valid invitation in the Secret <membership>-invite while the
@@ -175,6 +182,11 @@ func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membe
 
 	if m.Status.State == tenancyv1.MembershipActive {
 		m.Status.InviteSecretName = ""
+		meta.RemoveStatusCondition(&m.Status.Conditions, tenancyv1.InvitationExpiredCondition)
+		// An invitation issued while the acceptance raced this reconcile must not stay usable.
+		if err := r.Store.VoidInvitations(ctx, m.Status.ID); err != nil {
+			return ctrl.Result{}, err
+		}
 		if found && metav1.IsControlledBy(secret, m) {
 			if err := r.Delete(ctx, secret); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, fmt.Errorf("deleting the accepted invitation %s: %w", name, err)
@@ -186,28 +198,58 @@ func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membe
 	if found && !metav1.IsControlledBy(secret, m) {
 		return ctrl.Result{}, secretConflict(name)
 	}
-	wantURLPrefix := r.invitationURL("")
-	reinvite := m.Annotations[tenancyv1.ReinviteAnnotation]
-	if found && secret.Annotations[tenancyv1.ReinviteAnnotation] == reinvite &&
-		bytes.HasPrefix(secret.Data[InviteURLKey], []byte(wantURLPrefix)) {
-		state, expires, err := r.Store.CheckInvitation(ctx, m.Status.ID, hashToken(secret.Data[InviteTokenKey]))
+	if found {
+		state, expires, err := r.invitationState(ctx, m, secret)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
 		switch state {
 		case db.InvitationValid:
 			m.Status.InviteSecretName = name
+			meta.RemoveStatusCondition(&m.Status.Conditions, tenancyv1.InvitationExpiredCondition)
 			return ctrl.Result{}, nil
 		case db.InvitationExpired:
 			m.Status.InviteSecretName = name
-			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "InvitationExpired", "CheckInvitation",
-				"The invitation expired at %s; change the annotation %s to send a new one",
-				expires.UTC().Format(time.RFC3339), tenancyv1.ReinviteAnnotation)
+			setCondition(m, tenancyv1.InvitationExpiredCondition, metav1.ConditionTrue, "Expired",
+				fmt.Sprintf("The invitation expired at %s; change the annotation %s to send a new one",
+					expires.UTC().Format(time.RFC3339), tenancyv1.ReinviteAnnotation))
 			return ctrl.Result{}, nil
 		}
 	}
+	meta.RemoveStatusCondition(&m.Status.Conditions, tenancyv1.InvitationExpiredCondition)
 	return ctrl.Result{}, r.issueInvitation(ctx, s, secret, found)
 }
+
+// invitationState says whether the Secret holds a live invitation for the membership as it is
+// now: issued for its current role (a promotion must not keep a token an Admin could read), its
+// current reinvite annotation and the current public URL. A cached Secret that fails the check is
+// read again from the API server before a new invitation replaces it: the cache may lag behind
+// the previous reconcile's write.
+func (r *MembershipReconciler) invitationState(ctx context.Context, m *tenancyv1.Membership, cached *corev1.Secret) (db.InvitationState, time.Time, error) {
+	check := func(secret *corev1.Secret) (db.InvitationState, time.Time, error) {
+		if secret.Annotations[tenancyv1.ReinviteAnnotation] != m.Annotations[tenancyv1.ReinviteAnnotation] ||
+			secret.Annotations[invitedRoleAnnotation] != string(roleOrDefault(m.Spec.Role)) ||
+			!bytes.HasPrefix(secret.Data[InviteURLKey], []byte(r.invitationURL(""))) {
+			return db.InvitationUnknown, time.Time{}, nil
+		}
+		return r.Store.CheckInvitation(ctx, m.Status.ID, hashToken(secret.Data[InviteTokenKey]))
+	}
+	state, expires, err := check(cached)
+	if err != nil || state != db.InvitationUnknown {
+		return state, expires, err
+	}
+	fresh := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), fresh); err != nil {
+		return db.InvitationUnknown, time.Time{}, client.IgnoreNotFound(err)
+	}
+	if fresh.ResourceVersion == cached.ResourceVersion {
+		return state, expires, nil
+	}
+	return check(fresh)
+}
+
+// invitedRoleAnnotation on an invitation Secret records the role the invitation was issued for.
+const invitedRoleAnnotation = "tenancy.dev/invited-role"
 
 func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershipScope, secret *corev1.Secret, exists bool) error {
 	m := s.membership
@@ -225,6 +267,7 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 	secret.Type = corev1.SecretTypeOpaque
 	secret.Labels = mergeMaps(secret.Labels, map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})
 	secret.Annotations = mergeMaps(secret.Annotations, map[string]string{
+		invitedRoleAnnotation:        string(roleOrDefault(m.Spec.Role)),
 		tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
 		"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
 	})

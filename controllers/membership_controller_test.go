@@ -157,6 +157,19 @@ var _ = Describe("Membership controller", func() {
 		}).WithContext(ctx).Should(Succeed())
 	})
 
+	It("issues a new invitation when an invited member is promoted", func(ctx SpecContext) {
+		m := newMembership("jack", "jack@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		readableByAdmins := inviteSecret(ctx, m).Data["token"]
+		Expect(patchSpec(ctx, m, func(m *tenancyv1.Membership) { m.Spec.Role = tenancyv1.RoleOwner })).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(inviteSecret(ctx, m).Data["token"]).NotTo(Equal(readableByAdmins))
+		}).WithContext(ctx).Should(Succeed())
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha(readableByAdmins))).To(Equal(0),
+			"the token Admins could read no longer works for an Owner")
+	})
+
 	It("never overwrites a Secret it did not create", func(ctx SpecContext) {
 		foreign := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "grace-invite", Namespace: org.Name},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,13 +33,17 @@ type OrganizationStore interface {
 // OrganizationReconciler binds each Organization to its namespace and keeps its row.
 type OrganizationReconciler struct {
 	client.Client
-	Store    OrganizationStore
-	Recorder events.EventRecorder
+	// APIReader reads Roles and RoleBindings the cache does not hold (those without our labels).
+	APIReader client.Reader
+	Store     OrganizationStore
+	Recorder  events.EventRecorder
 	// ResyncPeriod is how often a Ready organization is reconciled again, restoring rows changed
 	// by hand.
 	ResyncPeriod time.Duration
 	// UsernamePrefix turns a member's email into their Kubernetes username.
 	UsernamePrefix string
+	// OperatorNamespace is the operator's own namespace, which no organization may claim.
+	OperatorNamespace string
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
 }
@@ -84,6 +89,10 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 func (r *OrganizationReconciler) reconcileNamespace(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
 	org := s.org
 	name := org.NamespaceName()
+	if reservedNamespace(name, r.OperatorNamespace) {
+		return ctrl.Result{}, stalled(tenancyv1.NamespaceReservedReason,
+			"Namespace %s is reserved for the cluster or the operator and cannot hold an organization; choose another spec.namespace", name)
+	}
 	ns := &corev1.Namespace{}
 	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
 	if apierrors.IsNotFound(err) {
@@ -162,11 +171,12 @@ func (r *OrganizationReconciler) reconcileRBAC(ctx context.Context, s *organizat
 	if err := r.List(ctx, &memberships, client.InNamespace(ns)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing memberships: %w", err)
 	}
-	var keys tenancyv1.APIKeyList
-	if err := r.List(ctx, &keys, client.InNamespace(ns)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing API keys: %w", err)
+	// The cache holds only the Secrets the operator labelled.
+	var secrets corev1.SecretList
+	if err := r.List(ctx, &secrets, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing secrets: %w", err)
 	}
-	return ctrl.Result{}, applyRBAC(ctx, r.Client, s.org, desiredRBAC(ns, r.UsernamePrefix, memberships.Items, keys.Items))
+	return ctrl.Result{}, applyRBAC(ctx, r.Client, r.APIReader, s.org, desiredRBAC(ns, r.UsernamePrefix, memberships.Items, secrets.Items))
 }
 
 // reconcileRow upserts the organization's row; a row deleted or changed by hand comes back.
@@ -234,6 +244,11 @@ func (r *OrganizationReconciler) releaseNamespace(ctx context.Context, org *tena
 	if ns.Labels[tenancyv1.OrganizationLabel] != org.Name {
 		return nil // never ours, e.g. after a namespace conflict
 	}
+	// Delete what grants access explicitly: the namespace may take long to go (or, without a
+	// namespace controller, never).
+	if err := deleteRBAC(ctx, r.Client, org, ns.Name); err != nil {
+		return err
+	}
 	if ns.Annotations[tenancyv1.CreatedNamespaceAnnotation] == "true" {
 		if !ns.DeletionTimestamp.IsZero() {
 			return nil
@@ -243,15 +258,18 @@ func (r *OrganizationReconciler) releaseNamespace(ctx context.Context, org *tena
 		}
 		return nil
 	}
-	if err := deleteRBAC(ctx, r.Client, org, ns.Name); err != nil {
-		return err
-	}
 	before := ns.DeepCopy()
 	delete(ns.Labels, tenancyv1.OrganizationLabel)
 	if err := r.Patch(ctx, ns, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("unlabelling namespace %s: %w", ns.Name, err)
 	}
 	return nil
+}
+
+// reservedNamespace reports whether a namespace belongs to the cluster or the operator: adopting
+// it would hand an organization's Owners its Secrets.
+func reservedNamespace(name, operatorNamespace string) bool {
+	return name == operatorNamespace || name == "default" || strings.HasPrefix(name, "kube-")
 }
 
 // SetupWithManager registers the controller; SetupIndexes must have run.
@@ -264,8 +282,8 @@ func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(rowIDChanged)).
 		Watches(&tenancyv1.Membership{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
 			builder.WithPredicates(predicate.Or(rowIDChanged, specChanged))).
-		Watches(&tenancyv1.APIKey{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
-			builder.WithPredicates(specChanged)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+			builder.WithPredicates(createdOrDeleted)).
 		WithOptions(r.Options).
 		Named("organization").
 		Complete(r)
@@ -287,6 +305,12 @@ var namespaceBindingChanged = predicate.Funcs{
 		return e.ObjectOld.GetLabels()[tenancyv1.OrganizationLabel] != e.ObjectNew.GetLabels()[tenancyv1.OrganizationLabel] ||
 			e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// createdOrDeleted passes only creations and deletions.
+var createdOrDeleted = predicate.Funcs{
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 

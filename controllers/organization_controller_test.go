@@ -121,6 +121,20 @@ var _ = Describe("Organization controller", func() {
 		Expect(ns.Labels).To(HaveKeyWithValue(tenancyv1.OrganizationLabel, first.Name))
 	})
 
+	It("refuses the cluster's and the operator's namespaces", func(ctx SpecContext) {
+		for _, ns := range []string{"default", "kube-system", "tenancy-system"} {
+			org := newOrganization(uniqueName("greedy"))
+			org.Spec.Namespace = ns
+			Expect(k8sClient.Create(ctx, org)).To(Succeed())
+			cond := eventuallyCondition(ctx, org, tenancyv1.StalledCondition, metav1.ConditionTrue, tenancyv1.NamespaceReservedReason)
+			Expect(cond.Message).To(ContainSubstring("Namespace " + ns + " is reserved"))
+			namespace := &corev1.Namespace{}
+			if err := k8sClient.Get(ctx, client.ObjectKey{Name: ns}, namespace); err == nil {
+				Expect(namespace.Labels).NotTo(HaveKey(tenancyv1.OrganizationLabel))
+			}
+		}
+	})
+
 	It("removes its rows and its namespace when deleted, keeping API keys revoked", func(ctx SpecContext) {
 		org := newOrganization(uniqueName("doomed"))
 		Expect(k8sClient.Create(ctx, org)).To(Succeed())

@@ -130,13 +130,15 @@ func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*
 	if owner := namespace.Labels[tenancyv1.OrganizationLabel]; owner != "" {
 		org := &tenancyv1.Organization{}
 		err := c.Get(ctx, client.ObjectKey{Name: owner}, org)
-		if err == nil {
+		// Only a label that matches the Organization's own spec binds: a label put on some other
+		// namespace by hand must not let its objects into that organization.
+		if err == nil && org.NamespaceName() == ns {
 			if org.Status.ID == "" {
 				return nil, waiting(tenancyv1.OrganizationNotReadyReason, "Organization %s has no database row yet", owner)
 			}
 			return org, nil
 		}
-		if !apierrors.IsNotFound(err) {
+		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("getting organization %s: %w", owner, err)
 		}
 	}

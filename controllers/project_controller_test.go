@@ -103,6 +103,17 @@ var _ = Describe("Project controller", func() {
 		}).WithContext(ctx).Should(Succeed())
 	})
 
+	It("does not trust an organization label on a namespace the organization does not name", func(ctx SpecContext) {
+		nsName := uniqueName("forged")
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+			Name: nsName, Labels: map[string]string{tenancyv1.OrganizationLabel: org.Name},
+		}})).To(Succeed())
+		proj := newProject(nsName, "intruder")
+		Expect(k8sClient.Create(ctx, proj)).To(Succeed())
+		eventuallyCondition(ctx, proj, tenancyv1.StalledCondition, metav1.ConditionTrue, tenancyv1.NamespaceNotBoundReason)
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE uid = $1", string(proj.UID))).To(Equal(0))
+	})
+
 	It("converges when a tenant's namespace, organization and project are applied in one pass", func(ctx SpecContext) {
 		name := uniqueName("gitops")
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())

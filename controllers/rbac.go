@@ -5,10 +5,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -35,26 +39,23 @@ type organizationRBAC struct {
 	bindings []*rbacv1.RoleBinding
 }
 
-// desiredRBAC derives the Roles and RoleBindings from the organization's Memberships and APIKeys:
-// organization-wide Owners and Admins manage Projects, Memberships and APIKeys; Owners read every
-// Secret of the namespace, Admins only those of API keys and of invitations below Owner (listed by
-// name, so a new Secret grants nothing until the operator lists it); everyone else, including
-// project-scoped members of any role, gets and lists. Project-scoped Admins get no write access
-// here because Kubernetes RBAC cannot confine it to their project.
-func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membership, keys []tenancyv1.APIKey) organizationRBAC {
+// desiredRBAC derives the Roles and RoleBindings from the organization's Memberships and from the
+// Secrets the operator wrote: organization-wide Owners and Admins manage Projects, Memberships and
+// APIKeys; Owners read every Secret of the namespace, Admins only the Secrets the operator made for
+// API keys and for invitations below Owner (listed by name, taken from the Secrets' controller
+// references rather than from specs, so no spec can point an Admin at another Secret); everyone
+// else, including project-scoped members of any role, gets and lists. Project-scoped Admins get no
+// write access here because Kubernetes RBAC cannot confine it to their project.
+func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membership, managedSecrets []corev1.Secret) organizationRBAC {
 	var owners, admins, viewers []rbacv1.Subject
-	var adminSecrets []string
-	for _, k := range keys {
-		if k.DeletionTimestamp.IsZero() {
-			adminSecrets = append(adminSecrets, k.SecretNameOrDefault())
-		}
-	}
+	roleOfMembership := map[types.UID]tenancyv1.Role{}
 	for _, m := range memberships {
 		if !m.DeletionTimestamp.IsZero() {
 			continue
 		}
-		subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: usernamePrefix + db.NormalizeEmail(m.Spec.User)}
 		role := roleOrDefault(m.Spec.Role)
+		roleOfMembership[m.UID] = role
+		subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: usernamePrefix + db.NormalizeEmail(m.Spec.User)}
 		switch {
 		case m.Spec.Project == "" && role == tenancyv1.RoleOwner:
 			owners = append(owners, subject)
@@ -63,8 +64,20 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 		default:
 			viewers = append(viewers, subject)
 		}
-		if role != tenancyv1.RoleOwner {
-			adminSecrets = append(adminSecrets, m.Name+"-invite")
+	}
+	var adminSecrets []string
+	for _, secret := range managedSecrets {
+		owner := metav1.GetControllerOf(&secret)
+		if owner == nil || !strings.HasPrefix(owner.APIVersion, tenancyv1.GroupVersion.Group+"/") {
+			continue
+		}
+		switch owner.Kind {
+		case "APIKey":
+			adminSecrets = append(adminSecrets, secret.Name)
+		case "Membership":
+			if role, ok := roleOfMembership[owner.UID]; ok && role != tenancyv1.RoleOwner {
+				adminSecrets = append(adminSecrets, secret.Name)
+			}
 		}
 	}
 
@@ -112,56 +125,74 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 	}
 }
 
-// applyRBAC creates or updates the organization's Roles and RoleBindings, writing only what differs.
-func applyRBAC(ctx context.Context, c client.Client, org *tenancyv1.Organization, want organizationRBAC) error {
-	label := func(obj client.Object) error {
-		obj.SetLabels(mergeMaps(obj.GetLabels(), map[string]string{
-			tenancyv1.ManagedByLabel:    tenancyv1.ManagedByValue,
-			tenancyv1.OrganizationLabel: org.Name,
-		}))
-		return controllerutil.SetOwnerReference(org, obj, c.Scheme())
-	}
+// applyRBAC creates or updates the organization's Roles and RoleBindings, writing only what
+// differs. The cache holds only labelled objects, so one of these names that exists without the
+// label (made by hand, or its label removed) is read from the API server and taken over.
+func applyRBAC(ctx context.Context, c client.Client, apiReader client.Reader, org *tenancyv1.Organization, want organizationRBAC) error {
 	for _, r := range want.roles {
-		current := &rbacv1.Role{}
-		err := c.Get(ctx, client.ObjectKeyFromObject(r), current)
-		switch {
-		case apierrors.IsNotFound(err):
-			if err := label(r); err != nil {
-				return err
+		err := applyOne(ctx, c, apiReader, org, r, &rbacv1.Role{}, func(current *rbacv1.Role) bool {
+			if equality.Semantic.DeepEqual(current.Rules, r.Rules) {
+				return false
 			}
-			if err := c.Create(ctx, r); err != nil {
-				return fmt.Errorf("creating role %s: %w", r.Name, err)
-			}
-		case err != nil:
-			return fmt.Errorf("getting role %s: %w", r.Name, err)
-		case !equality.Semantic.DeepEqual(current.Rules, r.Rules):
 			current.Rules = r.Rules
-			if err := c.Update(ctx, current); err != nil {
-				return fmt.Errorf("updating role %s: %w", r.Name, err)
-			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("role %s: %w", r.Name, err)
 		}
 	}
 	for _, b := range want.bindings {
-		current := &rbacv1.RoleBinding{}
-		err := c.Get(ctx, client.ObjectKeyFromObject(b), current)
-		switch {
-		case apierrors.IsNotFound(err):
-			if err := label(b); err != nil {
-				return err
+		err := applyOne(ctx, c, apiReader, org, b, &rbacv1.RoleBinding{}, func(current *rbacv1.RoleBinding) bool {
+			if equality.Semantic.DeepEqual(current.Subjects, b.Subjects) && current.RoleRef == b.RoleRef {
+				return false
 			}
-			if err := c.Create(ctx, b); err != nil {
-				return fmt.Errorf("creating role binding %s: %w", b.Name, err)
-			}
-		case err != nil:
-			return fmt.Errorf("getting role binding %s: %w", b.Name, err)
-		case !equality.Semantic.DeepEqual(current.Subjects, b.Subjects):
 			current.Subjects = b.Subjects
-			if err := c.Update(ctx, current); err != nil {
-				return fmt.Errorf("updating role binding %s: %w", b.Name, err)
-			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("role binding %s: %w", b.Name, err)
 		}
 	}
 	return nil
+}
+
+// applyOne creates want, or updates the existing object when sync changes it or when it lacks the
+// operator's labels.
+func applyOne[T client.Object](ctx context.Context, c client.Client, apiReader client.Reader, org *tenancyv1.Organization, want, current T, sync func(T) bool) error {
+	key := client.ObjectKeyFromObject(want)
+	err := c.Get(ctx, key, current)
+	if apierrors.IsNotFound(err) {
+		markManaged(want, org.Name)
+		if err := controllerutil.SetOwnerReference(org, want, c.Scheme()); err != nil {
+			return err
+		}
+		if err = c.Create(ctx, want); !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		err = apiReader.Get(ctx, key, current)
+	}
+	if err != nil {
+		return err
+	}
+	changed := sync(current)
+	if current.GetLabels()[tenancyv1.ManagedByLabel] != tenancyv1.ManagedByValue || current.GetLabels()[tenancyv1.OrganizationLabel] != org.Name {
+		markManaged(current, org.Name)
+		if err := controllerutil.SetOwnerReference(org, current, c.Scheme()); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return c.Update(ctx, current)
+}
+
+func markManaged(obj client.Object, org string) {
+	obj.SetLabels(mergeMaps(obj.GetLabels(), map[string]string{
+		tenancyv1.ManagedByLabel:    tenancyv1.ManagedByValue,
+		tenancyv1.OrganizationLabel: org,
+	}))
 }
 
 // deleteRBAC removes the organization's Roles and RoleBindings from a namespace it no longer owns.

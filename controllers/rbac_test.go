@@ -54,6 +54,12 @@ var _ = Describe("Self-service RBAC", func() {
 		Expect(k8sClient.Create(ctx, key)).To(Succeed())
 		eventuallyReady(ctx, key)
 
+		// An APIKey whose spec points at the Owner's invitation must not widen what Admins may read.
+		sneaky := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "sneaky", Namespace: org.Name},
+			Spec: tenancyv1.APIKeySpec{Role: tenancyv1.RoleMember, SecretName: "olga-invite"}}
+		Expect(k8sClient.Create(ctx, sneaky)).To(Succeed())
+		eventuallyCondition(ctx, sneaky, tenancyv1.StalledCondition, metav1.ConditionTrue, tenancyv1.SecretConflictReason)
+
 		Eventually(func(g Gomega) {
 			g.Expect(can(ctx, "olga@example.com", "create", "tenancy.dev", "memberships", "")).To(BeTrue(), "Owner writes")
 			g.Expect(can(ctx, "olga@example.com", "get", "", "secrets", "adam-invite")).To(BeTrue(), "Owner reads every Secret")

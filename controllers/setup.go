@@ -41,6 +41,8 @@ type Settings struct {
 	// UsernamePrefix turns a member's email into their Kubernetes username (the API server's
 	// --oidc-username-prefix).
 	UsernamePrefix string
+	// OperatorNamespace is the operator's own namespace, which no organization may claim.
+	OperatorNamespace string
 	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
 }
@@ -69,12 +71,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 		return err
 	}
 	if err := (&OrganizationReconciler{
-		Client:         mgr.GetClient(),
-		Store:          store,
-		Recorder:       mgr.GetEventRecorder("tenancy-organization"),
-		ResyncPeriod:   s.ResyncPeriod,
-		UsernamePrefix: s.UsernamePrefix,
-		Options:        s.optionsFor(),
+		Client:            mgr.GetClient(),
+		Store:             store,
+		Recorder:          mgr.GetEventRecorder("tenancy-organization"),
+		ResyncPeriod:      s.ResyncPeriod,
+		UsernamePrefix:    s.UsernamePrefix,
+		OperatorNamespace: s.OperatorNamespace,
+		Options:           s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the organization controller: %w", err)
 	}

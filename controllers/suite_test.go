@@ -106,6 +106,7 @@ func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) 
 		PublicURL:           publicURL,
 		InvitationTTL:       7 * 24 * time.Hour,
 		APIKeyRotationGrace: rotationGrace,
+		OperatorNamespace:   "tenancy-system",
 		Options:             controller.Options{MaxConcurrentReconciles: 4},
 	})).To(Succeed())
 

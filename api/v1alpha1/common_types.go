@@ -65,6 +65,9 @@ const (
 	ReadyCondition       = "Ready"
 	ReconcilingCondition = "Reconciling"
 	StalledCondition     = "Stalled"
+
+	// InvitationExpiredCondition is True on a Membership whose invitation expired unused.
+	InvitationExpiredCondition = "InvitationExpired"
 )
 
 // Condition reasons.
@@ -87,6 +90,8 @@ const (
 	DatabaseErrorReason = "DatabaseError"
 	// NamespaceConflictReason: the namespace is already bound to another organization.
 	NamespaceConflictReason = "NamespaceConflict"
+	// NamespaceReservedReason: the namespace belongs to the cluster or the operator.
+	NamespaceReservedReason = "NamespaceReserved"
 	// NamespaceNotBoundReason: the object lives in a namespace that no organization owns.
 	NamespaceNotBoundReason = "NamespaceNotBound"
 	// OrganizationNotReadyReason: the owning organization has no database row yet.

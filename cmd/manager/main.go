@@ -156,6 +156,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		InvitationTTL:       cfg.invitationTTL,
 		APIKeyRotationGrace: cfg.apiKeyRotationGrace,
 		UsernamePrefix:      cfg.usernamePrefix,
+		OperatorNamespace:   cfg.namespace,
 		Options: controller.Options{
 			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
 		},

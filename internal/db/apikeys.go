@@ -119,6 +119,15 @@ func (p *Postgres) SyncAPIKey(ctx context.Context, k APIKey, actor Actor) (bool,
 		if err != nil {
 			return err
 		}
+		// Keys still in their rotation grace period follow a demotion or an earlier expiry too.
+		if _, err := tx.Exec(ctx, `
+			UPDATE tenancy.api_keys
+			SET role = least(role, $2::tenancy.role), expires_at = least(expires_at, $3::timestamptz)
+			WHERE uid = $1 AND superseded_at IS NOT NULL AND revoked_at IS NULL
+			  AND (role > $2::tenancy.role OR expires_at > $3::timestamptz)`,
+			k.UID, k.Role, k.ExpiresAt); err != nil {
+			return err
+		}
 		if changed = tag.RowsAffected() > 0; !changed {
 			return nil
 		}

@@ -207,3 +207,14 @@ func (p *Postgres) ReplaceInvitation(ctx context.Context, membershipID, orgID st
 	}
 	return nil
 }
+
+// VoidInvitations deletes the membership's unused invitations.
+func (p *Postgres) VoidInvitations(ctx context.Context, membershipID string) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	if _, err := p.pool.Exec(ctx, "DELETE FROM tenancy.invitations WHERE membership_id = $1 AND used_at IS NULL", membershipID); err != nil {
+		return fmt.Errorf("voiding invitations: %w", err)
+	}
+	return nil
+}

@@ -148,7 +148,12 @@ func applyWithRetry(ctx context.Context, conn *pgx.Conn, m Migration) error {
 
 func apply(ctx context.Context, conn *pgx.Conn, m Migration) error {
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL search_path = tenancy, public"); err != nil {
+		// Extensions that already existed may live in another schema: their types and functions
+		// must resolve wherever they are.
+		if _, err := tx.Exec(ctx, `
+			SELECT set_config('search_path', 'tenancy, public' || coalesce(', ' || string_agg(quote_ident(n.nspname), ', '), ''), true)
+			FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+			WHERE e.extname IN ('pgcrypto', 'citext') AND n.nspname NOT IN ('tenancy', 'public')`); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {

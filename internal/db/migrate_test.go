@@ -95,6 +95,23 @@ var _ = Describe("Migrations", func() {
 		Expect(errs).To(HaveEach(Not(HaveOccurred())))
 	})
 
+	It("works with pgcrypto and citext already installed in another schema", func(ctx SpecContext) {
+		database, err := testenv.NewDatabase(ctx, "extensions")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(database.Drop)
+		pool := newPool(ctx, database.URL)
+		_, err = pool.Exec(ctx, `CREATE SCHEMA extensions;
+		                         CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
+		                         CREATE EXTENSION citext WITH SCHEMA extensions`)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(db.Migrate(ctx, pool)).To(Equal(len(migrations)))
+
+		var signed string
+		Expect(pool.QueryRow(ctx, "SELECT tenancy.sign_context(gen_random_uuid(), NULL, NULL, NULL, interval '1 minute')").
+			Scan(&signed)).To(Succeed(), "the HMAC resolves to extensions.hmac")
+		Expect(signed).To(HavePrefix("v1."))
+	})
+
 	It("refuses to run when an applied migration was edited afterwards", func(ctx SpecContext) {
 		_, pg := newMigratedDatabase(ctx, "checksum")
 		_, err := pg.Pool().Exec(ctx, "UPDATE tenancy.schema_migrations SET checksum = 'edited' WHERE version = 1")
