@@ -20,10 +20,10 @@ import (
 
 // identityFixture is two organizations with a project each, users of several kinds and API keys.
 type identityFixture struct {
-	orgA, orgB                      string
-	projectA, projectB              string
-	admin, invitedOwner, projViewer string
-	memberKey, revokedKey           string
+	orgA, orgB                        string
+	projectA, projectB                string
+	admin, invitedOwner, projViewer   string
+	memberKey, revokedKey, expiredKey string
 }
 
 func seedIdentities(ctx context.Context, pg *db.Postgres) identityFixture {
@@ -66,6 +66,9 @@ func seedIdentities(ctx context.Context, pg *db.Postgres) identityFixture {
 		             RETURNING id`, keyID, f.orgA, role, revoked)
 	}
 	f.memberKey, f.revokedKey = key("key1", "Member", false), key("key2", "Admin", true)
+	f.expiredKey = exec(`INSERT INTO tenancy.api_keys (uid, name, organization_id, key_id, prefix, hash, role, expires_at)
+	                     VALUES (gen_random_uuid(), 'old', $1, 'key3', 'tnc_', sha256('key3'::bytea), 'Admin', now() - interval '1 second')
+	                     RETURNING id`, f.orgA)
 	return f
 }
 
@@ -218,6 +221,8 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 		Entry("a Member key is not Admin", func() (string, string, string) { return "", f.memberKey, "" },
 			func() string { return f.orgA }, func() string { return "" }, "Admin", false),
 		Entry("a revoked key has no role", func() (string, string, string) { return "", f.revokedKey, "" },
+			func() string { return f.orgA }, func() string { return "" }, "Viewer", false),
+		Entry("an expired key has no role", func() (string, string, string) { return "", f.expiredKey, "" },
 			func() string { return f.orgA }, func() string { return "" }, "Viewer", false),
 	)
 
