@@ -21,11 +21,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
-	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
@@ -90,37 +88,16 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 // startManager runs the manager's real wiring, as cmd/manager does, for the rest of the suite.
 func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) {
 	GinkgoHelper()
-	mgrCtx, cancel := context.WithCancel(context.Background())
-	pg, err := db.Connect(mgrCtx, databaseURL, GinkgoLogr.WithName("db"))
-	Expect(err).NotTo(HaveOccurred())
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(mgr.Add(pg)).To(Succeed())
-	Expect(controllers.SetupWithManager(mgrCtx, mgr, pg, controllers.Settings{
+	stop, err := testenv.StartManager(cfg, scheme, databaseURL, controllers.Settings{
 		ResyncPeriod:        resyncPeriod,
 		PublicURL:           publicURL,
 		InvitationTTL:       7 * 24 * time.Hour,
 		APIKeyRotationGrace: rotationGrace,
 		OperatorNamespace:   "tenancy-system",
 		Options:             controller.Options{MaxConcurrentReconciles: 4},
-	})).To(Succeed())
-
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(mgrCtx)).To(Succeed())
-	}()
-	DeferCleanup(func() {
-		cancel()
-		<-done
-		pg.Close()
-	})
+	}, GinkgoLogr)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stop)
 }
 
 // eventuallyReady waits for obj to be Ready at its current generation.
