@@ -5,6 +5,7 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
@@ -31,6 +32,7 @@ var _ = Describe("Database outage", Serial, func() {
 		Expect(cond.ObservedGeneration).To(Equal(org.Generation))
 		Expect(meta.IsStatusConditionTrue(org.Status.Conditions, tenancyv1.ReconcilingCondition)).To(BeTrue())
 		Expect(org.Status.ObservedGeneration).To(BeNumerically("<", org.Generation), "a failed generation is not observed")
+		Expect(kstatusOf(org)).To(Equal(kstatus.InProgressStatus), "an outage is progress to wait for, not a failure")
 		eventuallyCondition(ctx, proj, tenancyv1.ReadyCondition, metav1.ConditionFalse, tenancyv1.DatabaseUnavailableReason)
 
 		dbProxy.Restore()

@@ -7,6 +7,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
@@ -108,6 +109,7 @@ var _ = Describe("Organization controller", func() {
 		ready := eventuallyCondition(ctx, second, tenancyv1.ReadyCondition, metav1.ConditionFalse, tenancyv1.NamespaceConflictReason)
 		Expect(ready.ObservedGeneration).To(Equal(second.Generation))
 		Expect(second.Status.ObservedGeneration).To(Equal(second.Generation), "a stalled decision is observed (kstatus Failed)")
+		Expect(kstatusOf(second)).To(Equal(kstatus.FailedStatus))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE name = $1", second.Name)).To(Equal(0))
 
 		// Deleting the loser must leave the winner's namespace alone.

@@ -14,10 +14,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -112,7 +114,18 @@ func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
 		g.Expect(status.ObservedGeneration).To(Equal(obj.GetGeneration()))
 		g.Expect(meta.FindStatusCondition(status.Conditions, tenancyv1.ReconcilingCondition)).To(BeNil())
 		g.Expect(meta.FindStatusCondition(status.Conditions, tenancyv1.StalledCondition)).To(BeNil())
+		g.Expect(kstatusOf(obj)).To(Equal(kstatus.CurrentStatus), "kstatus must agree")
 	}).WithContext(ctx).Should(Succeed())
+}
+
+// kstatusOf computes what kstatus (kubectl wait, Argo CD, Flux, cli-utils) reports for obj.
+func kstatusOf(obj client.Object) kstatus.Status {
+	GinkgoHelper()
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	Expect(err).NotTo(HaveOccurred())
+	result, err := kstatus.Compute(&unstructured.Unstructured{Object: u})
+	Expect(err).NotTo(HaveOccurred())
+	return result.Status
 }
 
 // eventuallyGone waits until obj no longer exists.
