@@ -105,7 +105,9 @@ var _ = Describe("Project controller", func() {
 
 	It("does not trust an organization label on a namespace the organization does not name", func(ctx SpecContext) {
 		nsName := uniqueName("forged")
-		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		// The admission policy keeps people from setting the label; this is the second line of
+		// defence, for clusters where the policy is missing.
+		Expect(managerClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 			Name: nsName, Labels: map[string]string{tenancyv1.OrganizationLabel: org.Name},
 		}})).To(Succeed())
 		proj := newProject(nsName, "intruder")

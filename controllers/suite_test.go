@@ -32,9 +32,11 @@ import (
 // The suite runs the real controllers against an envtest control plane and a database of its
 // own. The manager reaches PostgreSQL through a proxy that specs can cut.
 var (
-	k8sClient client.Client
-	sqlPool   *pgxpool.Pool // direct, never cut
-	dbProxy   *testenv.Proxy
+	k8sClient client.Client // a cluster admin (system:masters), as a person would be
+	// managerClient acts with the manager's identity, for what only the operator may do.
+	managerClient client.Client
+	sqlPool       *pgxpool.Pool // direct, never cut
+	dbProxy       *testenv.Proxy
 )
 
 // resyncPeriod is short so that specs see drift restored.
@@ -84,7 +86,12 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	startManager(cfg, scheme, dbURL.String())
+	Expect(testenv.InstallPolicies(ctx, k8sClient)).To(Succeed())
+	managerUser, err := testenv.ManagerUser(env)
+	Expect(err).NotTo(HaveOccurred())
+	managerClient, err = client.New(managerUser.Config(), client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	startManager(managerUser.Config(), scheme, dbURL.String())
 }, NodeTimeout(5*time.Minute))
 
 // startManager runs the manager's real wiring, as cmd/manager does, for the rest of the suite.

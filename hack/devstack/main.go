@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/tenancy-dev/tenancy/internal/testenv"
@@ -124,6 +125,27 @@ func run(ctx context.Context, o options) error {
 	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
 		return err
 	}
+	adminClient, err := client.New(admin.Config(), client.Options{})
+	if err != nil {
+		return err
+	}
+	say("Installing the admission policies")
+	if err := testenv.InstallPolicies(ctx, adminClient); err != nil {
+		return err
+	}
+	// The manager runs under its service account's name: the policies let only it bind namespaces.
+	managerUser, err := testenv.ManagerUser(env)
+	if err != nil {
+		return err
+	}
+	managerKubeconfigBytes, err := managerUser.KubeConfig()
+	if err != nil {
+		return err
+	}
+	managerKubeconfig := filepath.Join(state, "manager.kubeconfig")
+	if err := os.WriteFile(managerKubeconfig, managerKubeconfigBytes, 0o600); err != nil {
+		return err
+	}
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	kubeEnv := []string{"KUBECONFIG=" + kubeconfig}
 
@@ -145,7 +167,7 @@ func run(ctx context.Context, o options) error {
 	}
 	say("Starting the manager (logs: %s)", filepath.Join(logs, "manager.log"))
 	if err := startProcess(ctx, &s, logs, "manager", nil, managerBin,
-		"--kubeconfig="+kubeconfig, "--database-url="+databaseURL,
+		"--kubeconfig="+managerKubeconfig, "--database-url="+databaseURL,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
 		"--resync-period=1m", "--public-url=http://localhost:8090", "--zap-devel"); err != nil {
 		return err

@@ -61,11 +61,7 @@ func TestDevStack(t *testing.T) {
 	}
 	kubectl := func(args ...string) string {
 		t.Helper()
-		assets, err := testenv.BinaryAssets()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), args...)
+		cmd := exec.CommandContext(ctx, filepath.Join(assetsDir(t), "kubectl"), args...)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+env["KUBECONFIG"])
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -97,6 +93,14 @@ func TestDevStack(t *testing.T) {
 		t.Fatal("the sample API key has no Secret")
 	}
 
+	// The admission policy is installed: not even a cluster admin relabels a tenant namespace.
+	relabel := exec.CommandContext(ctx, filepath.Join(assetsDir(t), "kubectl"), "label", "namespace", "acme",
+		"tenancy.dev/organization=evil", "--overwrite")
+	relabel.Env = append(os.Environ(), "KUBECONFIG="+env["KUBECONFIG"])
+	if out, err := relabel.CombinedOutput(); err == nil || !strings.Contains(string(out), "only the Tenancy operator") {
+		t.Fatalf("relabelling a tenant namespace as cluster admin: err=%v, output:\n%s", err, out)
+	}
+
 	// An organization whose namespace the operator creates: deleting it deletes the namespace for
 	// real, which takes kube-controller-manager's namespace controller.
 	orgFile := filepath.Join(state, "temp-org.yaml")
@@ -126,6 +130,15 @@ func TestDevStack(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", state).Output(); len(out) > 0 {
 		t.Fatalf("processes of the stack survived the interrupt: %s", out)
 	}
+}
+
+func assetsDir(t *testing.T) string {
+	t.Helper()
+	assets, err := testenv.BinaryAssets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return assets
 }
 
 func waitFor(t *testing.T, ctx context.Context, exited chan error, dump func() string, done func() bool) {
