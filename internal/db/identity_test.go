@@ -1,6 +1,9 @@
 package db_test
 
 import (
+	"context"
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -40,6 +43,30 @@ var _ = Describe("Organization and project rows", func() {
 		Expect(count(ctx, "SELECT count(*) FROM tenancy.organizations")).To(Equal(1))
 		Expect(count(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE actor = 'alice@example.com'
 		                   AND action IN ('organization.created', 'organization.updated')`)).To(Equal(2))
+	})
+
+	It("leaves a row that already matches untouched, so a resync takes no lock", func(ctx SpecContext) {
+		org := db.Organization{UID: newUID(), Name: "acme", Tier: "Free", Namespace: "acme"}
+		created, err := pg.UpsertOrganization(ctx, org, actor)
+		Expect(err).NotTo(HaveOccurred())
+		proj := db.Project{UID: newUID(), OrganizationID: created.ID, Name: "web"}
+		_, err = pg.UpsertProject(ctx, proj, actor)
+		Expect(err).NotTo(HaveOccurred())
+
+		// Somebody holds both rows locked; an unchanged upsert must not wait for them.
+		locker, err := pg.Pool().Begin(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = locker.Rollback(ctx) }()
+		_, err = locker.Exec(ctx, "SELECT 1 FROM tenancy.organizations, tenancy.projects FOR UPDATE")
+		Expect(err).NotTo(HaveOccurred())
+
+		quick, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		again, err := pg.UpsertOrganization(quick, org, actor)
+		Expect(err).NotTo(HaveOccurred(), "an unchanged organization upsert waited for the row lock")
+		Expect(again).To(Equal(db.UpsertResult{ID: created.ID, Changed: false}))
+		_, err = pg.UpsertProject(quick, proj, actor)
+		Expect(err).NotTo(HaveOccurred(), "an unchanged project upsert waited for the row lock")
 	})
 
 	It("restores a row deleted by hand with its former id", func(ctx SpecContext) {

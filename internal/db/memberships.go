@@ -57,8 +57,12 @@ LIMIT 1`
 const upsertMembershipSQL = `
 WITH upsert AS (
     INSERT INTO tenancy.memberships AS m (id, uid, organization_id, project_id, user_id, role, state)
-    VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6,
-            CASE WHEN $7::boolean THEN 'Active' ELSE 'Invited' END::tenancy.membership_state)
+    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6,
+           CASE WHEN $7::boolean THEN 'Active' ELSE 'Invited' END::tenancy.membership_state
+    -- A row that already matches is left untouched: no lock, no write, so a resync only reads.
+    WHERE NOT EXISTS (SELECT 1 FROM tenancy.memberships x WHERE x.uid = $2::uuid
+                      AND (x.organization_id, x.project_id, x.user_id, x.role)
+                          IS NOT DISTINCT FROM ($3::uuid, $4::uuid, $5::uuid, $6::tenancy.role))
     ON CONFLICT (uid) DO UPDATE
         SET organization_id = excluded.organization_id, project_id = excluded.project_id,
             user_id = excluded.user_id, role = excluded.role, updated_at = now()

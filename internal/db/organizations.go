@@ -39,7 +39,10 @@ type OrganizationCounts struct {
 const upsertOrganizationSQL = `
 WITH upsert AS (
     INSERT INTO tenancy.organizations AS o (id, uid, name, display_name, tier, namespace)
-    VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6)
+    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6
+    -- A row that already matches is left untouched: no lock, no write, so a resync only reads.
+    WHERE NOT EXISTS (SELECT 1 FROM tenancy.organizations x WHERE x.uid = $2::uuid
+                      AND (x.name, x.display_name, x.tier, x.namespace) = ($3::text, $4::text, $5::text, $6::text))
     ON CONFLICT (uid) DO UPDATE
         SET name = excluded.name, display_name = excluded.display_name, tier = excluded.tier,
             namespace = excluded.namespace, updated_at = now()

@@ -20,7 +20,10 @@ type Project struct {
 const upsertProjectSQL = `
 WITH upsert AS (
     INSERT INTO tenancy.projects AS p (id, uid, organization_id, name, display_name)
-    VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5)
+    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5
+    -- A row that already matches is left untouched: no lock, no write, so a resync only reads.
+    WHERE NOT EXISTS (SELECT 1 FROM tenancy.projects x WHERE x.uid = $2::uuid
+                      AND (x.organization_id, x.name, x.display_name) = ($3::uuid, $4::text, $5::text))
     ON CONFLICT (uid) DO UPDATE
         SET organization_id = excluded.organization_id, name = excluded.name,
             display_name = excluded.display_name, updated_at = now()
