@@ -76,6 +76,10 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 
 	patcher := newStatusPatcher(k)
 	defer func() {
+		// A bug must not read as success: report a panic as the reconcile's error.
+		if p := recover(); p != nil {
+			retErr = fmt.Errorf("reconciler panic: %v", p)
+		}
 		result, retErr = finishReconcile(k, result, retErr, r.ResyncPeriod)
 		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, k))
 	}()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,6 +88,10 @@ func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 	patcher := newStatusPatcher(m)
 	defer func() {
+		// A bug must not read as success: report a panic as the reconcile's error.
+		if p := recover(); p != nil {
+			retErr = fmt.Errorf("reconciler panic: %v", p)
+		}
 		result, retErr = finishReconcile(m, result, retErr, r.ResyncPeriod)
 		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, m))
 	}()
@@ -217,7 +222,35 @@ func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membe
 		}
 	}
 	meta.RemoveStatusCondition(&m.Status.Conditions, tenancyv1.InvitationExpiredCondition)
+	if err := r.waitForAdminsToLoseAccess(ctx, m, name); err != nil {
+		return ctrl.Result{}, err
+	}
 	return ctrl.Result{}, r.issueInvitation(ctx, s, secret, found)
+}
+
+// waitForAdminsToLoseAccess holds back an Owner's invitation while the Admin Role still lists
+// its Secret (it did while the invitee was below Owner): Admins must never read an Owner's token.
+// The old invitation is voided meanwhile; the Organization controller updates the Role.
+func (r *MembershipReconciler) waitForAdminsToLoseAccess(ctx context.Context, m *tenancyv1.Membership, secretName string) error {
+	if roleOrDefault(m.Spec.Role) != tenancyv1.RoleOwner {
+		return nil
+	}
+	adminRole := &rbacv1.Role{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: AdminRoleName}, adminRole)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading role %s: %w", AdminRoleName, err)
+	}
+	if !slices.ContainsFunc(adminRole.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.ResourceNames, secretName) }) {
+		return nil
+	}
+	if err := r.Store.VoidInvitations(ctx, m.Status.ID); err != nil {
+		return err
+	}
+	return waiting("AdminAccessRevoking",
+		"Waiting for Admins to lose read access to Secret %s before issuing an Owner's invitation into it", secretName)
 }
 
 // invitationState says whether the Secret holds a live invitation for the membership as it is

@@ -46,6 +46,11 @@ var _ = Describe("Namespace label policy", func() {
 		forbidden(relabel(ctx, k8sClient, org.Name, func(l map[string]string) { delete(l, tenancyv1.OrganizationLabel) }))
 		Expect(relabel(ctx, k8sClient, org.Name, func(l map[string]string) { l["team"] = "payments" })).To(Succeed(),
 			"other labels stay editable")
+
+		ns := &corev1.Namespace{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: org.Name}, ns)).To(Succeed())
+		ns.Labels[tenancyv1.OrganizationLabel] = "someone-else"
+		forbidden(k8sClient.Status().Update(ctx, ns))
 	})
 
 	It("refuses putting the label on a namespace, and leaves unlabelled namespaces alone", func(ctx SpecContext) {

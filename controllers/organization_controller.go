@@ -53,11 +53,14 @@ type organizationScope struct {
 }
 
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations,verbs=get;list;watch;update;patch
+// The Roles the operator writes grant these verbs, and RBAC lets it grant only what it holds
+// (no escalate or bind).
+// +kubebuilder:rbac:groups=tenancy.dev,resources=projects;memberships;apikeys,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete;deletecollection;escalate;bind
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete;deletecollection
 
 // Reconcile brings one Organization's namespace and rows in line with its spec.
 func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -74,6 +77,10 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	patcher := newStatusPatcher(org)
 	defer func() {
+		// A bug must not read as success: report a panic as the reconcile's error.
+		if p := recover(); p != nil {
+			retErr = fmt.Errorf("reconciler panic: %v", p)
+		}
 		result, retErr = finishReconcile(org, result, retErr, r.ResyncPeriod)
 		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, org))
 	}()

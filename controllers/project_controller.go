@@ -64,6 +64,10 @@ func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 
 	patcher := newStatusPatcher(project)
 	defer func() {
+		// A bug must not read as success: report a panic as the reconcile's error.
+		if p := recover(); p != nil {
+			retErr = fmt.Errorf("reconciler panic: %v", p)
+		}
 		result, retErr = finishReconcile(project, result, retErr, r.ResyncPeriod)
 		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, project))
 	}()

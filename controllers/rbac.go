@@ -3,6 +3,7 @@ package controllers
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -143,12 +144,21 @@ func applyRBAC(ctx context.Context, c client.Client, apiReader client.Reader, or
 	}
 	for _, b := range want.bindings {
 		err := applyOne(ctx, c, apiReader, org, b, &rbacv1.RoleBinding{}, func(current *rbacv1.RoleBinding) bool {
-			if equality.Semantic.DeepEqual(current.Subjects, b.Subjects) && current.RoleRef == b.RoleRef {
+			if equality.Semantic.DeepEqual(current.Subjects, b.Subjects) {
 				return false
 			}
 			current.Subjects = b.Subjects
 			return true
 		})
+		var wrongRef *wrongRoleRefError
+		if errors.As(err, &wrongRef) {
+			// roleRef is immutable: a binding of our name that points elsewhere goes, and the next
+			// reconcile creates ours.
+			err = c.Delete(ctx, wrongRef.binding)
+			if err == nil {
+				err = fmt.Errorf("replaced a binding that referred to %s %s", wrongRef.binding.RoleRef.Kind, wrongRef.binding.RoleRef.Name)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("role binding %s: %w", b.Name, err)
 		}
@@ -174,6 +184,9 @@ func applyOne[T client.Object](ctx context.Context, c client.Client, apiReader c
 	if err != nil {
 		return err
 	}
+	if b, ok := any(current).(*rbacv1.RoleBinding); ok && b.RoleRef != any(want).(*rbacv1.RoleBinding).RoleRef {
+		return &wrongRoleRefError{binding: b}
+	}
 	changed := sync(current)
 	if current.GetLabels()[tenancyv1.ManagedByLabel] != tenancyv1.ManagedByValue || current.GetLabels()[tenancyv1.OrganizationLabel] != org.Name {
 		markManaged(current, org.Name)
@@ -186,6 +199,13 @@ func applyOne[T client.Object](ctx context.Context, c client.Client, apiReader c
 		return nil
 	}
 	return c.Update(ctx, current)
+}
+
+// wrongRoleRefError reports a RoleBinding of our name that binds some other role.
+type wrongRoleRefError struct{ binding *rbacv1.RoleBinding }
+
+func (e *wrongRoleRefError) Error() string {
+	return fmt.Sprintf("role binding %s refers to %s %s", e.binding.Name, e.binding.RoleRef.Kind, e.binding.RoleRef.Name)
 }
 
 func markManaged(obj client.Object, org string) {

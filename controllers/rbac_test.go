@@ -4,6 +4,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -86,6 +87,24 @@ var _ = Describe("Self-service RBAC", func() {
 		Eventually(func() bool {
 			return can(ctx, "vera@example.com", "list", "tenancy.dev", "projects", "")
 		}).WithContext(ctx).Should(BeFalse(), "a removed member loses access")
+	})
+
+	It("replaces a binding of its name that someone pointed at another role", func(ctx SpecContext) {
+		nsName := uniqueName("prebound")
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}})).To(Succeed())
+		trap := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: controllers.ViewerRoleName + "s", Namespace: nsName},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
+		}
+		Expect(k8sClient.Create(ctx, trap)).To(Succeed())
+		adopter := &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: uniqueName("adopter")},
+			Spec: tenancyv1.OrganizationSpec{Namespace: nsName}}
+		Expect(k8sClient.Create(ctx, adopter)).To(Succeed())
+		eventuallyReady(ctx, adopter)
+		binding := &rbacv1.RoleBinding{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(trap), binding)).To(Succeed())
+		Expect(binding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controllers.ViewerRoleName}))
+		Expect(binding.Labels).To(HaveKeyWithValue(tenancyv1.ManagedByLabel, tenancyv1.ManagedByValue))
 	})
 
 	It("restores a binding changed by hand", func(ctx SpecContext) {

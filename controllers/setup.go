@@ -72,6 +72,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Sett
 	}
 	if err := (&OrganizationReconciler{
 		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
 		Store:             store,
 		Recorder:          mgr.GetEventRecorder("tenancy-organization"),
 		ResyncPeriod:      s.ResyncPeriod,

@@ -87,6 +87,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 
 	Expect(testenv.InstallPolicies(ctx, k8sClient)).To(Succeed())
+	Expect(testenv.InstallManagerRBAC(ctx, k8sClient)).To(Succeed())
 	managerUser, err := testenv.ManagerUser(env)
 	Expect(err).NotTo(HaveOccurred())
 	managerClient, err = client.New(managerUser.Config(), client.Options{Scheme: scheme})

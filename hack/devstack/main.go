@@ -129,11 +129,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	say("Installing the admission policies")
+	say("Installing the admission policies and the manager's ClusterRole")
 	if err := testenv.InstallPolicies(ctx, adminClient); err != nil {
 		return err
 	}
-	// The manager runs under its service account's name: the policies let only it bind namespaces.
+	if err := testenv.InstallManagerRBAC(ctx, adminClient); err != nil {
+		return err
+	}
+	// The manager runs under its service account's name, with only config/rbac's ClusterRole: the
+	// policies let only it bind namespaces.
 	managerUser, err := testenv.ManagerUser(env)
 	if err != nil {
 		return err

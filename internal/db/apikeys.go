@@ -69,9 +69,12 @@ func (p *Postgres) IssueAPIKey(ctx context.Context, k APIKey, key NewAPIKey, gra
 		rows, err := tx.Query(ctx, `
 			UPDATE tenancy.api_keys
 			SET superseded_at = now(),
-			    expires_at = CASE WHEN revoked_at IS NULL THEN least(coalesce(expires_at, 'infinity'), now() + $2::interval) ELSE expires_at END
+			    -- least() skips NULLs: the earliest of the key's own expiry, the grace period and
+			    -- the spec's new expiry; a demotion in the same change applies to it as well.
+			    expires_at = CASE WHEN revoked_at IS NULL THEN least(expires_at, now() + $2::interval, $3::timestamptz) ELSE expires_at END,
+			    role = least(role, $4::tenancy.role)
 			WHERE uid = $1 AND superseded_at IS NULL
-			RETURNING key_id`, k.UID, grace)
+			RETURNING key_id`, k.UID, grace, k.ExpiresAt, k.Role)
 		if err != nil {
 			return fmt.Errorf("superseding the previous key: %w", err)
 		}

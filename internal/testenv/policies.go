@@ -23,7 +23,28 @@ const ManagerUsername = "system:serviceaccount:tenancy-system:tenancy-manager"
 
 // InstallPolicies creates (or updates) the ValidatingAdmissionPolicies of config/policy.
 func InstallPolicies(ctx context.Context, c client.Client) error {
-	data, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "policy", "namespace_label_policy.yaml"))
+	return applyFile(ctx, c, filepath.Join(RepoRoot(), "config", "policy", "namespace_label_policy.yaml"))
+}
+
+// InstallManagerRBAC grants ManagerUsername exactly the ClusterRole that config/rbac ships
+// (generated from the controllers' markers), so tests and `make dev` exercise it.
+func InstallManagerRBAC(ctx context.Context, c client.Client) error {
+	if err := applyFile(ctx, c, filepath.Join(RepoRoot(), "config", "rbac", "role.yaml")); err != nil {
+		return err
+	}
+	binding := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1",
+		"kind":       "ClusterRoleBinding",
+		"metadata":   map[string]any{"name": "manager-rolebinding"},
+		"roleRef":    map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "manager-role"},
+		"subjects":   []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ManagerUsername}},
+	}}
+	return apply(ctx, c, binding)
+}
+
+// applyFile creates or updates every object of a multi-document YAML file.
+func applyFile(ctx context.Context, c client.Client, path string) error {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
@@ -35,28 +56,35 @@ func InstallPolicies(ctx context.Context, c client.Client) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("decoding config/policy: %w", err)
+			return fmt.Errorf("decoding %s: %w", path, err)
 		}
 		if len(obj.Object) == 0 {
 			continue
 		}
-		err = c.Create(ctx, obj)
-		if apierrors.IsAlreadyExists(err) {
-			existing := &unstructured.Unstructured{}
-			existing.SetGroupVersionKind(obj.GroupVersionKind())
-			if err = c.Get(ctx, client.ObjectKeyFromObject(obj), existing); err == nil {
-				obj.SetResourceVersion(existing.GetResourceVersion())
-				err = c.Update(ctx, obj)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("installing %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		if err := apply(ctx, c, obj); err != nil {
+			return err
 		}
 	}
 }
 
-// ManagerUser adds the manager's identity to the control plane: ManagerUsername, in
-// system:masters (in a cluster, config/rbac grants it what it needs).
+func apply(ctx context.Context, c client.Client, obj *unstructured.Unstructured) error {
+	err := c.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		existing := &unstructured.Unstructured{}
+		existing.SetGroupVersionKind(obj.GroupVersionKind())
+		if err = c.Get(ctx, client.ObjectKeyFromObject(obj), existing); err == nil {
+			obj.SetResourceVersion(existing.GetResourceVersion())
+			err = c.Update(ctx, obj)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("installing %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// ManagerUser adds the manager's identity to the control plane: ManagerUsername, with no group,
+// so that only InstallManagerRBAC's ClusterRole authorizes it.
 func ManagerUser(env *envtest.Environment) (*envtest.AuthenticatedUser, error) {
-	return env.AddUser(envtest.User{Name: ManagerUsername, Groups: []string{"system:masters"}}, nil)
+	return env.AddUser(envtest.User{Name: ManagerUsername}, nil)
 }
