@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -62,32 +61,16 @@ type apiKeyScope struct {
 // +kubebuilder:rbac:groups=tenancy.dev,resources=apikeys/finalizers,verbs=update
 
 // Reconcile brings one APIKey's key, row and Secret in line with its spec.
-func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	k := &tenancyv1.APIKey{}
-	if err := r.Get(ctx, req.NamespacedName, k); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !k.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, k)
-	}
-	if err := addFinalizer(ctx, r.Client, k); err != nil {
-		return ctrl.Result{}, err
-	}
-
-	patcher := newStatusPatcher(k)
-	defer func() {
-		// A bug must not read as success: report a panic as the reconcile's error.
-		if p := recover(); p != nil {
-			retErr = fmt.Errorf("reconciler panic: %v", p)
-		}
-		result, retErr = finishReconcile(k, result, retErr, r.ResyncPeriod)
-		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, k))
-	}()
-	return runPhases(ctx, &apiKeyScope{key: k},
-		r.resolveOrganization,
-		r.resolveProject,
-		r.reconcileKey,
-	)
+func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return lifecycle[*tenancyv1.APIKey]{
+		client:    r.Client,
+		resync:    r.ResyncPeriod,
+		newObject: func() *tenancyv1.APIKey { return &tenancyv1.APIKey{} },
+		reconcileNormal: func(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
+			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveOrganization, r.resolveProject, r.reconcileKey)
+		},
+		cleanUp: r.cleanUp,
+	}.reconcile(ctx, req)
 }
 
 func (r *APIKeyReconciler) resolveOrganization(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
@@ -229,22 +212,13 @@ func (r *APIKeyReconciler) issueKey(ctx context.Context, k *tenancyv1.APIKey, wa
 	return row, nil
 }
 
-// reconcileDelete revokes every key of the resource at once (rows stay for audit), deletes its
-// Secret and drops the finalizer.
-func (r *APIKeyReconciler) reconcileDelete(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(k, tenancyv1.Finalizer) {
-		return ctrl.Result{}, nil
+// cleanUp revokes every key of the resource at once (the rows stay for audit) and deletes its
+// Secret.
+func (r *APIKeyReconciler) cleanUp(ctx context.Context, k *tenancyv1.APIKey) error {
+	if err := r.Store.RevokeAPIKeys(ctx, string(k.UID), k.Name, actorOf(k, "apikey")); err != nil {
+		return err
 	}
-	patcher := newStatusPatcher(k)
-	err := r.Store.RevokeAPIKeys(ctx, string(k.UID), k.Name, actorOf(k, "apikey"))
-	if err == nil {
-		err = deleteOwnedSecret(ctx, r.Client, k, k.SecretNameOrDefault())
-	}
-	if err != nil {
-		result, err := finishReconcile(k, ctrl.Result{}, err, r.ResyncPeriod)
-		return result, errors.Join(err, patcher.patch(ctx, r.Client, k))
-	}
-	return ctrl.Result{}, removeFinalizer(ctx, r.Client, k)
+	return deleteOwnedSecret(ctx, r.Client, k, k.SecretNameOrDefault())
 }
 
 // SetupWithManager registers the controller; SetupIndexes must have run.

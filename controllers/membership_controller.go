@@ -74,33 +74,21 @@ const (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one Membership's rows and invitation in line with its spec.
-func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	m := &tenancyv1.Membership{}
-	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !m.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, m)
-	}
-	if err := addFinalizer(ctx, r.Client, m); err != nil {
-		return ctrl.Result{}, err
-	}
-
-	patcher := newStatusPatcher(m)
-	defer func() {
-		// A bug must not read as success: report a panic as the reconcile's error.
-		if p := recover(); p != nil {
-			retErr = fmt.Errorf("reconciler panic: %v", p)
-		}
-		result, retErr = finishReconcile(m, result, retErr, r.ResyncPeriod)
-		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, m))
-	}()
-	return runPhases(ctx, &membershipScope{membership: m},
-		r.resolveOrganization,
-		r.resolveProject,
-		r.reconcileRow,
-		r.reconcileInvitation,
-	)
+func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return lifecycle[*tenancyv1.Membership]{
+		client:    r.Client,
+		resync:    r.ResyncPeriod,
+		newObject: func() *tenancyv1.Membership { return &tenancyv1.Membership{} },
+		reconcileNormal: func(ctx context.Context, m *tenancyv1.Membership) (ctrl.Result, error) {
+			return runPhases(ctx, &membershipScope{membership: m},
+				r.resolveOrganization,
+				r.resolveProject,
+				r.reconcileRow,
+				r.reconcileInvitation,
+			)
+		},
+		cleanUp: r.cleanUp,
+	}.reconcile(ctx, req)
 }
 
 func (r *MembershipReconciler) resolveOrganization(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
@@ -369,22 +357,13 @@ func (r *MembershipReconciler) invitationURL(token string) string {
 	return r.PublicURL + "/invite?token=" + url.QueryEscape(token)
 }
 
-// reconcileDelete removes the membership's rows (and the user's refresh tokens for the
-// organization when it was their last membership there), its invitation Secret and the finalizer.
-func (r *MembershipReconciler) reconcileDelete(ctx context.Context, m *tenancyv1.Membership) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(m, tenancyv1.Finalizer) {
-		return ctrl.Result{}, nil
+// cleanUp removes the membership's rows (and the user's refresh tokens for the organization when
+// it was their last membership there) and its invitation Secret.
+func (r *MembershipReconciler) cleanUp(ctx context.Context, m *tenancyv1.Membership) error {
+	if err := r.Store.DeleteMembership(ctx, string(m.UID), m.Name, actorOf(m, "membership")); err != nil {
+		return err
 	}
-	patcher := newStatusPatcher(m)
-	err := r.Store.DeleteMembership(ctx, string(m.UID), m.Name, actorOf(m, "membership"))
-	if err == nil {
-		err = deleteOwnedSecret(ctx, r.Client, m, m.Name+"-invite")
-	}
-	if err != nil {
-		result, err := finishReconcile(m, ctrl.Result{}, err, r.ResyncPeriod)
-		return result, errors.Join(err, patcher.patch(ctx, r.Client, m))
-	}
-	return ctrl.Result{}, removeFinalizer(ctx, r.Client, m)
+	return deleteOwnedSecret(ctx, r.Client, m, m.Name+"-invite")
 }
 
 // SetupWithManager registers the controller; SetupIndexes must have run.

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -62,34 +61,22 @@ type organizationScope struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete;deletecollection
 
-// Reconcile brings one Organization's namespace and rows in line with its spec.
-func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	org := &tenancyv1.Organization{}
-	if err := r.Get(ctx, req.NamespacedName, org); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !org.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, org)
-	}
-	if err := addFinalizer(ctx, r.Client, org); err != nil {
-		return ctrl.Result{}, err
-	}
-
-	patcher := newStatusPatcher(org)
-	defer func() {
-		// A bug must not read as success: report a panic as the reconcile's error.
-		if p := recover(); p != nil {
-			retErr = fmt.Errorf("reconciler panic: %v", p)
-		}
-		result, retErr = finishReconcile(org, result, retErr, r.ResyncPeriod)
-		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, org))
-	}()
-	return runPhases(ctx, &organizationScope{org: org},
-		r.reconcileNamespace,
-		r.reconcileRBAC,
-		r.reconcileRow,
-		r.reconcileCounts,
-	)
+// Reconcile brings one Organization's namespace, RBAC and rows in line with its spec.
+func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return lifecycle[*tenancyv1.Organization]{
+		client:    r.Client,
+		resync:    r.ResyncPeriod,
+		newObject: func() *tenancyv1.Organization { return &tenancyv1.Organization{} },
+		reconcileNormal: func(ctx context.Context, org *tenancyv1.Organization) (ctrl.Result, error) {
+			return runPhases(ctx, &organizationScope{org: org},
+				r.reconcileNamespace,
+				r.reconcileRBAC,
+				r.reconcileRow,
+				r.reconcileCounts,
+			)
+		},
+		cleanUp: r.cleanUp,
+	}.reconcile(ctx, req)
 }
 
 // reconcileNamespace creates the organization's namespace, or adopts an existing one, and labels it.
@@ -220,23 +207,17 @@ func (r *OrganizationReconciler) reconcileCounts(ctx context.Context, s *organiz
 	return ctrl.Result{}, nil
 }
 
-// reconcileDelete removes the organization's identity rows, releases its namespace (deleting it
-// when the operator created it, without waiting for it to terminate) and drops the finalizer.
-func (r *OrganizationReconciler) reconcileDelete(ctx context.Context, org *tenancyv1.Organization) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(org, tenancyv1.Finalizer) {
-		return ctrl.Result{}, nil
+// cleanUp removes the organization's identity rows and releases its namespace: it deletes the
+// namespace when the operator created it, without waiting for it to terminate.
+func (r *OrganizationReconciler) cleanUp(ctx context.Context, org *tenancyv1.Organization) error {
+	if err := r.Store.DeleteOrganization(ctx, string(org.UID), org.Name, actorOf(org, "organization")); err != nil {
+		return err
 	}
-	patcher := newStatusPatcher(org)
-	err := r.Store.DeleteOrganization(ctx, string(org.UID), org.Name, actorOf(org, "organization"))
-	if err == nil {
-		err = r.releaseNamespace(ctx, org)
-	}
-	if err != nil {
-		result, err := finishReconcile(org, ctrl.Result{}, err, r.ResyncPeriod)
-		return result, errors.Join(err, patcher.patch(ctx, r.Client, org))
+	if err := r.releaseNamespace(ctx, org); err != nil {
+		return err
 	}
 	r.Recorder.Eventf(org, nil, corev1.EventTypeNormal, "Deleted", "Delete", "Removed the organization's rows")
-	return ctrl.Result{}, removeFinalizer(ctx, r.Client, org)
+	return nil
 }
 
 func (r *OrganizationReconciler) releaseNamespace(ctx context.Context, org *tenancyv1.Organization) error {

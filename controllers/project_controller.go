@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -50,31 +48,18 @@ type projectScope struct {
 // +kubebuilder:rbac:groups=tenancy.dev,resources=projects/finalizers,verbs=update
 
 // Reconcile brings one Project's row in line with its spec.
-func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	project := &tenancyv1.Project{}
-	if err := r.Get(ctx, req.NamespacedName, project); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !project.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, project)
-	}
-	if err := addFinalizer(ctx, r.Client, project); err != nil {
-		return ctrl.Result{}, err
-	}
-
-	patcher := newStatusPatcher(project)
-	defer func() {
-		// A bug must not read as success: report a panic as the reconcile's error.
-		if p := recover(); p != nil {
-			retErr = fmt.Errorf("reconciler panic: %v", p)
-		}
-		result, retErr = finishReconcile(project, result, retErr, r.ResyncPeriod)
-		retErr = errors.Join(retErr, patcher.patch(ctx, r.Client, project))
-	}()
-	return runPhases(ctx, &projectScope{project: project},
-		r.resolveOrganization,
-		r.reconcileRow,
-	)
+func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return lifecycle[*tenancyv1.Project]{
+		client:    r.Client,
+		resync:    r.ResyncPeriod,
+		newObject: func() *tenancyv1.Project { return &tenancyv1.Project{} },
+		reconcileNormal: func(ctx context.Context, p *tenancyv1.Project) (ctrl.Result, error) {
+			return runPhases(ctx, &projectScope{project: p}, r.resolveOrganization, r.reconcileRow)
+		},
+		cleanUp: func(ctx context.Context, p *tenancyv1.Project) error {
+			return r.Store.DeleteProject(ctx, string(p.UID), p.Name, actorOf(p, "project"))
+		},
+	}.reconcile(ctx, req)
 }
 
 // resolveOrganization finds the Organization that owns the project's namespace.
@@ -108,19 +93,6 @@ func (r *ProjectReconciler) reconcileRow(ctx context.Context, s *projectScope) (
 	reportRowChange(r.Recorder, p, p.Status.ID, res)
 	p.Status.ID = res.ID
 	return ctrl.Result{}, nil
-}
-
-// reconcileDelete removes the project's row and drops the finalizer.
-func (r *ProjectReconciler) reconcileDelete(ctx context.Context, project *tenancyv1.Project) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(project, tenancyv1.Finalizer) {
-		return ctrl.Result{}, nil
-	}
-	patcher := newStatusPatcher(project)
-	if err := r.Store.DeleteProject(ctx, string(project.UID), project.Name, actorOf(project, "project")); err != nil {
-		result, err := finishReconcile(project, ctrl.Result{}, err, r.ResyncPeriod)
-		return result, errors.Join(err, patcher.patch(ctx, r.Client, project))
-	}
-	return ctrl.Result{}, removeFinalizer(ctx, r.Client, project)
 }
 
 // organizationOfNamespace returns the Organization bound to namespace ns once it has a row. It
