@@ -51,9 +51,8 @@ type APIKeyReconciler struct {
 }
 
 type apiKeyScope struct {
-	key       *tenancyv1.APIKey
-	org       *tenancyv1.Organization
-	projectID string
+	tenantScope
+	key *tenancyv1.APIKey
 }
 
 // +kubebuilder:rbac:groups=tenancy.dev,resources=apikeys,verbs=get;list;watch;update;patch
@@ -67,22 +66,14 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.APIKey { return &tenancyv1.APIKey{} },
 		reconcileNormal: func(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
-			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveOrganization, r.resolveProject, r.reconcileKey)
+			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveTenant, r.reconcileKey)
 		},
 		cleanUp: r.cleanUp,
 	}.reconcile(ctx, req)
 }
 
-func (r *APIKeyReconciler) resolveOrganization(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
-	org, err := organizationOfNamespace(ctx, r.Client, s.key.Namespace)
-	s.org = org
-	return ctrl.Result{}, err
-}
-
-func (r *APIKeyReconciler) resolveProject(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
-	id, err := projectID(ctx, r.Client, s.key.Namespace, s.key.Spec.Project)
-	s.projectID = id
-	return ctrl.Result{}, err
+func (r *APIKeyReconciler) resolveTenant(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
+	return resolveTenant(ctx, r.Client, s.key, &s.tenantScope)
 }
 
 // reconcileKey issues a key when there is none, when spec.rotation changed, or when its Secret

@@ -57,9 +57,8 @@ type MembershipReconciler struct {
 }
 
 type membershipScope struct {
+	tenantScope
 	membership *tenancyv1.Membership
-	org        *tenancyv1.Organization
-	projectID  string
 }
 
 // Invitation Secret keys.
@@ -81,8 +80,7 @@ func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		newObject: func() *tenancyv1.Membership { return &tenancyv1.Membership{} },
 		reconcileNormal: func(ctx context.Context, m *tenancyv1.Membership) (ctrl.Result, error) {
 			return runPhases(ctx, &membershipScope{membership: m},
-				r.resolveOrganization,
-				r.resolveProject,
+				r.resolveTenant,
 				r.reconcileRow,
 				r.reconcileInvitation,
 			)
@@ -91,16 +89,8 @@ func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}.reconcile(ctx, req)
 }
 
-func (r *MembershipReconciler) resolveOrganization(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
-	org, err := organizationOfNamespace(ctx, r.Client, s.membership.Namespace)
-	s.org = org
-	return ctrl.Result{}, err
-}
-
-func (r *MembershipReconciler) resolveProject(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
-	id, err := projectID(ctx, r.Client, s.membership.Namespace, s.membership.Spec.Project)
-	s.projectID = id
-	return ctrl.Result{}, err
+func (r *MembershipReconciler) resolveTenant(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
+	return resolveTenant(ctx, r.Client, s.membership, &s.tenantScope)
 }
 
 // reconcileRow upserts the user and membership rows.
