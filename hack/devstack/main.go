@@ -206,6 +206,9 @@ Tenancy is running.
   database:    psql '%[3]s' -c 'select name, tier from tenancy.organizations'
   logs:        %[4]s
   environment: %[5]s (source it from scripts)
+  invitation:  %[2]s -n acme get secret owner-invite -o jsonpath='{.data.url}' | base64 -d
+               (the sample Owner's link; accepting it needs authd, which is not built yet)
+  API key:     %[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d
 `, kubeconfig, kubectl, databaseURL, logs, envFile)
 
 	if o.once {
