@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
@@ -175,24 +174,10 @@ func (r *APIKeyReconciler) issueKey(ctx context.Context, k *tenancyv1.APIKey, wa
 		return db.APIKeyRow{}, err
 	}
 
-	before := secret.DeepCopy()
-	secret.Name, secret.Namespace = k.SecretNameOrDefault(), k.Namespace
-	secret.Type = corev1.SecretTypeOpaque
-	secret.Labels = mergeMaps(secret.Labels, map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})
-	secret.Data = map[string][]byte{APIKeySecretKey: []byte(key.Plaintext), APIKeyIDSecretKey: []byte(key.ID)}
-	if err := controllerutil.SetControllerReference(k, secret, r.Scheme()); err != nil {
-		return db.APIKeyRow{}, err
-	}
-	if exists {
-		err = r.Patch(ctx, secret, client.MergeFrom(before))
-	} else {
-		err = r.Create(ctx, secret)
-		if apierrors.IsAlreadyExists(err) {
-			return db.APIKeyRow{}, explainExistingSecret(ctx, r.APIReader, k.Namespace, secret.Name)
-		}
-	}
+	err = writeOwnedSecret(ctx, r.Client, r.APIReader, k, secret, exists, k.SecretNameOrDefault(), nil,
+		map[string][]byte{APIKeySecretKey: []byte(key.Plaintext), APIKeyIDSecretKey: []byte(key.ID)})
 	if err != nil {
-		return db.APIKeyRow{}, fmt.Errorf("writing secret %s: %w", secret.Name, err)
+		return db.APIKeyRow{}, err
 	}
 	if reason == "created" {
 		r.Recorder.Eventf(k, secret, corev1.EventTypeNormal, "KeyIssued", "IssueKey", "Issued key %s into Secret %s", key.ID, secret.Name)

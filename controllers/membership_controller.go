@@ -273,32 +273,15 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 		return err
 	}
 
-	before := secret.DeepCopy()
-	secret.Name, secret.Namespace = m.Name+"-invite", m.Namespace
-	secret.Type = corev1.SecretTypeOpaque
-	secret.Labels = mergeMaps(secret.Labels, map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})
-	secret.Annotations = mergeMaps(secret.Annotations, map[string]string{
-		invitedRoleAnnotation:        string(roleOrDefault(m.Spec.Role)),
-		tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
-		"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
-	})
-	secret.Data = map[string][]byte{
-		InviteTokenKey: []byte(token),
-		InviteURLKey:   []byte(r.invitationURL(token)),
-	}
-	if err := controllerutil.SetControllerReference(m, secret, r.Scheme()); err != nil {
-		return err
-	}
-	if exists {
-		err = r.Patch(ctx, secret, client.MergeFrom(before))
-	} else {
-		err = r.Create(ctx, secret)
-		if apierrors.IsAlreadyExists(err) {
-			return explainExistingSecret(ctx, r.APIReader, m.Namespace, secret.Name)
-		}
-	}
+	err = writeOwnedSecret(ctx, r.Client, r.APIReader, m, secret, exists, m.Name+"-invite",
+		map[string]string{
+			invitedRoleAnnotation:        string(roleOrDefault(m.Spec.Role)),
+			tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
+			"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
+		},
+		map[string][]byte{InviteTokenKey: []byte(token), InviteURLKey: []byte(r.invitationURL(token))})
 	if err != nil {
-		return fmt.Errorf("writing the invitation secret %s: %w", secret.Name, err)
+		return err
 	}
 	m.Status.InviteSecretName = secret.Name
 	r.Recorder.Eventf(m, secret, corev1.EventTypeNormal, "InvitationIssued", "IssueInvitation",
@@ -336,6 +319,36 @@ func explainExistingSecret(ctx context.Context, apiReader client.Reader, namespa
 		return fmt.Errorf("secret %s is not in the cache yet", name)
 	}
 	return secretConflict(name)
+}
+
+// writeOwnedSecret creates the Secret name for owner, or patches secret (which exists and owner
+// controls), with the operator's label, the given annotations and exactly data.
+func writeOwnedSecret(ctx context.Context, c client.Client, apiReader client.Reader, owner client.Object, secret *corev1.Secret,
+	exists bool, name string, annotations map[string]string, data map[string][]byte) error {
+	before := secret.DeepCopy()
+	secret.Name, secret.Namespace = name, owner.GetNamespace()
+	secret.Type = corev1.SecretTypeOpaque
+	secret.Labels = mergeMaps(secret.Labels, map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})
+	if annotations != nil {
+		secret.Annotations = mergeMaps(secret.Annotations, annotations)
+	}
+	secret.Data = data
+	if err := controllerutil.SetControllerReference(owner, secret, c.Scheme()); err != nil {
+		return err
+	}
+	var err error
+	if exists {
+		err = c.Patch(ctx, secret, client.MergeFrom(before))
+	} else {
+		err = c.Create(ctx, secret)
+		if apierrors.IsAlreadyExists(err) {
+			return explainExistingSecret(ctx, apiReader, secret.Namespace, name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing secret %s: %w", name, err)
+	}
+	return nil
 }
 
 func secretConflict(name string) error {
