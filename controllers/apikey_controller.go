@@ -104,18 +104,20 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 		return ctrl.Result{}, err
 	}
 	// The cache may lag behind the Secret the previous reconcile wrote: confirm with the API
-	// server before rotating because of what the cache shows.
-	if current != nil && (!secretFound || string(secret.Data[APIKeyIDSecretKey]) != current.KeyID) {
+	// server before rotating because of what the cache shows. (A Secret missing from the cache was
+	// already looked up there by getSecret.)
+	if current != nil && secretFound && string(secret.Data[APIKeyIDSecretKey]) != current.KeyID {
 		fresh := &corev1.Secret{}
 		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secretName}, fresh)
-		if err != nil && !apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsNotFound(err):
+			secret, secretFound = &corev1.Secret{}, false
+		case err != nil:
 			return ctrl.Result{}, fmt.Errorf("getting secret %s: %w", secretName, err)
-		}
-		if err == nil {
-			if !metav1.IsControlledBy(fresh, k) {
-				return ctrl.Result{}, secretConflict(secretName)
-			}
-			secret, secretFound = fresh, true
+		case !metav1.IsControlledBy(fresh, k):
+			return ctrl.Result{}, secretConflict(secretName)
+		default:
+			secret = fresh
 		}
 	}
 

@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"crypto/sha256"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +38,6 @@ var _ = Describe("APIKey controller", func() {
 		}).WithContext(ctx).Should(Succeed())
 		return secret
 	}
-	sha := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
 	// appearsInDatabase counts the rows of every tenancy table whose text contains s.
 	appearsInDatabase := func(ctx SpecContext, s string) int {
@@ -73,7 +71,7 @@ var _ = Describe("APIKey controller", func() {
 		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.api_keys
 		                       WHERE id = $1 AND uid = $2 AND key_id = $3 AND hash = $4 AND role = 'Member'
 		                         AND organization_id = $5 AND revoked_at IS NULL AND expires_at IS NULL`,
-			k.Status.ID, string(k.UID), keyID, sha(key), org.Status.ID)).To(Equal(1))
+			k.Status.ID, string(k.UID), keyID, sha256Of([]byte(key)), org.Status.ID)).To(Equal(1))
 		Expect(appearsInDatabase(ctx, key)).To(BeZero(), "the key must appear nowhere in the database")
 		Expect(appearsInDatabase(ctx, key[len("tnc_")+len(keyID)+1:len(key)-6])).To(BeZero(), "nor its secret part")
 
@@ -102,9 +100,9 @@ var _ = Describe("APIKey controller", func() {
 
 		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.api_keys WHERE hash = $1 AND superseded_at IS NOT NULL
 		                         AND revoked_at IS NULL AND expires_at BETWEEN now() + $2::interval - interval '1 minute' AND now() + $2::interval`,
-			sha(oldKey), rotationGrace)).To(Equal(1), "the old key lives out its grace period")
+			sha256Of([]byte(oldKey)), rotationGrace)).To(Equal(1), "the old key lives out its grace period")
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE hash = $1 AND superseded_at IS NULL AND rotation = '2026-11'",
-			sha(newKeyValue))).To(Equal(1))
+			sha256Of([]byte(newKeyValue)))).To(Equal(1))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.rotated' AND details->>'previousKeyID' = $1",
 			oldID)).To(Equal(1))
 	})

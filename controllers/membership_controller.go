@@ -133,7 +133,7 @@ func (r *MembershipReconciler) reconcileRow(ctx context.Context, s *membershipSc
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	reportRowChange(r.Recorder, m, m.Status.ID, db.UpsertResult{ID: res.ID, Changed: res.Changed})
+	reportRowChange(r.Recorder, m, m.Status.ID, res.UpsertResult)
 	m.Status.ID = res.ID
 	m.Status.UserID = res.UserID
 	m.Status.State = tenancyv1.MembershipState(res.State)

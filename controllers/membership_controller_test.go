@@ -1,8 +1,6 @@
 package controllers_test
 
 import (
-	"crypto/sha256"
-
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +40,6 @@ var _ = Describe("Membership controller", func() {
 		}).WithContext(ctx).Should(Succeed())
 		return secret
 	}
-	sha := func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
 	It("invites a new user with a hashed single-use token and counts the member", func(ctx SpecContext) {
 		m := newMembership("alice", "  Alice@Example.COM ", tenancyv1.RoleAdmin, "")
@@ -64,7 +61,7 @@ var _ = Describe("Membership controller", func() {
 		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.invitations
 		                       WHERE membership_id = $1 AND hash = $2 AND used_at IS NULL
 		                         AND expires_at BETWEEN now() + interval '6 days 23 hours' AND now() + interval '7 days 1 minute'`,
-			m.Status.ID, sha(token))).To(Equal(1))
+			m.Status.ID, sha256Of(token))).To(Equal(1))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations i WHERE strpos(i::text, $1) > 0", string(token))).To(Equal(0),
 			"the token itself is never stored")
 
@@ -149,7 +146,7 @@ var _ = Describe("Membership controller", func() {
 		}).WithContext(ctx).Should(Succeed())
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1", m.Status.ID)).To(Equal(1),
 			"the old invitation is void")
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha(second))).To(Equal(1))
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha256Of(second))).To(Equal(1))
 
 		Expect(k8sClient.Delete(ctx, inviteSecret(ctx, m))).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -166,7 +163,7 @@ var _ = Describe("Membership controller", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(inviteSecret(ctx, m).Data["token"]).NotTo(Equal(readableByAdmins))
 		}).WithContext(ctx).Should(Succeed())
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha(readableByAdmins))).To(Equal(0),
+		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha256Of(readableByAdmins))).To(Equal(0),
 			"the token Admins could read no longer works for an Owner")
 	})
 

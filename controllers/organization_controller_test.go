@@ -82,9 +82,7 @@ var _ = Describe("Organization controller", func() {
 		Expect(ns.Annotations).NotTo(HaveKey(tenancyv1.CreatedNamespaceAnnotation))
 
 		Expect(k8sClient.Delete(ctx, org)).To(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(MatchError(apierrors.IsNotFound, "IsNotFound"))
-		}).WithContext(ctx).Should(Succeed())
+		eventuallyGone(ctx, org)
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: nsName}, ns)).To(Succeed())
 		Expect(ns.DeletionTimestamp).To(BeNil(), "an adopted namespace is not ours to delete")
 		Expect(ns.Labels).NotTo(HaveKey(tenancyv1.OrganizationLabel))
@@ -114,9 +112,7 @@ var _ = Describe("Organization controller", func() {
 
 		// Deleting the loser must leave the winner's namespace alone.
 		Expect(k8sClient.Delete(ctx, second)).To(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(second), second)).To(MatchError(apierrors.IsNotFound, "IsNotFound"))
-		}).WithContext(ctx).Should(Succeed())
+		eventuallyGone(ctx, second)
 		ns := &corev1.Namespace{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: first.Name}, ns)).To(Succeed())
 		Expect(ns.DeletionTimestamp).To(BeNil())
@@ -154,9 +150,7 @@ var _ = Describe("Organization controller", func() {
 		}).WithContext(ctx).Should(Succeed())
 
 		Expect(k8sClient.Delete(ctx, org)).To(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(MatchError(apierrors.IsNotFound, "IsNotFound"))
-		}).WithContext(ctx).Should(Succeed())
+		eventuallyGone(ctx, org)
 
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE uid = $1", string(org.UID))).To(Equal(0))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE uid = $1", string(proj.UID))).To(Equal(0))

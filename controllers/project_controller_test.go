@@ -4,7 +4,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,9 +45,7 @@ var _ = Describe("Project controller", func() {
 			proj.Status.ID)).To(Equal(1))
 
 		Expect(k8sClient.Delete(ctx, proj)).To(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(proj), proj)).To(MatchError(apierrors.IsNotFound, "IsNotFound"))
-		}).WithContext(ctx).Should(Succeed())
+		eventuallyGone(ctx, proj)
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE uid = $1", string(proj.UID))).To(Equal(0))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'project.deleted' AND organization_id = $1",
 			org.Status.ID)).To(Equal(1))

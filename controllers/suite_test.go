@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/url"
 	"sync/atomic"
@@ -134,6 +135,12 @@ func kstatusOf(obj client.Object) kstatus.Status {
 	result, err := kstatus.Compute(&unstructured.Unstructured{Object: u})
 	Expect(err).NotTo(HaveOccurred())
 	return result.Status
+}
+
+// sha256Of is how tokens and keys are stored: SHA-256 of their bytes.
+func sha256Of(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return sum[:]
 }
 
 // eventuallyGone waits until obj no longer exists.

@@ -18,24 +18,6 @@ const (
 	RoleOwner  Role = "Owner"
 )
 
-// Rank orders roles on the ladder; an unknown role ranks below Viewer.
-func (r Role) Rank() int {
-	switch r {
-	case RoleViewer:
-		return 1
-	case RoleMember:
-		return 2
-	case RoleAdmin:
-		return 3
-	case RoleOwner:
-		return 4
-	}
-	return 0
-}
-
-// AtLeast reports whether r is min or higher on the role ladder.
-func (r Role) AtLeast(minRole Role) bool { return r.Rank() >= minRole.Rank() && r.Rank() > 0 }
-
 const (
 	// Finalizer holds every tenancy object until its database rows are cleaned up.
 	Finalizer = "tenancy.dev/finalizer"

@@ -24,10 +24,9 @@ type Membership struct {
 
 // MembershipResult is what UpsertMembership found or wrote.
 type MembershipResult struct {
-	ID      string
-	UserID  string
-	State   string // Invited or Active
-	Changed bool
+	UpsertResult
+	UserID string
+	State  string // Invited or Active
 }
 
 // DuplicateMembershipError says that another row already gives this user a role in this scope.
