@@ -199,7 +199,7 @@ func (r *APIKeyReconciler) cleanUp(ctx context.Context, k *tenancyv1.APIKey) err
 	return deleteOwnedSecret(ctx, r.Client, k, k.SecretNameOrDefault())
 }
 
-// SetupWithManager registers the controller; SetupIndexes must have run.
+// SetupWithManager registers the controller; tenant.Setup must have run.
 func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	wakeKeys := requestsForScopedObjects(r.Client, func() client.ObjectList { return &tenancyv1.APIKeyList{} })
 	return ctrl.NewControllerManagedBy(mgr).

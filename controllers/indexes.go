@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -10,33 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
-
-// organizationNamespaceIndex indexes Organizations by the namespace they name (spec.namespace or
-// their own name), so that namespaced objects find their organization before it has labelled it.
-const organizationNamespaceIndex = "tenancy.dev/organization-namespace"
-
-// SetupIndexes registers the cache field indexes the controllers rely on. Call it once per manager,
-// before the controllers start.
-func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, &tenancyv1.Organization{}, organizationNamespaceIndex,
-		func(obj client.Object) []string {
-			return []string{obj.(*tenancyv1.Organization).NamespaceName()}
-		})
-	if err != nil {
-		return fmt.Errorf("indexing organizations by namespace: %w", err)
-	}
-	return nil
-}
-
-// organizationsNaming lists the Organizations whose namespace is ns.
-func organizationsNaming(ctx context.Context, c client.Reader, ns string) ([]tenancyv1.Organization, error) {
-	var orgs tenancyv1.OrganizationList
-	if err := c.List(ctx, &orgs, client.MatchingFields{organizationNamespaceIndex: ns}); err != nil {
-		return nil, fmt.Errorf("listing organizations of namespace %s: %w", ns, err)
-	}
-	return orgs.Items, nil
-}
 
 // requestsForOrganizationsNaming maps an object to the Organizations that name its namespace
 // (for a Namespace, the namespace itself).
@@ -46,7 +20,7 @@ func requestsForOrganizationsNaming(c client.Reader) func(ctx context.Context, o
 		if ns == "" {
 			ns = obj.GetName()
 		}
-		orgs, err := organizationsNaming(ctx, c, ns)
+		orgs, err := tenant.OrganizationsNaming(ctx, c, ns)
 		if err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Mapping an object to its organizations", "namespace", ns)
 			return nil

@@ -369,7 +369,7 @@ func (r *MembershipReconciler) cleanUp(ctx context.Context, m *tenancyv1.Members
 	return deleteOwnedSecret(ctx, r.Client, m, m.Name+"-invite")
 }
 
-// SetupWithManager registers the controller; SetupIndexes must have run.
+// SetupWithManager registers the controller; tenant.Setup must have run.
 func (r *MembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	wakeMemberships := requestsForScopedObjects(r.Client, func() client.ObjectList { return &tenancyv1.MembershipList{} })
 	return ctrl.NewControllerManagedBy(mgr).

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +19,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // OrganizationStore is the database side of the Organization controller.
@@ -83,7 +83,7 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 func (r *OrganizationReconciler) reconcileNamespace(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
 	org := s.org
 	name := org.NamespaceName()
-	if reservedNamespace(name, r.OperatorNamespace) {
+	if tenant.ReservedNamespace(name, r.OperatorNamespace) {
 		return ctrl.Result{}, stalled(tenancyv1.NamespaceReservedReason,
 			"Namespace %s is reserved for the cluster or the operator and cannot hold an organization; choose another spec.namespace", name)
 	}
@@ -254,13 +254,7 @@ func (r *OrganizationReconciler) releaseNamespace(ctx context.Context, org *tena
 	return nil
 }
 
-// reservedNamespace reports whether a namespace belongs to the cluster or the operator: adopting
-// it would hand an organization's Owners its Secrets.
-func reservedNamespace(name, operatorNamespace string) bool {
-	return name == operatorNamespace || name == "default" || strings.HasPrefix(name, "kube-")
-}
-
-// SetupWithManager registers the controller; SetupIndexes must have run.
+// SetupWithManager registers the controller; tenant.Setup must have run.
 func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tenancyv1.Organization{}, builder.WithPredicates(specChanged)).

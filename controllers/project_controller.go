@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
@@ -118,7 +119,7 @@ func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*
 			return nil, fmt.Errorf("getting organization %s: %w", owner, err)
 		}
 	}
-	claimants, err := organizationsNaming(ctx, c, ns)
+	claimants, err := tenant.OrganizationsNaming(ctx, c, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +131,7 @@ func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*
 		"Namespace %s is bound to no organization: create an Organization whose spec.namespace is %s, or move this object to an organization's namespace", ns, ns)
 }
 
-// SetupWithManager registers the controller; SetupIndexes must have run.
+// SetupWithManager registers the controller; tenant.Setup must have run.
 func (r *ProjectReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&tenancyv1.Project{}, builder.WithPredicates(specChanged)).

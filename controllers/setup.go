@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -65,11 +64,8 @@ func retryRateLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 	)
 }
 
-// SetupWithManager registers the field indexes and every controller with mgr.
-func SetupWithManager(ctx context.Context, mgr ctrl.Manager, store Store, s Settings) error {
-	if err := SetupIndexes(ctx, mgr); err != nil {
-		return err
-	}
+// SetupWithManager registers every controller with mgr; tenant.Setup must have run.
+func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 	if err := (&OrganizationReconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),

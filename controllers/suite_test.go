@@ -97,16 +97,22 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 }, NodeTimeout(5*time.Minute))
 
 // startManager runs the manager's real wiring, as cmd/manager does, for the rest of the suite.
+// The webhooks stay off (--enable-webhooks=false): these specs reach states, such as objects in
+// a namespace no organization owns, that the controllers must handle and the webhooks refuse;
+// webhooks/ tests the two together.
 func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) {
 	GinkgoHelper()
-	stop, err := testenv.StartManager(cfg, scheme, databaseURL, controllers.Settings{
-		ResyncPeriod:        resyncPeriod,
-		PublicURL:           publicURL,
-		InvitationTTL:       7 * 24 * time.Hour,
-		APIKeyRotationGrace: rotationGrace,
-		OperatorNamespace:   "tenancy-system",
-		Options:             controller.Options{MaxConcurrentReconciles: 4},
-	}, GinkgoLogr)
+	stop, err := testenv.StartManager(testenv.Manager{
+		Config: cfg, Scheme: scheme, DatabaseURL: databaseURL, Log: GinkgoLogr,
+		Controllers: controllers.Settings{
+			ResyncPeriod:        resyncPeriod,
+			PublicURL:           publicURL,
+			InvitationTTL:       7 * 24 * time.Hour,
+			APIKeyRotationGrace: rotationGrace,
+			OperatorNamespace:   "tenancy-system",
+			Options:             controller.Options{MaxConcurrentReconciles: 4},
+		},
+	})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates CRDs, RBAC and deepcopy into a scratch directory and fails when the committed files
+# Regenerates CRDs, RBAC, webhook configurations and deepcopy into a scratch directory and fails when the committed files
 # differ: generated files come only from `make manifests generate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-"$CONTROLLER_GEN" rbac:roleName=manager-role crd paths="./..." \
-  output:crd:artifacts:config="$scratch/crd" output:rbac:artifacts:config="$scratch/rbac"
+"$CONTROLLER_GEN" rbac:roleName=manager-role crd webhook paths="./..." \
+  output:crd:artifacts:config="$scratch/crd" output:rbac:artifacts:config="$scratch/rbac" \
+  output:webhook:artifacts:config="$scratch/webhook"
 "$CONTROLLER_GEN" object:headerFile="hack/boilerplate.go.txt" paths="./api/..." output:object:dir="$scratch/object"
 
 stale=0
 diff -ru config/crd/bases "$scratch/crd" || stale=1
 diff -u config/rbac/role.yaml "$scratch/rbac/role.yaml" || stale=1
+diff -u config/webhook/manifests.yaml "$scratch/webhook/manifests.yaml" || stale=1
 diff -u api/v1alpha1/zz_generated.deepcopy.go "$scratch/object/zz_generated.deepcopy.go" || stale=1
 if [ "$stale" -ne 0 ]; then
   echo "Generated files are stale: run 'make manifests generate' and commit the result." >&2

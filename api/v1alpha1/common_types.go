@@ -18,6 +18,24 @@ const (
 	RoleOwner  Role = "Owner"
 )
 
+// Rank orders the roles: Viewer 1, Member 2, Admin 3, Owner 4, and 0 for no role.
+func (r Role) Rank() int {
+	switch r {
+	case RoleViewer:
+		return 1
+	case RoleMember:
+		return 2
+	case RoleAdmin:
+		return 3
+	case RoleOwner:
+		return 4
+	}
+	return 0
+}
+
+// AtLeast reports whether r is min or above it on the ladder.
+func (r Role) AtLeast(min Role) bool { return r.Rank() >= min.Rank() }
+
 const (
 	// Finalizer holds every tenancy object until its database rows are cleaned up.
 	Finalizer = "tenancy.dev/finalizer"

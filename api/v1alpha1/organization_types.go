@@ -13,6 +13,26 @@ const (
 	TierEnterprise Tier = "Enterprise"
 )
 
+// TierLimits are a tier's quotas; 0 means unlimited.
+// +kubebuilder:object:generate=false
+type TierLimits struct {
+	Projects int
+	Members  int
+	APIKeys  int
+}
+
+// Limits returns the tier's quotas: Free 3/10/5, Pro 50/500/100, Enterprise unlimited. An
+// unset tier is Free.
+func (t Tier) Limits() TierLimits {
+	switch t {
+	case TierPro:
+		return TierLimits{Projects: 50, Members: 500, APIKeys: 100}
+	case TierEnterprise:
+		return TierLimits{}
+	}
+	return TierLimits{Projects: 3, Members: 10, APIKeys: 5}
+}
+
 // DeletionPolicy says what happens to an organization's rows in TenantTables when it is deleted.
 // +kubebuilder:validation:Enum=Retain;Delete
 type DeletionPolicy string

@@ -27,6 +27,7 @@ type TableAccess struct {
 }
 
 // TenantTableSpec is the desired state of a TenantTable.
+// +kubebuilder:validation:XValidation:rule="!has(self.projectColumn) || !has(self.organizationColumn) || self.projectColumn != self.organizationColumn",message="spec.projectColumn must differ from spec.organizationColumn",fieldPath=".projectColumn"
 type TenantTableSpec struct {
 	// schema is the PostgreSQL schema of the table; immutable.
 	// +optional

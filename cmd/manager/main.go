@@ -1,5 +1,6 @@
-// Command manager runs the Tenancy controllers: it migrates the database schema, then reconciles
-// Organizations and Projects into PostgreSQL rows.
+// Command manager runs the Tenancy controllers and admission webhooks: it migrates the database
+// schema, reconciles every tenancy kind into PostgreSQL rows, Secrets and RBAC, and serves the
+// defaulting and validating webhooks.
 package main
 
 import (
@@ -9,6 +10,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,14 +22,19 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
+	"github.com/tenancy-dev/tenancy/internal/webhookcert"
+	"github.com/tenancy-dev/tenancy/webhooks"
 )
 
 // config is everything the manager takes from its flags and environment.
@@ -44,6 +53,13 @@ type config struct {
 	maxConcurrentReconciles int
 	kubeAPIQPS              float64
 	kubeAPIBurst            int
+	enableWebhooks          bool
+	webhookHost             string
+	webhookPort             int
+	webhookCertDir          string
+	webhookSelfSigned       bool
+	platformAdminGroups     []string
+	platformAdminUsers      []string
 	zap                     zap.Options
 }
 
@@ -70,10 +86,23 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "Workers per controller.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 200, "Client-side rate limit towards the Kubernetes API (queries per second).")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps.")
+	fs.BoolVar(&c.enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks; false runs the controllers alone.")
+	fs.StringVar(&c.webhookHost, "webhook-host", "", "Address the webhook server listens on; empty means every interface.")
+	fs.IntVar(&c.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	fs.StringVar(&c.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		"Directory with the webhook server's tls.crt and tls.key (from cert-manager in a cluster).")
+	fs.BoolVar(&c.webhookSelfSigned, "webhook-self-signed", false,
+		"Make a private CA and serving certificate in --webhook-cert-dir and put the CA into the webhook configurations (local runs; one replica).")
+	platformAdminGroups := fs.String("platform-admin-groups", "system:masters",
+		"Comma-separated Kubernetes groups whose members may make any change the schema allows.")
+	platformAdminUsers := fs.String("platform-admin-users", "",
+		"Comma-separated Kubernetes usernames that may make any change the schema allows (the operator's service accounts always may).")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
+	c.platformAdminGroups = splitList(*platformAdminGroups)
+	c.platformAdminUsers = splitList(*platformAdminUsers)
 	switch {
 	case c.databaseURL == "":
 		return config{}, errors.New("--database-url: required (or set TENANCY_DATABASE_URL)")
@@ -89,6 +118,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("--max-concurrent-reconciles: must be at least 1, got %d", c.maxConcurrentReconciles)
 	case c.kubeAPIQPS <= 0 || c.kubeAPIBurst < 1:
 		return config{}, errors.New("--kube-api-qps and --kube-api-burst: must be positive")
+	case c.webhookPort < 1 || c.webhookPort > 65535:
+		return config{}, fmt.Errorf("--webhook-port: %d is not a TCP port", c.webhookPort)
 	}
 	return c, nil
 }
@@ -128,7 +159,10 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	defer database.Close()
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                  scheme,
+		Scheme: scheme,
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: cfg.webhookHost, Port: cfg.webhookPort, CertDir: cfg.webhookCertDir,
+		}),
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:  cfg.probeAddr,
@@ -144,13 +178,21 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("database", database.ReadyCheck); err != nil {
+	if err := mgr.AddReadyzCheck("database-schema", database.MigratedCheck); err != nil {
 		return err
 	}
 	if err := mgr.Add(database); err != nil {
 		return err
 	}
-	if err := controllers.SetupWithManager(ctx, mgr, database, controllers.Settings{
+	if err := tenant.Setup(ctx, mgr); err != nil {
+		return err
+	}
+	if cfg.enableWebhooks {
+		if err := setupWebhooks(ctx, mgr, restConfig, database, cfg); err != nil {
+			return err
+		}
+	}
+	if err := controllers.SetupWithManager(mgr, database, controllers.Settings{
 		ResyncPeriod:        cfg.resyncPeriod,
 		PublicURL:           cfg.publicURL,
 		InvitationTTL:       cfg.invitationTTL,
@@ -163,8 +205,55 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	}); err != nil {
 		return err
 	}
-	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String())
+	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String(),
+		"webhooks", cfg.enableWebhooks)
 	return mgr.Start(ctx)
+}
+
+// setupWebhooks registers the admission webhooks and, with --webhook-self-signed, makes their
+// certificate and keeps its CA in the webhook configurations.
+func setupWebhooks(ctx context.Context, mgr ctrl.Manager, restConfig *rest.Config, database *db.Postgres, cfg config) error {
+	if cfg.webhookSelfSigned {
+		hosts := []string{"localhost", "127.0.0.1",
+			"tenancy-webhook-service." + cfg.namespace + ".svc", "tenancy-webhook-service." + cfg.namespace + ".svc.cluster.local"}
+		if cfg.webhookHost != "" && !slices.Contains(hosts, cfg.webhookHost) {
+			hosts = append(hosts, cfg.webhookHost)
+		}
+		caBundle, err := webhookcert.Ensure(cfg.webhookCertDir, hosts, time.Now())
+		if err != nil {
+			return fmt.Errorf("making the webhook certificate: %w", err)
+		}
+		uncached, err := client.New(restConfig, client.Options{Scheme: mgr.GetScheme()})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(&webhookcert.Injector{
+			Client: uncached, CABundle: caBundle, Interval: time.Minute,
+			MutatingName: webhooks.MutatingConfigurationName, ValidatingName: webhooks.ValidatingConfigurationName,
+		}); err != nil {
+			return err
+		}
+	}
+	if err := webhooks.SetupWithManager(mgr, database, webhooks.Settings{
+		PlatformAdminGroups: cfg.platformAdminGroups,
+		PlatformAdminUsers:  cfg.platformAdminUsers,
+		UsernamePrefix:      cfg.usernamePrefix,
+		OperatorNamespace:   cfg.namespace,
+	}); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker())
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var items []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 func loadRESTConfig(kubeconfig string) (*rest.Config, error) {

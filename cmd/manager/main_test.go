@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,18 @@ func TestParseFlags(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "webhooks on by default, platform admins from comma-separated lists",
+			args: []string{"--database-url=x", "--platform-admin-users= ops@example.com, ,ci-bot ", "--webhook-port=10443"},
+			check: func(t *testing.T, c config) {
+				if !c.enableWebhooks || c.webhookPort != 10443 || c.webhookSelfSigned ||
+					!slices.Equal(c.platformAdminGroups, []string{"system:masters"}) ||
+					!slices.Equal(c.platformAdminUsers, []string{"ops@example.com", "ci-bot"}) {
+					t.Fatalf("unexpected webhook settings: %+v", c)
+				}
+			},
+		},
+		{name: "webhook port out of range", args: []string{"--database-url=x", "--webhook-port=70000"}, wantErr: "--webhook-port"},
 		{name: "no database", wantErr: "--database-url: required"},
 		{name: "resync too short", args: []string{"--database-url=x", "--resync-period=10ms"}, wantErr: "--resync-period"},
 		{name: "no workers", args: []string{"--database-url=x", "--max-concurrent-reconciles=0"}, wantErr: "--max-concurrent-reconciles"},

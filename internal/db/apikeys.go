@@ -165,6 +165,9 @@ func (p *Postgres) RevokeAPIKeys(ctx context.Context, uid, name string, actor Ac
 		if orgs[0] != nil {
 			org = *orgs[0]
 		}
+		if actor, err = deletionActor(ctx, tx, uid, actor); err != nil {
+			return err
+		}
 		return insertAudit(ctx, tx, actor, "apikey.revoked", "apikey/"+name, org, map[string]any{"keys": len(orgs)})
 	})
 	if err != nil {

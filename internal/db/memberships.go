@@ -142,6 +142,9 @@ func (p *Postgres) DeleteMembership(ctx context.Context, uid, name string, actor
 		if err != nil {
 			return err
 		}
+		if actor, err = deletionActor(ctx, tx, uid, actor); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE tenancy.refresh_tokens SET revoked_at = now()
 			WHERE user_id = $1 AND organization_id = $2 AND revoked_at IS NULL

@@ -118,6 +118,9 @@ func (p *Postgres) DeleteOrganization(ctx context.Context, uid, name string, act
 		if err != nil {
 			return err
 		}
+		if actor, err = deletionActor(ctx, tx, uid, actor); err != nil {
+			return err
+		}
 		return deleteOrganizationRows(ctx, tx, id, "organization/"+name, actor, "organization.deleted")
 	})
 	if err != nil {

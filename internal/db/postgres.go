@@ -80,6 +80,11 @@ func (p *Postgres) Migrated() bool {
 	}
 }
 
+// MigratedCheck is a healthz checker: ready once the migrations have run in this process. The
+// manager uses it rather than ReadyCheck so that its webhooks stay reachable while the database
+// is down (only decisions that need the database fail).
+func (p *Postgres) MigratedCheck(*http.Request) error { return p.ensureMigrated() }
+
 // ReadyCheck is a healthz checker: ready when migrated and the database answers a ping.
 func (p *Postgres) ReadyCheck(req *http.Request) error {
 	if !p.Migrated() {

@@ -98,6 +98,9 @@ func (p *Postgres) DeleteProject(ctx context.Context, uid, name string, actor Ac
 		if err != nil {
 			return err
 		}
+		if actor, err = deletionActor(ctx, tx, uid, actor); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, "UPDATE tenancy.api_keys SET revoked_at = now() WHERE project_id = $1 AND revoked_at IS NULL", projectID)
 		if err != nil {
 			return fmt.Errorf("revoking the project's API keys: %w", err)

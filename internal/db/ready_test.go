@@ -12,7 +12,7 @@ import (
 )
 
 var _ = Describe("Readiness", func() {
-	It("is not ready before migrating, nor while the database is unreachable", func(ctx SpecContext) {
+	It("is not ready before migrating; ReadyCheck is not ready while the database is unreachable either", func(ctx SpecContext) {
 		database, err := testenv.NewDatabase(ctx, "ready")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(database.Drop)
@@ -29,11 +29,14 @@ var _ = Describe("Readiness", func() {
 		req := httptest.NewRequest("GET", "/readyz", nil).WithContext(ctx)
 
 		Expect(pg.ReadyCheck(req)).To(MatchError(db.ErrNotMigrated))
+		Expect(pg.MigratedCheck(req)).To(MatchError(db.ErrNotMigrated))
 		Expect(pg.Start(ctx)).To(Succeed())
 		Expect(pg.ReadyCheck(req)).To(Succeed())
+		Expect(pg.MigratedCheck(req)).To(Succeed())
 
 		proxy.Cut()
 		Expect(pg.ReadyCheck(req)).To(MatchError(ContainSubstring("database unreachable")))
+		Expect(pg.MigratedCheck(req)).To(Succeed(), "the manager stays ready for its webhooks")
 		proxy.Restore()
 		Eventually(func() error { return pg.ReadyCheck(req) }).WithContext(ctx).Should(Succeed())
 	})

@@ -8,33 +8,62 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
+	"github.com/tenancy-dev/tenancy/webhooks"
 )
 
-// StartManager runs the controllers against cfg and databaseURL, wired as cmd/manager wires them
+// Manager says how to run the manager in a test.
+type Manager struct {
+	Config      *rest.Config
+	Scheme      *runtime.Scheme
+	DatabaseURL string
+	Controllers controllers.Settings
+	// Webhooks, when set, serves the admission webhooks where WebhookInstall (envtest's, after
+	// the control plane started) tells the API server to call them.
+	Webhooks       *webhooks.Settings
+	WebhookInstall *envtest.WebhookInstallOptions
+	Log            logr.Logger
+}
+
+// StartManager runs the controllers, and the webhooks when asked, wired as cmd/manager wires them
 // (without metrics and probes), until the returned stop function is called.
-func StartManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string, settings controllers.Settings, log logr.Logger) (stop func(), err error) {
+func StartManager(m Manager) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	pg, err := db.Connect(ctx, databaseURL, log.WithName("db"))
+	pg, err := db.Connect(ctx, m.DatabaseURL, m.Log.WithName("db"))
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
+	options := ctrl.Options{
+		Scheme:                 m.Scheme,
 		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Logger:                 log,
-	})
+		Logger:                 m.Log,
+	}
+	if m.Webhooks != nil {
+		options.WebhookServer = webhook.NewServer(webhook.Options{
+			Host: m.WebhookInstall.LocalServingHost, Port: m.WebhookInstall.LocalServingPort, CertDir: m.WebhookInstall.LocalServingCertDir,
+		})
+	}
+	mgr, err := ctrl.NewManager(m.Config, options)
 	if err == nil {
 		err = mgr.Add(pg)
 	}
 	if err == nil {
-		err = controllers.SetupWithManager(ctx, mgr, pg, settings)
+		err = tenant.Setup(ctx, mgr)
+	}
+	if err == nil && m.Webhooks != nil {
+		err = webhooks.SetupWithManager(mgr, pg, *m.Webhooks)
+	}
+	if err == nil {
+		err = controllers.SetupWithManager(mgr, pg, m.Controllers)
 	}
 	if err != nil {
 		cancel()
@@ -46,7 +75,7 @@ func StartManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string, 
 	return func() {
 		cancel()
 		if err := <-done; err != nil {
-			log.Error(err, "Manager stopped with an error")
+			m.Log.Error(err, "Manager stopped with an error")
 		}
 		pg.Close()
 	}, nil

@@ -67,14 +67,17 @@ func BenchmarkProjectsReady(b *testing.B) {
 	}
 	ceiling := projectCeiling(b, c)
 
-	stop, err := testenv.StartManager(cfg, scheme, database.URL, controllers.Settings{
-		ResyncPeriod:        time.Hour,
-		PublicURL:           "http://localhost:8090",
-		InvitationTTL:       time.Hour,
-		APIKeyRotationGrace: time.Hour,
-		OperatorNamespace:   "tenancy-system",
-		Options:             controller.Options{MaxConcurrentReconciles: 16},
-	}, logr.Discard())
+	stop, err := testenv.StartManager(testenv.Manager{
+		Config: cfg, Scheme: scheme, DatabaseURL: database.URL, Log: logr.Discard(),
+		Controllers: controllers.Settings{
+			ResyncPeriod:        time.Hour,
+			PublicURL:           "http://localhost:8090",
+			InvitationTTL:       time.Hour,
+			APIKeyRotationGrace: time.Hour,
+			OperatorNamespace:   "tenancy-system",
+			Options:             controller.Options{MaxConcurrentReconciles: 16},
+		},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,132 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// OwnerRemovalWindow is how long an admitted removal or demotion of an Owner keeps counting as
+// done: longer than any replica's cache takes to show it, short enough that a removal the API
+// server then failed to store stops blocking the next one soon.
+const OwnerRemovalWindow = 30 * time.Second
+
+// deletionRecordRetention is how long a deletion stays attributable: a finalizer that waits for
+// a database outage still finds who asked.
+const deletionRecordRetention = 7 * 24 * time.Hour
+
+// AdmissionRecord is a change the validating webhook admitted.
+type AdmissionRecord struct {
+	// ObjectUID is the changed object's metadata.uid.
+	ObjectUID string
+	// Organization is the name of the Organization the object belongs to.
+	Organization string
+	// Target names the object in audit_log style, for example membership/acme/alice.
+	Target string
+	// RequestedBy is the requesting user's Kubernetes username.
+	RequestedBy string
+	// Deletion is true for an admitted deletion.
+	Deletion bool
+}
+
+// OwnerRemoval asks to admit the deletion or demotion of an organization-wide Owner Membership.
+type OwnerRemoval struct {
+	AdmissionRecord
+	// Owners are the UIDs of the organization's Owner Memberships, as the asking replica's cache
+	// shows them (without those already being deleted); the candidate is one of them.
+	Owners []string
+	// DryRun evaluates without recording: a dry-run request gets the same answer and leaves
+	// nothing behind.
+	DryRun bool
+}
+
+// AdmitOwnerRemoval decides, serialized per organization across every replica, whether r leaves
+// the organization at least one Owner, counting the removals admitted in the last
+// OwnerRemovalWindow as done. When it does (and r is no dry run) it records r and returns true.
+func (p *Postgres) AdmitOwnerRemoval(ctx context.Context, r OwnerRemoval) (bool, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return false, err
+	}
+	admitted := false
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// A transaction-scoped advisory lock works before the organization has a row, and is
+		// released with the transaction.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy.owners/' || $1, 0))", r.Organization); err != nil {
+			return fmt.Errorf("locking the owners of %s: %w", r.Organization, err)
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT object_uid::text FROM tenancy.admission_records
+			WHERE organization = $1 AND owner_removal AND admitted_at > now() - make_interval(secs => $2)`,
+			r.Organization, OwnerRemovalWindow.Seconds())
+		if err != nil {
+			return err
+		}
+		removed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("reading admitted owner removals: %w", err)
+		}
+		admitted = slices.ContainsFunc(r.Owners, func(uid string) bool {
+			return uid != r.ObjectUID && !slices.Contains(removed, uid)
+		})
+		if !admitted || r.DryRun {
+			return nil
+		}
+		return insertAdmissionRecord(ctx, tx, r.AdmissionRecord, true)
+	})
+	if err != nil {
+		return false, fmt.Errorf("admitting the removal of an owner of %s: %w", r.Organization, err)
+	}
+	return admitted, nil
+}
+
+// RecordDeletion remembers who asked for a deletion, for the audit row its clean-up writes.
+func (p *Postgres) RecordDeletion(ctx context.Context, r AdmissionRecord) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	r.Deletion = true
+	if err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		return insertAdmissionRecord(ctx, tx, r, false)
+	}); err != nil {
+		return fmt.Errorf("recording the deletion of %s: %w", r.Target, err)
+	}
+	return nil
+}
+
+// insertAdmissionRecord writes r (replacing an earlier record of the same object) and prunes
+// records nobody needs any more.
+func insertAdmissionRecord(ctx context.Context, tx pgx.Tx, r AdmissionRecord, ownerRemoval bool) error {
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO tenancy.admission_records (object_uid, organization, target, requested_by, deletion, owner_removal)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (object_uid) DO UPDATE SET
+			organization = excluded.organization, target = excluded.target, requested_by = excluded.requested_by,
+			deletion = excluded.deletion, owner_removal = excluded.owner_removal, admitted_at = excluded.admitted_at`,
+		r.ObjectUID, r.Organization, r.Target, r.RequestedBy, r.Deletion, ownerRemoval); err != nil {
+		return fmt.Errorf("recording the admission of %s: %w", r.Target, err)
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM tenancy.admission_records WHERE admitted_at < now() - make_interval(secs => $1)",
+		deletionRecordRetention.Seconds()); err != nil {
+		return fmt.Errorf("pruning admission records: %w", err)
+	}
+	return nil
+}
+
+// deletionActor is who asked for the deletion of the object with uid, as the webhook recorded
+// it, or fallback when nothing was recorded (a webhook that could not reach the database, or
+// a deletion from before the webhooks).
+func deletionActor(ctx context.Context, tx pgx.Tx, uid string, fallback Actor) (Actor, error) {
+	var who string
+	err := tx.QueryRow(ctx, "SELECT requested_by FROM tenancy.admission_records WHERE object_uid = $1 AND deletion", uid).Scan(&who)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fallback, nil
+	case err != nil:
+		return Actor{}, fmt.Errorf("reading who asked for the deletion: %w", err)
+	}
+	return Actor{Name: who, RequestID: fallback.RequestID}, nil
+}

@@ -1,0 +1,102 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+// +kubebuilder:webhook:path=/mutate-tenancy-dev-v1alpha1-apikey,mutating=true,failurePolicy=fail,sideEffects=None,groups=tenancy.dev,resources=apikeys,verbs=create;update,versions=v1alpha1,name=mapikey.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","tenancy-system"]}]}}`
+// +kubebuilder:webhook:path=/validate-tenancy-dev-v1alpha1-apikey,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=tenancy.dev,resources=apikeys,verbs=create;update;delete,versions=v1alpha1,name=vapikey.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","tenancy-system"]}]}}`
+
+// apiKeyWebhook defaults and validates APIKeys.
+type apiKeyWebhook struct{ *admitter }
+
+var expiresAtPath = field.NewPath("spec", "expiresAt")
+
+// Default fills spec.secretName (when the name is known; with generateName the controller
+// derives it) and stamps the requester.
+func (w *apiKeyWebhook) Default(ctx context.Context, k *tenancyv1.APIKey) error {
+	if k.Spec.SecretName == "" && k.Name != "" {
+		k.Spec.SecretName = k.SecretNameOrDefault()
+	}
+	return w.stamp(ctx, k)
+}
+
+// ValidateCreate checks the organization, project, the API keys quota, the expiry and authority.
+func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := w.orgNamespaceOf(ctx, k.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if errs := boundNamespace(k.Namespace, t); len(errs) > 0 {
+		return nil, w.refuse(k, errs, false)
+	}
+	errs := validExpiry(expiresAtPath, k.Spec.ExpiresAt, time.Now())
+	if k.Spec.Project != "" {
+		p, err := w.project(ctx, k.Namespace, k.Spec.Project)
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, existingProject(k.Spec.Project, p, t.org.Name)...)
+	}
+	if limit := t.org.Spec.Tier.Limits().APIKeys; limit > 0 {
+		n, err := w.countLive(ctx, k.Namespace, &tenancyv1.APIKeyList{})
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, withinQuota(namespacePath, t.org, "API keys", n, limit)...)
+	}
+	denied, err := w.authorize(ctx, who, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "create", new: k.Spec.Role})
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.refuse(k, append(errs, denied...), false)
+}
+
+// ValidateUpdate checks a changed expiry and authority.
+func (w *apiKeyWebhook) ValidateUpdate(ctx context.Context, old, k *tenancyv1.APIKey) (admission.Warnings, error) {
+	if k.DeletionTimestamp != nil {
+		return nil, nil // only finalizers and metadata can change now
+	}
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var errs field.ErrorList
+	if !k.Spec.ExpiresAt.Equal(old.Spec.ExpiresAt) {
+		errs = validExpiry(expiresAtPath, k.Spec.ExpiresAt, time.Now())
+	}
+	denied, err := w.authorize(ctx, who, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "change", old: old.Spec.Role, new: k.Spec.Role})
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.refuse(k, append(errs, denied...), false)
+}
+
+// ValidateDelete checks authority and records who asked.
+func (w *apiKeyWebhook) ValidateDelete(ctx context.Context, k *tenancyv1.APIKey) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorize(ctx, who, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "delete", old: k.Spec.Role})
+	if err != nil || len(denied) > 0 {
+		return nil, errors.Join(err, w.refuse(k, denied, true))
+	}
+	t, err := w.orgNamespaceOf(ctx, k.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	w.recordDeletion(ctx, k, orgName(t, k.Namespace), "apikey/"+k.Name, who)
+	return nil, nil
+}

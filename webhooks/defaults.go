@@ -1,0 +1,57 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// stamp records in tenancy.dev/last-changed-by who created or changed obj; the controllers copy
+// it into audit_log. The operator's own writes (finalizers, authd's signup on a user's behalf)
+// keep the value they carry.
+func (a *admitter) stamp(ctx context.Context, obj client.Object) error {
+	who, err := a.requesterOf(ctx)
+	if err != nil || who.operator {
+		return err
+	}
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[tenancyv1.LastChangedByAnnotation] = who.username
+	obj.SetAnnotations(annotations)
+	return nil
+}
+
+// storedEmail trims and lower-cases a new email, but keeps the spelling already stored when an
+// update only changes its case or spaces: spec.user is immutable, and a normalisation must not
+// read as a change.
+func storedEmail(ctx context.Context, user string) (string, error) {
+	email := db.NormalizeEmail(user)
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading the admission request: %w", err)
+	}
+	if req.Operation != admissionv1.Update {
+		return email, nil
+	}
+	var old struct {
+		Spec struct {
+			User string `json:"user"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
+		return "", fmt.Errorf("decoding the stored object: %w", err)
+	}
+	if db.NormalizeEmail(old.Spec.User) == email {
+		return old.Spec.User, nil
+	}
+	return email, nil
+}

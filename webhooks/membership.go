@@ -1,0 +1,147 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
+)
+
+// +kubebuilder:webhook:path=/mutate-tenancy-dev-v1alpha1-membership,mutating=true,failurePolicy=fail,sideEffects=None,groups=tenancy.dev,resources=memberships,verbs=create;update,versions=v1alpha1,name=mmembership.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","tenancy-system"]}]}}`
+// +kubebuilder:webhook:path=/validate-tenancy-dev-v1alpha1-membership,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=tenancy.dev,resources=memberships,verbs=create;update;delete,versions=v1alpha1,name=vmembership.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","tenancy-system"]}]}}`
+
+// membershipWebhook defaults and validates Memberships.
+type membershipWebhook struct{ *admitter }
+
+// Default fills spec.role, normalises spec.user and stamps the requester.
+func (w *membershipWebhook) Default(ctx context.Context, m *tenancyv1.Membership) error {
+	m.Spec.Role = roleOrDefault(m.Spec.Role)
+	user, err := storedEmail(ctx, m.Spec.User)
+	if err != nil {
+		return err
+	}
+	m.Spec.User = user
+	return w.stamp(ctx, m)
+}
+
+// ValidateCreate checks the organization, project, duplicates, the members quota and authority.
+func (w *membershipWebhook) ValidateCreate(ctx context.Context, m *tenancyv1.Membership) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := w.orgNamespaceOf(ctx, m.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if errs := boundNamespace(m.Namespace, t); len(errs) > 0 {
+		return nil, w.refuse(m, errs, false)
+	}
+	errs, err := w.structure(ctx, m, t)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project,
+		roleChange{kind: "membership", verb: "create", new: roleOrDefault(m.Spec.Role)})
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.refuse(m, append(errs, denied...), false)
+}
+
+// structure checks what a new membership needs from its organization: an existing project, no
+// other membership of the user in the same scope, and room in the members quota.
+func (w *membershipWebhook) structure(ctx context.Context, m *tenancyv1.Membership, t orgNamespace) (field.ErrorList, error) {
+	var errs field.ErrorList
+	in := scope{t.org.Name, m.Spec.Project}
+	if m.Spec.Project != "" {
+		p, err := w.project(ctx, m.Namespace, m.Spec.Project)
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, existingProject(m.Spec.Project, p, t.org.Name)...)
+	}
+	held, err := tenant.MembershipsOf(ctx, w.cache, m.Namespace, m.Spec.User)
+	if err != nil {
+		return nil, err
+	}
+	isMember := false
+	for _, other := range held {
+		if other.DeletionTimestamp != nil || other.UID == m.UID {
+			continue
+		}
+		isMember = true
+		if other.Spec.Project == m.Spec.Project {
+			errs = append(errs, field.Invalid(userPath, m.Spec.User,
+				"already has a role in "+in.String()+" through Membership "+other.Name+"; change that one's spec.role instead"))
+		}
+	}
+	if limit := t.org.Spec.Tier.Limits().Members; limit > 0 && !isMember {
+		members, err := w.members(ctx, m.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, withinQuota(userPath, t.org, "members", members, limit)...)
+	}
+	return errs, nil
+}
+
+// ValidateUpdate checks authority over role changes and keeps the last Owner.
+func (w *membershipWebhook) ValidateUpdate(ctx context.Context, old, m *tenancyv1.Membership) (admission.Warnings, error) {
+	if m.DeletionTimestamp != nil {
+		return nil, nil // only finalizers and metadata can change now
+	}
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project, roleChange{
+		kind: "membership", verb: "change",
+		old: roleOrDefault(old.Spec.Role), new: roleOrDefault(m.Spec.Role),
+		self: who.email != "" && who.email == db.NormalizeEmail(m.Spec.User),
+	})
+	if err != nil || len(denied) > 0 {
+		return nil, errors.Join(err, w.refuse(m, denied, false))
+	}
+	t, err := w.orgNamespaceOf(ctx, m.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if m.Spec.Role != tenancyv1.RoleOwner {
+		if _, err := w.keepsAnOwner(ctx, old, t, who, false); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// ValidateDelete checks authority, keeps the last Owner and records who asked.
+func (w *membershipWebhook) ValidateDelete(ctx context.Context, m *tenancyv1.Membership) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project,
+		roleChange{kind: "membership", verb: "delete", old: roleOrDefault(m.Spec.Role)})
+	if err != nil || len(denied) > 0 {
+		return nil, errors.Join(err, w.refuse(m, denied, true))
+	}
+	t, err := w.orgNamespaceOf(ctx, m.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	recorded, err := w.keepsAnOwner(ctx, m, t, who, true)
+	if err != nil {
+		return nil, err
+	}
+	if !recorded {
+		w.recordDeletion(ctx, m, orgName(t, m.Namespace), "membership/"+m.Name, who)
+	}
+	return nil, nil
+}
+

@@ -1,0 +1,83 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+// +kubebuilder:webhook:path=/mutate-tenancy-dev-v1alpha1-project,mutating=true,failurePolicy=fail,sideEffects=None,groups=tenancy.dev,resources=projects,verbs=create;update,versions=v1alpha1,name=mproject.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","tenancy-system"]}]}}`
+// +kubebuilder:webhook:path=/validate-tenancy-dev-v1alpha1-project,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=tenancy.dev,resources=projects,verbs=create;update;delete,versions=v1alpha1,name=vproject.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","tenancy-system"]}]}}`
+
+// projectWebhook defaults and validates Projects.
+type projectWebhook struct{ *admitter }
+
+// Default stamps the requester; a Project has no other defaults.
+func (w *projectWebhook) Default(ctx context.Context, p *tenancyv1.Project) error {
+	return w.stamp(ctx, p)
+}
+
+// ValidateCreate checks the organization, the projects quota and that the requester is an
+// organization Admin.
+func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Project) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := w.orgNamespaceOf(ctx, p.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if errs := boundNamespace(p.Namespace, t); len(errs) > 0 {
+		return nil, w.refuse(p, errs, false)
+	}
+	denied, err := w.authorize(ctx, who, p.Namespace, "", roleChange{kind: "project", verb: "create"})
+	if err != nil {
+		return nil, err
+	}
+	if limit := t.org.Spec.Tier.Limits().Projects; limit > 0 {
+		n, err := w.countLive(ctx, p.Namespace, &tenancyv1.ProjectList{})
+		if err != nil {
+			return nil, err
+		}
+		denied = append(denied, withinQuota(namespacePath, t.org, "projects", n, limit)...)
+	}
+	return nil, w.refuse(p, denied, false)
+}
+
+// ValidateUpdate checks that the requester is an organization Admin.
+func (w *projectWebhook) ValidateUpdate(ctx context.Context, _, p *tenancyv1.Project) (admission.Warnings, error) {
+	if p.DeletionTimestamp != nil {
+		return nil, nil // only finalizers and metadata can change now
+	}
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorize(ctx, who, p.Namespace, "", roleChange{kind: "project", verb: "change"})
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.refuse(p, denied, false)
+}
+
+// ValidateDelete checks that the requester is an organization Admin and records who asked.
+func (w *projectWebhook) ValidateDelete(ctx context.Context, p *tenancyv1.Project) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorize(ctx, who, p.Namespace, "", roleChange{kind: "project", verb: "delete"})
+	if err != nil || len(denied) > 0 {
+		return nil, errors.Join(err, w.refuse(p, denied, true))
+	}
+	t, err := w.orgNamespaceOf(ctx, p.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	w.recordDeletion(ctx, p, orgName(t, p.Namespace), "project/"+p.Name, who)
+	return nil, nil
+}

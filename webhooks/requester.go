@@ -1,0 +1,66 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// requester is who sent the admission request.
+type requester struct {
+	// username is the Kubernetes username.
+	username string
+	// email is the tenancy user the username stands for, "" when it stands for none.
+	email string
+	// platformAdmin requesters are decided by the schema and the structural rules alone.
+	platformAdmin bool
+	// operator is the manager or authd acting with its own service account.
+	operator bool
+	// dryRun requests are decided the same way but leave no record behind.
+	dryRun bool
+}
+
+// requesterOf reads the requester from the admission request in ctx.
+func (a *admitter) requesterOf(ctx context.Context) (requester, error) {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return requester{}, fmt.Errorf("reading the admission request: %w", err)
+	}
+	u := req.UserInfo
+	r := requester{
+		username: u.Username,
+		operator: a.isOperator(u.Username),
+		dryRun:   req.DryRun != nil && *req.DryRun,
+	}
+	r.platformAdmin = r.operator || slices.Contains(a.settings.PlatformAdminUsers, u.Username) ||
+		slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.settings.PlatformAdminGroups, g) })
+	r.email = tenancyEmail(u.Username, a.settings.UsernamePrefix)
+	return r, nil
+}
+
+// tenancyEmail is the email of the tenancy user that username stands for: the username without
+// the prefix, normalised. Kubernetes' own identities (system:…) and usernames without the prefix
+// stand for nobody.
+func tenancyEmail(username, prefix string) string {
+	if strings.HasPrefix(username, "system:") || !strings.HasPrefix(username, prefix) {
+		return ""
+	}
+	email := db.NormalizeEmail(strings.TrimPrefix(username, prefix))
+	if !strings.Contains(email, "@") {
+		return ""
+	}
+	return email
+}
+
+// name is how refusals call the requester.
+func (r requester) name() string {
+	if r.email != "" {
+		return r.email
+	}
+	return r.username
+}
