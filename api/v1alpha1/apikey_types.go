@@ -5,8 +5,8 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // APIKeySpec is the desired state of an APIKey.
 // +kubebuilder:validation:XValidation:rule="has(self.project) == has(oldSelf.project) && (!has(self.project) || self.project == oldSelf.project)",message="spec.project is immutable",fieldPath=".project"
 type APIKeySpec struct {
-	// role is the key's role; API keys are never Owner.
-	// +kubebuilder:validation:Enum=Admin;Member;Viewer
+	// role is the key's role: Admin, Member or Viewer; API keys are never Owner.
+	// +kubebuilder:validation:XValidation:rule="self != 'Owner'",message="API keys are never Owner; use Admin, Member or Viewer"
 	Role Role `json:"role"`
 
 	// project, when set, scopes the key to the Project of that name in the same namespace; absent
