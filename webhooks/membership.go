@@ -144,4 +144,3 @@ func (w *membershipWebhook) ValidateDelete(ctx context.Context, m *tenancyv1.Mem
 	}
 	return nil, nil
 }
-

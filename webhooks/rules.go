@@ -83,7 +83,7 @@ func authorizeRoleChange(who string, has tenancyv1.Role, in scope, c roleChange)
 		errs = append(errs, field.Forbidden(rolePath,
 			fmt.Sprintf("%s and cannot %s", standingIn(who, has, in), touching(c))))
 	}
-	if c.new != "" && !has.AtLeast(c.new) {
+	if c.new != "" && c.new != c.old && !has.AtLeast(c.new) {
 		errs = append(errs, field.Forbidden(rolePath,
 			fmt.Sprintf("%s and cannot grant %s", standingIn(who, has, in), c.new)))
 	}
