@@ -63,6 +63,7 @@ func OperatorServiceAccounts(operatorNamespace string) []string {
 func SetupWithManager(mgr ctrl.Manager, records Records, s Settings) error {
 	a := &admitter{
 		cache:    mgr.GetClient(),
+		live:     mgr.GetAPIReader(),
 		scheme:   mgr.GetScheme(),
 		records:  records,
 		settings: s,
@@ -98,7 +99,9 @@ func register[T client.Object](mgr ctrl.Manager, obj T, w kindWebhook[T]) error 
 
 // admitter is what every kind's webhook shares: the cache, the database records and settings.
 type admitter struct {
-	cache    client.Reader
+	cache client.Reader
+	// live reads from the API server, for what the cache may not show yet.
+	live     client.Reader
 	scheme   *runtime.Scheme
 	records  Records
 	settings Settings

@@ -208,3 +208,23 @@ var _ = Describe("Ending an organization", func() {
 		}).WithContext(ctx).Should(MatchError(apierrors.IsNotFound, "IsNotFound"))
 	})
 })
+
+var _ = Describe("A tenant's manifests applied in one pass", func() {
+	It("are accepted in file order, before the operator has bound the namespace, and converge", func(ctx SpecContext) {
+		name := uniqueName("onepass")
+		manifests := []tenancyv1.Object{
+			&tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: name}},
+			&tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "web"}},
+			membership(name, "owner", "owner@example.com", tenancyv1.RoleOwner, ""),
+			membership(name, "dev", "dev@example.com", tenancyv1.RoleMember, "web"),
+			apiKey(name, "ci", tenancyv1.RoleMember, "web"),
+		}
+		Expect(admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+		for _, obj := range manifests {
+			Expect(admin.Create(ctx, obj)).To(Succeed(), "%T %s", obj, obj.GetName())
+		}
+		for _, obj := range manifests {
+			eventuallyReady(ctx, obj)
+		}
+	})
+})

@@ -38,7 +38,9 @@ func (t orgNamespace) ending() bool {
 
 // orgNamespaceOf finds the Organization that owns namespace ns: the one its label names, when
 // that Organization names it back, or else the oldest one that names it (GitOps applies a
-// tenant's objects before the operator has labelled its namespace).
+// tenant's objects before the operator has labelled its namespace). An Organization created a
+// moment ago may not be in the cache yet: before concluding that there is none, it asks the API
+// server.
 func (a *admitter) orgNamespaceOf(ctx context.Context, ns string) (orgNamespace, error) {
 	var t orgNamespace
 	namespace := &corev1.Namespace{}
@@ -60,6 +62,9 @@ func (a *admitter) orgNamespaceOf(ctx context.Context, ns string) (orgNamespace,
 		}
 	}
 	claimants, err := tenant.OrganizationsNaming(ctx, a.cache, ns)
+	if err == nil && len(claimants) == 0 {
+		claimants, err = a.liveOrganizationsNaming(ctx, ns)
+	}
 	if err != nil || len(claimants) == 0 {
 		return t, err
 	}
@@ -68,6 +73,15 @@ func (a *admitter) orgNamespaceOf(ctx context.Context, ns string) (orgNamespace,
 	})
 	t.org = &oldest
 	return t, nil
+}
+
+// liveOrganizationsNaming lists, from the API server, the Organizations whose namespace is ns.
+func (a *admitter) liveOrganizationsNaming(ctx context.Context, ns string) ([]tenancyv1.Organization, error) {
+	var orgs tenancyv1.OrganizationList
+	if err := a.live.List(ctx, &orgs); err != nil {
+		return nil, fmt.Errorf("listing organizations: %w", err)
+	}
+	return slices.DeleteFunc(orgs.Items, func(o tenancyv1.Organization) bool { return o.NamespaceName() != ns }), nil
 }
 
 // standing is a user's roles in one organization, from its Memberships.
@@ -137,10 +151,14 @@ func orgName(t orgNamespace, ns string) string {
 	return t.org.Name
 }
 
-// project returns the Project name in ns, or nil when there is none.
+// project returns the Project name in ns, or nil when there is none. A Project created a moment
+// ago may not be in the cache yet: before concluding that there is none, it asks the API server.
 func (a *admitter) project(ctx context.Context, ns, name string) (*tenancyv1.Project, error) {
 	p := &tenancyv1.Project{}
 	err := a.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p)
+	if apierrors.IsNotFound(err) {
+		err = a.live.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p)
+	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

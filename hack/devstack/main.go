@@ -1,6 +1,7 @@
 // Command devstack runs Tenancy on one machine with no cluster: the kube-apiserver and etcd that
 // the tests use, kube-controller-manager (garbage collection and namespace deletion), a local
-// PostgreSQL, the CRDs, the manager, and config/samples. It is what `make dev` runs.
+// PostgreSQL, the CRDs, the admission policies and webhooks, the manager, and config/samples. It
+// is what `make dev` runs.
 //
 // State lives in .dev/ (etcd data, kubeconfig, logs, binaries) and is reused by the next run;
 // --clean starts afresh. --once stops everything once the samples are Ready (for smoke tests).
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -129,8 +131,17 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	say("Installing the admission policies and the manager's ClusterRole")
+	webhookPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	say("Installing the admission policies, the webhook configurations and the manager's ClusterRole")
 	if err := testenv.InstallPolicies(ctx, adminClient); err != nil {
+		return err
+	}
+	// The manager serves the webhooks on loopback with a certificate it makes itself, and puts its
+	// CA into these configurations.
+	if err := testenv.InstallWebhookConfigurations(ctx, adminClient, fmt.Sprintf("https://127.0.0.1:%d", webhookPort)); err != nil {
 		return err
 	}
 	if err := testenv.InstallManagerRBAC(ctx, adminClient); err != nil {
@@ -173,7 +184,13 @@ func run(ctx context.Context, o options) error {
 	if err := startProcess(ctx, &s, logs, "manager", nil, managerBin,
 		"--kubeconfig="+managerKubeconfig, "--database-url="+databaseURL,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
+		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
+		"--webhook-cert-dir="+filepath.Join(state, "webhook-certs"),
 		"--resync-period=1m", "--public-url=http://localhost:8090", "--zap-devel"); err != nil {
+		return err
+	}
+	say("Waiting for the admission webhooks to answer")
+	if err := waitForWebhooks(ctx, adminClient); err != nil {
 		return err
 	}
 
@@ -209,6 +226,8 @@ Tenancy is running.
   invitation:  %[2]s -n acme get secret owner-invite -o jsonpath='{.data.url}' | base64 -d
                (the sample Owner's link; accepting it needs authd, which is not built yet)
   API key:     %[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d
+  webhooks:    %[2]s --as=admin@acme.example -n acme patch membership owner --type=merge -p '{"spec":{"role":"Admin"}}'
+               (refused: the sample Admin may edit memberships, but not demote an Owner)
 `, kubeconfig, kubectl, databaseURL, logs, envFile)
 
 	if o.once {
@@ -218,6 +237,27 @@ Tenancy is running.
 	<-ctx.Done()
 	fmt.Println()
 	return nil
+}
+
+// waitForWebhooks waits until the API server reaches the manager's webhooks with the CA the
+// manager injected: a dry-run create goes through both webhooks and stores nothing.
+func waitForWebhooks(ctx context.Context, c client.Client) error {
+	probe := &unstructured.Unstructured{}
+	probe.SetAPIVersion("tenancy.dev/v1alpha1")
+	probe.SetKind("Organization")
+	probe.SetName("webhook-probe")
+	var err error
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		if err = c.Create(ctx, probe.DeepCopy(), client.DryRunAll); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the webhooks did not answer within 2 minutes (see the manager's log): %w", err)
 }
 
 // startProcess runs a long-lived process with its output in logs/<name>.log, stopped with the stack.

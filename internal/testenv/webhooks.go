@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,10 @@ import (
 	"path/filepath"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/tenancy-dev/tenancy/webhooks"
@@ -57,6 +61,45 @@ func WebhookConfigurations() ([]*admissionregistrationv1.MutatingWebhookConfigur
 		}
 	}
 	return mutating, validating, nil
+}
+
+// InstallWebhookConfigurations creates or replaces the webhook configurations, calling a webhook
+// server at baseURL (https://host:port) instead of the in-cluster Service, with no CA bundle:
+// the manager's --webhook-self-signed puts its own in.
+func InstallWebhookConfigurations(ctx context.Context, c client.Client, baseURL string) error {
+	mutating, validating, err := WebhookConfigurations()
+	if err != nil {
+		return err
+	}
+	toURL := func(cc *admissionregistrationv1.WebhookClientConfig) {
+		u := baseURL + *cc.Service.Path
+		cc.URL, cc.Service, cc.CABundle = &u, nil, nil
+	}
+	var objects []client.Object
+	for _, m := range mutating {
+		for i := range m.Webhooks {
+			toURL(&m.Webhooks[i].ClientConfig)
+		}
+		objects = append(objects, m)
+	}
+	for _, v := range validating {
+		for i := range v.Webhooks {
+			toURL(&v.Webhooks[i].ClientConfig)
+		}
+		objects = append(objects, v)
+	}
+	for _, obj := range objects {
+		u := &unstructured.Unstructured{}
+		data, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		u.SetUnstructuredContent(data) // apiVersion and kind come from the manifest
+		if err := apply(ctx, c, u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WithWebhooks makes env install the webhook configurations, pointed at a local webhook server

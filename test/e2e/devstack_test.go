@@ -20,7 +20,8 @@ import (
 )
 
 // TestDevStack starts the dev stack, checks that the samples are Ready and stored (their invitation
-// and API key Secrets included), that deleting an organization really deletes the namespace it
+// and API key Secrets included), that the admission policy and webhooks refuse what they should,
+// that deleting an organization really deletes the namespace it
 // created (kube-controller-manager runs), and that an interrupt stops every process it started.
 func TestDevStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -99,6 +100,23 @@ func TestDevStack(t *testing.T) {
 	relabel.Env = append(os.Environ(), "KUBECONFIG="+env["KUBECONFIG"])
 	if out, err := relabel.CombinedOutput(); err == nil || !strings.Contains(string(out), "only the Tenancy operator") {
 		t.Fatalf("relabelling a tenant namespace as cluster admin: err=%v, output:\n%s", err, out)
+	}
+
+	// The webhooks are installed and answer: the sample Admin, whom RBAC lets edit memberships,
+	// may not demote the Owner, and neither may a cluster admin demote the last Owner.
+	demote := func(as ...string) (string, error) {
+		args := append(as, "-n", "acme", "patch", "membership", "owner", "--type=merge", "-p", `{"spec":{"role":"Admin"}}`)
+		cmd := exec.CommandContext(ctx, filepath.Join(assetsDir(t), "kubectl"), args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+env["KUBECONFIG"])
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := demote("--as=admin@acme.example", "--as-group=system:authenticated"); err == nil ||
+		!strings.Contains(out, "spec.role: Forbidden: admin@acme.example is Admin in acme and cannot demote an Owner") {
+		t.Fatalf("the sample Admin demoting the Owner: err=%v, output:\n%s", err, out)
+	}
+	if out, err := demote(); err == nil || !strings.Contains(out, "acme would have no Owner left") {
+		t.Fatalf("a cluster admin demoting the last Owner: err=%v, output:\n%s", err, out)
 	}
 
 	// An organization whose namespace the operator creates: deleting it deletes the namespace for
