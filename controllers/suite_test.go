@@ -104,7 +104,7 @@ func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) 
 	GinkgoHelper()
 	stop, err := testenv.StartManager(testenv.Manager{
 		Config: cfg, Scheme: scheme, DatabaseURL: databaseURL, Log: GinkgoLogr,
-		Controllers: controllers.Settings{
+		Controllers: &controllers.Settings{
 			ResyncPeriod:        resyncPeriod,
 			PublicURL:           publicURL,
 			InvitationTTL:       7 * 24 * time.Hour,

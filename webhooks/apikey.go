@@ -50,7 +50,7 @@ func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey)
 		errs = append(errs, existingProject(k.Spec.Project, p, t.org.Name)...)
 	}
 	if limit := t.org.Spec.Tier.Limits().APIKeys; limit > 0 {
-		n, err := w.countLive(ctx, k.Namespace, &tenancyv1.APIKeyList{})
+		n, _, err := w.apiKeys.Count(ctx, k.Namespace, "")
 		if err != nil {
 			return nil, err
 		}

@@ -70,23 +70,20 @@ func (w *membershipWebhook) structure(ctx context.Context, m *tenancyv1.Membersh
 	if err != nil {
 		return nil, err
 	}
-	isMember := false
 	for _, other := range held {
-		if other.DeletionTimestamp != nil || other.UID == m.UID {
-			continue
-		}
-		isMember = true
-		if other.Spec.Project == m.Spec.Project {
+		if other.DeletionTimestamp == nil && other.UID != m.UID && other.Spec.Project == m.Spec.Project {
 			errs = append(errs, field.Invalid(userPath, m.Spec.User,
 				"already has a role in "+in.String()+" through Membership "+other.Name+"; change that one's spec.role instead"))
 		}
 	}
-	if limit := t.org.Spec.Tier.Limits().Members; limit > 0 && !isMember {
-		members, err := w.members(ctx, m.Namespace)
+	if limit := t.org.Spec.Tier.Limits().Members; limit > 0 {
+		members, counted, err := w.members.Count(ctx, m.Namespace, db.NormalizeEmail(m.Spec.User))
 		if err != nil {
 			return nil, err
 		}
-		errs = append(errs, withinQuota(userPath, t.org, "members", members, limit)...)
+		if !counted {
+			errs = append(errs, withinQuota(userPath, t.org, "members", members, limit)...)
+		}
 	}
 	return errs, nil
 }

@@ -70,15 +70,15 @@ func (w *organizationWebhook) ValidateUpdate(ctx context.Context, old, org *tena
 		return nil, nil
 	}
 	ns, limits := org.NamespaceName(), org.Spec.Tier.Limits()
-	projects, err := w.countLive(ctx, ns, &tenancyv1.ProjectList{})
+	projects, _, err := w.projects.Count(ctx, ns, "")
 	if err != nil {
 		return nil, err
 	}
-	members, err := w.members(ctx, ns)
+	members, _, err := w.members.Count(ctx, ns, "")
 	if err != nil {
 		return nil, err
 	}
-	keys, err := w.countLive(ctx, ns, &tenancyv1.APIKeyList{})
+	keys, _, err := w.apiKeys.Count(ctx, ns, "")
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Projec
 		return nil, err
 	}
 	if limit := t.org.Spec.Tier.Limits().Projects; limit > 0 {
-		n, err := w.countLive(ctx, p.Namespace, &tenancyv1.ProjectList{})
+		n, _, err := w.projects.Count(ctx, p.Namespace, "")
 		if err != nil {
 			return nil, err
 		}

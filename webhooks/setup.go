@@ -19,6 +19,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // The names config/default gives the webhook configurations, where --webhook-self-signed puts
@@ -60,8 +61,26 @@ func OperatorServiceAccounts(operatorNamespace string) []string {
 
 // SetupWithManager registers the defaulting and validating webhook of every kind with mgr's
 // webhook server; tenant.Setup must have registered the cache indexes.
-func SetupWithManager(mgr ctrl.Manager, records Records, s Settings) error {
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s Settings) error {
+	members, err := tenant.NewCensus(ctx, mgr.GetCache(), &tenancyv1.Membership{}, func(o client.Object) string {
+		return db.NormalizeEmail(o.(*tenancyv1.Membership).Spec.User)
+	})
+	if err != nil {
+		return err
+	}
+	byName := func(o client.Object) string { return o.GetName() }
+	projects, err := tenant.NewCensus(ctx, mgr.GetCache(), &tenancyv1.Project{}, byName)
+	if err != nil {
+		return err
+	}
+	apiKeys, err := tenant.NewCensus(ctx, mgr.GetCache(), &tenancyv1.APIKey{}, byName)
+	if err != nil {
+		return err
+	}
 	a := &admitter{
+		members:  members,
+		projects: projects,
+		apiKeys:  apiKeys,
 		cache:    mgr.GetClient(),
 		live:     mgr.GetAPIReader(),
 		scheme:   mgr.GetScheme(),
@@ -105,6 +124,8 @@ type admitter struct {
 	scheme   *runtime.Scheme
 	records  Records
 	settings Settings
+	// members, projects and apiKeys count what the quotas limit, per organization namespace.
+	members, projects, apiKeys *tenant.Census
 	operator []string
 }
 

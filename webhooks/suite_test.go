@@ -90,7 +90,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 
 	stop, err := testenv.StartManager(testenv.Manager{
 		Config: managerUser.Config(), Scheme: testScheme, DatabaseURL: dbURL.String(), Log: GinkgoLogr,
-		Controllers: controllers.Settings{
+		Controllers: &controllers.Settings{
 			ResyncPeriod:        time.Minute,
 			PublicURL:           "https://auth.tenancy.test",
 			InvitationTTL:       time.Hour,

@@ -10,8 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -166,36 +164,6 @@ func (a *admitter) project(ctx context.Context, ns, name string) (*tenancyv1.Pro
 		return nil, fmt.Errorf("getting project %s: %w", name, err)
 	}
 	return p, nil
-}
-
-// countLive counts the objects of list's kind in ns that are not being deleted.
-func (a *admitter) countLive(ctx context.Context, ns string, list client.ObjectList) (int, error) {
-	if err := a.cache.List(ctx, list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, fmt.Errorf("listing %T in %s: %w", list, ns, err)
-	}
-	n := 0
-	err := meta.EachListItem(list, func(o runtime.Object) error {
-		if o.(client.Object).GetDeletionTimestamp() == nil {
-			n++
-		}
-		return nil
-	})
-	return n, err
-}
-
-// members counts the distinct users with a membership in ns.
-func (a *admitter) members(ctx context.Context, ns string) (int, error) {
-	var list tenancyv1.MembershipList
-	if err := a.cache.List(ctx, &list, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, fmt.Errorf("listing the memberships in %s: %w", ns, err)
-	}
-	users := map[string]bool{}
-	for i := range list.Items {
-		if list.Items[i].DeletionTimestamp == nil {
-			users[db.NormalizeEmail(list.Items[i].Spec.User)] = true
-		}
-	}
-	return len(users), nil
 }
 
 // keepsAnOwner refuses the removal or demotion of m, as stored, when it is an organization-wide

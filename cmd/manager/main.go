@@ -234,7 +234,7 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, restConfig *rest.Confi
 			return err
 		}
 	}
-	if err := webhooks.SetupWithManager(mgr, database, webhooks.Settings{
+	if err := webhooks.SetupWithManager(ctx, mgr, database, webhooks.Settings{
 		PlatformAdminGroups: cfg.platformAdminGroups,
 		PlatformAdminUsers:  cfg.platformAdminUsers,
 		UsernamePrefix:      cfg.usernamePrefix,

@@ -23,7 +23,8 @@ type Manager struct {
 	Config      *rest.Config
 	Scheme      *runtime.Scheme
 	DatabaseURL string
-	Controllers controllers.Settings
+	// Controllers, when set, runs the controllers.
+	Controllers *controllers.Settings
 	// Webhooks, when set, serves the admission webhooks where WebhookInstall (envtest's, after
 	// the control plane started) tells the API server to call them.
 	Webhooks       *webhooks.Settings
@@ -31,7 +32,7 @@ type Manager struct {
 	Log            logr.Logger
 }
 
-// StartManager runs the controllers, and the webhooks when asked, wired as cmd/manager wires them
+// StartManager runs the controllers and the webhooks, as asked, wired as cmd/manager wires them
 // (without metrics and probes), until the returned stop function is called.
 func StartManager(m Manager) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,10 +61,10 @@ func StartManager(m Manager) (stop func(), err error) {
 		err = tenant.Setup(ctx, mgr)
 	}
 	if err == nil && m.Webhooks != nil {
-		err = webhooks.SetupWithManager(mgr, pg, *m.Webhooks)
+		err = webhooks.SetupWithManager(ctx, mgr, pg, *m.Webhooks)
 	}
-	if err == nil {
-		err = controllers.SetupWithManager(mgr, pg, m.Controllers)
+	if err == nil && m.Controllers != nil {
+		err = controllers.SetupWithManager(mgr, pg, *m.Controllers)
 	}
 	if err != nil {
 		cancel()

@@ -69,7 +69,7 @@ func BenchmarkProjectsReady(b *testing.B) {
 
 	stop, err := testenv.StartManager(testenv.Manager{
 		Config: cfg, Scheme: scheme, DatabaseURL: database.URL, Log: logr.Discard(),
-		Controllers: controllers.Settings{
+		Controllers: &controllers.Settings{
 			ResyncPeriod:        time.Hour,
 			PublicURL:           "http://localhost:8090",
 			InvitationTTL:       time.Hour,
