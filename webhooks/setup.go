@@ -126,7 +126,7 @@ type admitter struct {
 	settings Settings
 	// members, projects and apiKeys count what the quotas limit, per organization namespace.
 	members, projects, apiKeys *tenant.Census
-	operator []string
+	operator                   []string
 }
 
 // isOperator reports whether username is one of the operator's own service accounts.

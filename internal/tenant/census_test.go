@@ -12,7 +12,9 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
 
-type synced struct{ toolscache.ResourceEventHandlerRegistration }
+type synced struct {
+	toolscache.ResourceEventHandlerRegistration
+}
 
 func (synced) HasSynced() bool { return true }
 

@@ -28,6 +28,9 @@ import (
 	"github.com/tenancy-dev/tenancy/webhooks"
 )
 
+// benchOrg is the organization, and namespace, of the webhook benchmark.
+const benchOrg = "big"
+
 // membersInOrganization is DESIGN.md's size for the webhook target.
 const membersInOrganization = 10000
 
@@ -79,18 +82,22 @@ func BenchmarkWebhookDecision(b *testing.B) {
 	}
 	defer stop()
 
-	const org = "big"
+	const org = benchOrg
 	waitFor(b, func() error { return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: org}}) })
 	waitFor(b, func() error {
 		return c.Create(ctx, &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: org}, Spec: tenancyv1.OrganizationSpec{Tier: tenancyv1.TierEnterprise}})
 	})
 	owners := []string{"owner-a", "owner-b"}
 	for _, name := range owners {
-		waitFor(b, func() error { return c.Create(ctx, benchMembership(org, name, name+"@example.com", tenancyv1.RoleOwner)) })
+		waitFor(b, func() error {
+			return c.Create(ctx, benchMembership(name, name+"@example.com", tenancyv1.RoleOwner))
+		})
 	}
-	waitFor(b, func() error { return c.Create(ctx, benchMembership(org, "admin", "admin@example.com", tenancyv1.RoleAdmin)) })
+	waitFor(b, func() error {
+		return c.Create(ctx, benchMembership("admin", "admin@example.com", tenancyv1.RoleAdmin))
+	})
 	parallel(b, inputWorkers, membersInOrganization-len(owners)-1, func(n int) error {
-		return c.Create(ctx, benchMembership(org, fmt.Sprintf("m%d", n), fmt.Sprintf("user%d@example.com", n), tenancyv1.RoleMember))
+		return c.Create(ctx, benchMembership(fmt.Sprintf("m%d", n), fmt.Sprintf("user%d@example.com", n), tenancyv1.RoleMember))
 	})
 	ownerA := &tenancyv1.Membership{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: org, Name: owners[0]}, ownerA); err != nil {
@@ -99,7 +106,7 @@ func BenchmarkWebhookDecision(b *testing.B) {
 
 	review := newReviewer(b, env.WebhookInstallOptions.LocalServingHost, env.WebhookInstallOptions.LocalServingPort,
 		env.WebhookInstallOptions.LocalServingCAData)
-	newcomer := benchMembership(org, "newcomer", "newcomer@example.com", tenancyv1.RoleMember)
+	newcomer := benchMembership("newcomer", "newcomer@example.com", tenancyv1.RoleMember)
 	asAdmin := authenticationv1.UserInfo{Username: "admin@example.com", Groups: []string{"system:authenticated"}}
 	asPlatform := authenticationv1.UserInfo{Username: "ops", Groups: []string{"system:masters"}}
 	demoted := ownerA.DeepCopy()
@@ -122,10 +129,10 @@ func BenchmarkWebhookDecision(b *testing.B) {
 	})
 }
 
-func benchMembership(ns, name, user string, role tenancyv1.Role) *tenancyv1.Membership {
+func benchMembership(name, user string, role tenancyv1.Role) *tenancyv1.Membership {
 	return &tenancyv1.Membership{
 		TypeMeta:   metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "Membership"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchOrg, Name: name},
 		Spec:       tenancyv1.MembershipSpec{User: user, Role: role},
 	}
 }
