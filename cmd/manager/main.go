@@ -32,6 +32,7 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
 	"github.com/tenancy-dev/tenancy/internal/webhookcert"
 	"github.com/tenancy-dev/tenancy/webhooks"
@@ -60,6 +61,8 @@ type config struct {
 	webhookSelfSigned       bool
 	platformAdminGroups     []string
 	platformAdminUsers      []string
+	signingKeyAlgorithm     string
+	signingKeyRotation      time.Duration
 	zap                     zap.Options
 }
 
@@ -97,6 +100,10 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"Comma-separated Kubernetes groups whose members may make any change the schema allows.")
 	platformAdminUsers := fs.String("platform-admin-users", "",
 		"Comma-separated Kubernetes usernames that may make any change the schema allows (the operator's service accounts always may).")
+	fs.StringVar(&c.signingKeyAlgorithm, "signing-key-algorithm", signing.EdDSA,
+		"Algorithm of new access-token signing keys: EdDSA or ES256.")
+	fs.DurationVar(&c.signingKeyRotation, "signing-key-rotation", 30*24*time.Hour,
+		"Age at which the signing key gets a successor (published 10 minutes before it signs).")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -118,6 +125,10 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("--max-concurrent-reconciles: must be at least 1, got %d", c.maxConcurrentReconciles)
 	case c.kubeAPIQPS <= 0 || c.kubeAPIBurst < 1:
 		return config{}, errors.New("--kube-api-qps and --kube-api-burst: must be positive")
+	case c.signingKeyAlgorithm != signing.EdDSA && c.signingKeyAlgorithm != signing.ES256:
+		return config{}, fmt.Errorf("--signing-key-algorithm: %q is not EdDSA or ES256", c.signingKeyAlgorithm)
+	case c.signingKeyRotation < time.Hour:
+		return config{}, fmt.Errorf("--signing-key-rotation: %s is too short; use at least 1h", c.signingKeyRotation)
 	case c.webhookPort < 1 || c.webhookPort > 65535:
 		return config{}, fmt.Errorf("--webhook-port: %d is not a TCP port", c.webhookPort)
 	}
@@ -184,6 +195,13 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	if err := mgr.Add(database); err != nil {
 		return err
 	}
+	if err := mgr.Add(&signing.Rotator{
+		Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: cfg.namespace, ContextKeys: database,
+		Policy:   signing.Policy{Algorithm: cfg.signingKeyAlgorithm, RotateEvery: cfg.signingKeyRotation, PublishAhead: signingKeyLead},
+		Interval: time.Minute,
+	}); err != nil {
+		return err
+	}
 	if err := tenant.Setup(ctx, mgr); err != nil {
 		return err
 	}
@@ -209,6 +227,10 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		"webhooks", cfg.enableWebhooks)
 	return mgr.Start(ctx)
 }
+
+// signingKeyLead is how long a new signing key is published before it signs: longer than authd
+// and the SDK cache the key set.
+const signingKeyLead = 10 * time.Minute
 
 // setupWebhooks registers the admission webhooks and, with --webhook-self-signed, makes their
 // certificate and keeps its CA in the webhook configurations.
