@@ -65,12 +65,12 @@ func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey)
 
 // ValidateUpdate checks a changed expiry and authority.
 func (w *apiKeyWebhook) ValidateUpdate(ctx context.Context, old, k *tenancyv1.APIKey) (admission.Warnings, error) {
-	if k.DeletionTimestamp != nil {
-		return nil, nil // only finalizers and metadata can change now
-	}
 	who, err := w.requesterOf(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if errs := finalizerKept(old, k, who); len(errs) > 0 || k.DeletionTimestamp != nil {
+		return nil, w.refuse(k, errs, false) // being deleted: only metadata can change
 	}
 	var errs field.ErrorList
 	if !k.Spec.ExpiresAt.Equal(old.Spec.ExpiresAt) {
@@ -93,10 +93,6 @@ func (w *apiKeyWebhook) ValidateDelete(ctx context.Context, k *tenancyv1.APIKey)
 	if err != nil || len(denied) > 0 {
 		return nil, errors.Join(err, w.refuse(k, denied, true))
 	}
-	t, err := w.orgNamespaceOf(ctx, k.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	w.recordDeletion(ctx, k, orgName(t, k.Namespace), "apikey/"+k.Name, who)
+	w.recordDeletion(ctx, k, k.Namespace, "apikey/"+k.Name, who)
 	return nil, nil
 }

@@ -190,6 +190,9 @@ var _ = Describe("Authority and structure", Ordered, func() {
 				return membership(ns, uniqueName("bob-web"), orgAdmin, tenancyv1.RoleViewer, "web")
 			}, setRole(tenancyv1.RoleAdmin)),
 			invalid("spec.role", "bob@example.com cannot raise their own role (Viewer to Admin)")),
+		Entry("an Admin cannot grant themselves a project membership", orgAdmin, creating(func(ns string) client.Object {
+			return membership(ns, uniqueName("bob-again"), orgAdmin, tenancyv1.RoleAdmin, "web")
+		}), invalid("spec.user", "bob@example.com cannot grant themselves a membership")),
 		Entry("an Admin removes a Member", orgAdmin, deleting(asObject(newMember(tenancyv1.RoleMember, ""))), allowed),
 		Entry("an Admin cannot remove an Owner", orgAdmin, deleting(asObject(newMember(tenancyv1.RoleOwner, ""))),
 			forbidden("spec.role", "bob@example.com is Admin in {org} and cannot remove an Owner")),

@@ -47,7 +47,7 @@ func (w *membershipWebhook) ValidateCreate(ctx context.Context, m *tenancyv1.Mem
 		return nil, err
 	}
 	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project,
-		roleChange{kind: "membership", verb: "create", new: roleOrDefault(m.Spec.Role)})
+		roleChange{kind: "membership", verb: "create", new: roleOrDefault(m.Spec.Role), self: who.email != "" && who.email == db.NormalizeEmail(m.Spec.User)})
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +90,12 @@ func (w *membershipWebhook) structure(ctx context.Context, m *tenancyv1.Membersh
 
 // ValidateUpdate checks authority over role changes and keeps the last Owner.
 func (w *membershipWebhook) ValidateUpdate(ctx context.Context, old, m *tenancyv1.Membership) (admission.Warnings, error) {
-	if m.DeletionTimestamp != nil {
-		return nil, nil // only finalizers and metadata can change now
-	}
 	who, err := w.requesterOf(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if errs := finalizerKept(old, m, who); len(errs) > 0 || m.DeletionTimestamp != nil {
+		return nil, w.refuse(m, errs, false) // being deleted: only metadata can change
 	}
 	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project, roleChange{
 		kind: "membership", verb: "change",
@@ -137,7 +137,7 @@ func (w *membershipWebhook) ValidateDelete(ctx context.Context, m *tenancyv1.Mem
 		return nil, err
 	}
 	if !recorded {
-		w.recordDeletion(ctx, m, orgName(t, m.Namespace), "membership/"+m.Name, who)
+		w.recordDeletion(ctx, m, m.Namespace, "membership/"+m.Name, who)
 	}
 	return nil, nil
 }

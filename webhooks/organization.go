@@ -42,7 +42,9 @@ func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1
 		return nil, w.refuse(org, field.ErrorList{field.Forbidden(namespaceSpecPath, fmt.Sprintf(
 			"namespace %s belongs to the cluster or the operator; choose another", ns))}, false)
 	}
-	claimants, err := tenant.OrganizationsNaming(ctx, w.cache, ns)
+	// From the API server: two Organizations created a moment apart must not both get the
+	// namespace, and creating one is rare.
+	claimants, err := w.liveOrganizationsNaming(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +103,6 @@ func (w *organizationWebhook) ValidateDelete(ctx context.Context, org *tenancyv1
 	if err != nil {
 		return nil, err
 	}
-	w.recordDeletion(ctx, org, org.Name, "organization/"+org.Name, who)
+	w.recordDeletion(ctx, org, org.NamespaceName(), "organization/"+org.Name, who)
 	return nil, nil
 }

@@ -49,13 +49,13 @@ func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Projec
 }
 
 // ValidateUpdate checks that the requester is an organization Admin.
-func (w *projectWebhook) ValidateUpdate(ctx context.Context, _, p *tenancyv1.Project) (admission.Warnings, error) {
-	if p.DeletionTimestamp != nil {
-		return nil, nil // only finalizers and metadata can change now
-	}
+func (w *projectWebhook) ValidateUpdate(ctx context.Context, old, p *tenancyv1.Project) (admission.Warnings, error) {
 	who, err := w.requesterOf(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if errs := finalizerKept(old, p, who); len(errs) > 0 || p.DeletionTimestamp != nil {
+		return nil, w.refuse(p, errs, false) // being deleted: only metadata can change
 	}
 	denied, err := w.authorize(ctx, who, p.Namespace, "", roleChange{kind: "project", verb: "change"})
 	if err != nil {
@@ -74,10 +74,6 @@ func (w *projectWebhook) ValidateDelete(ctx context.Context, p *tenancyv1.Projec
 	if err != nil || len(denied) > 0 {
 		return nil, errors.Join(err, w.refuse(p, denied, true))
 	}
-	t, err := w.orgNamespaceOf(ctx, p.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	w.recordDeletion(ctx, p, orgName(t, p.Namespace), "project/"+p.Name, who)
+	w.recordDeletion(ctx, p, p.Namespace, "project/"+p.Name, who)
 	return nil, nil
 }

@@ -73,7 +73,9 @@ type roleChange struct {
 
 // authorizeRoleChange applies the authority rules to a requester who is no platform admin and
 // has role has in the object's scope: at least Admin there; never above its own role, which
-// keeps Owners the only ones to grant, demote or remove an Owner; never raising its own role.
+// keeps Owners the only ones to grant, demote or remove an Owner; never granting itself a
+// membership or raising its own role (a membership of one's own would outlive a demotion of the
+// one that allowed it).
 func authorizeRoleChange(who string, has tenancyv1.Role, in scope, c roleChange) field.ErrorList {
 	if errs := needsAdmin(in.path(), who, has, in, c.verb+" "+c.kind+"s"); len(errs) > 0 {
 		return errs
@@ -86,6 +88,10 @@ func authorizeRoleChange(who string, has tenancyv1.Role, in scope, c roleChange)
 	if c.new != "" && c.new != c.old && !has.AtLeast(c.new) {
 		errs = append(errs, field.Forbidden(rolePath,
 			fmt.Sprintf("%s and cannot grant %s", standingIn(who, has, in), c.new)))
+	}
+	if c.self && c.old == "" && c.new != "" {
+		errs = append(errs, field.Forbidden(userPath,
+			fmt.Sprintf("%s cannot grant themselves a membership; another Admin or Owner must", who)))
 	}
 	if c.self && c.old != "" && c.new.Rank() > c.old.Rank() {
 		errs = append(errs, field.Forbidden(rolePath,

@@ -54,6 +54,8 @@ func TestAuthorizeRoleChange(t *testing.T) {
 		{"an Owner demotes an Owner", owner, acme, roleChange{kind: "membership", verb: "change", old: owner, new: member}, nil},
 		{"nobody raises their own role", owner, acme, roleChange{kind: "membership", verb: "change", old: member, new: admin, self: true},
 			[]string{"spec.role: Forbidden: alice@example.com cannot raise their own role (Member to Admin)"}},
+		{"nobody grants themselves a membership", admin, web, roleChange{kind: "membership", verb: "create", new: admin, self: true},
+			[]string{"spec.user: Forbidden: alice@example.com cannot grant themselves a membership; another Admin or Owner must"}},
 		{"lowering one's own role is fine", admin, acme, roleChange{kind: "membership", verb: "change", old: admin, new: viewer, self: true}, nil},
 		{"both refusals at once", admin, acme, roleChange{kind: "membership", verb: "change", old: member, new: owner, self: true},
 			[]string{

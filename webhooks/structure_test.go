@@ -194,15 +194,17 @@ var _ = Describe("Organization namespaces", func() {
 })
 
 var _ = Describe("Ending an organization", func() {
-	It("lets its last Owner go once the Organization is being deleted", func(ctx SpecContext) {
+	It("lets its last Owner go, removed by anyone, once the Organization is being deleted", func(ctx SpecContext) {
 		org := newOrganization(ctx, "ending", tenancyv1.TierPro)
 		last := membership(org.Name, "olga", "olga@example.com", tenancyv1.RoleOwner, "")
 		Expect(admin.Create(ctx, last)).To(Succeed())
+		Expect(admin.Create(ctx, membership(org.Name, "bob", orgAdmin, tenancyv1.RoleAdmin, ""))).To(Succeed())
 		eventuallyReady(ctx, last)
 		Expect(admin.Delete(ctx, last)).To(MatchError(ContainSubstring("would have no Owner left")))
 
+		// As the namespace controller does when it empties a deleted namespace: no tenancy role.
 		Expect(admin.Delete(ctx, org)).To(Succeed())
-		Eventually(func() error { return admin.Delete(ctx, last) }).WithContext(ctx).Should(Succeed())
+		Eventually(func() error { return as(orgAdmin).Delete(ctx, last) }).WithContext(ctx).Should(Succeed())
 		Eventually(func() error {
 			return admin.Get(ctx, client.ObjectKeyFromObject(last), last)
 		}).WithContext(ctx).Should(MatchError(apierrors.IsNotFound, "IsNotFound"))
@@ -226,5 +228,30 @@ var _ = Describe("A tenant's manifests applied in one pass", func() {
 		for _, obj := range manifests {
 			eventuallyReady(ctx, obj)
 		}
+	})
+})
+
+var _ = Describe("The finalizer", func() {
+	It("stays until the operator has cleaned up, whatever a tenant Admin patches", func(ctx SpecContext) {
+		org := newOrganization(ctx, "final", tenancyv1.TierPro)
+		Expect(admin.Create(ctx, membership(org.Name, "bob", orgAdmin, tenancyv1.RoleAdmin, ""))).To(Succeed())
+		key := apiKey(org.Name, "ci", tenancyv1.RoleAdmin, "")
+		Expect(admin.Create(ctx, key)).To(Succeed())
+		eventuallyReady(ctx, key)
+		Expect(key.Finalizers).To(ContainElement(tenancyv1.Finalizer))
+
+		stripped := key.DeepCopy()
+		stripped.Finalizers = nil
+		Expect(as(orgAdmin).Patch(ctx, stripped, client.MergeFrom(key))).To(MatchError(ContainSubstring(
+			"metadata.finalizers: Forbidden: only the operator removes tenancy.dev/finalizer, once it has cleaned up: delete the object instead")))
+
+		By("deleting it instead revokes the key")
+		Expect(as(orgAdmin).Delete(ctx, key)).To(Succeed())
+		Eventually(func() error { return admin.Get(ctx, client.ObjectKeyFromObject(key), key) }).
+			WithContext(ctx).Should(MatchError(apierrors.IsNotFound, "IsNotFound"))
+		var revoked int
+		Expect(sqlPool.QueryRow(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1 AND revoked_at IS NOT NULL", key.UID).Scan(&revoked)).To(Succeed())
+		Expect(revoked).To(Equal(1))
+		Expect(actorsOf(ctx, "apikey.revoked", "apikey/ci")).To(ContainElement(orgAdmin))
 	})
 })

@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
@@ -124,13 +125,14 @@ func (a *admitter) standingOf(ctx context.Context, ns, email string) (standing, 
 }
 
 // authorize applies the authority rules to who's change c of an object in namespace ns, scoped
-// to project (empty for the organization). Platform admins pass.
+// to project (empty for the organization). Platform admins pass, and so do deletions while the
+// organization or its namespace goes (the namespace controller deletes what the namespace holds).
 func (a *admitter) authorize(ctx context.Context, who requester, ns, project string, c roleChange) (field.ErrorList, error) {
 	if who.platformAdmin {
 		return nil, nil
 	}
 	t, err := a.orgNamespaceOf(ctx, ns)
-	if err != nil {
+	if err != nil || (c.verb == "delete" && t.ending()) {
 		return nil, err
 	}
 	s, err := a.standingOf(ctx, ns, who.email)
@@ -138,6 +140,17 @@ func (a *admitter) authorize(ctx context.Context, who requester, ns, project str
 		return nil, err
 	}
 	return authorizeRoleChange(who.name(), s.in(project), scope{orgName(t, ns), project}, c), nil
+}
+
+// finalizerKept refuses anyone but platform admins removing tenancy.dev/finalizer: a deletion
+// without it skips the clean-up, and a membership row or an unrevoked API key would outlive the
+// object.
+func finalizerKept(old, obj client.Object, who requester) field.ErrorList {
+	if who.platformAdmin || !controllerutil.ContainsFinalizer(old, tenancyv1.Finalizer) || controllerutil.ContainsFinalizer(obj, tenancyv1.Finalizer) {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("metadata", "finalizers"),
+		"only the operator removes "+tenancyv1.Finalizer+", once it has cleaned up: delete the object instead")}
 }
 
 // orgName names the organization of a namespace for refusals and records, or the namespace
@@ -184,13 +197,16 @@ func (a *admitter) keepsAnOwner(ctx context.Context, m *tenancyv1.Membership, t 
 			uids = append(uids, string(o.UID))
 		}
 	}
-	admitted, err := a.records.AdmitOwnerRemoval(ctx, db.OwnerRemoval{
+	// Within the API server's 5 s, so that a database that hangs gets the 503 below.
+	dbCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	admitted, err := a.records.AdmitOwnerRemoval(dbCtx, db.OwnerRemoval{
 		AdmissionRecord: db.AdmissionRecord{
-			ObjectUID:    string(m.UID),
-			Organization: t.org.Name,
-			Target:       "membership/" + m.Name,
-			RequestedBy:  who.username,
-			Deletion:     deletion,
+			ObjectUID:   string(m.UID),
+			Namespace:   m.Namespace,
+			Target:      "membership/" + m.Name,
+			RequestedBy: who.username,
+			Deletion:    deletion,
 		},
 		Owners: uids,
 		DryRun: who.dryRun,
@@ -208,17 +224,17 @@ func (a *admitter) keepsAnOwner(ctx context.Context, m *tenancyv1.Membership, t 
 
 // recordDeletion tells the clean-up who asked for a deletion. It is best effort: without the
 // database the deletion goes ahead and audit_log names the object's last-changed-by instead.
-func (a *admitter) recordDeletion(ctx context.Context, obj client.Object, org, target string, who requester) {
+func (a *admitter) recordDeletion(ctx context.Context, obj client.Object, namespace, target string, who requester) {
 	if who.dryRun {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	err := a.records.RecordDeletion(ctx, db.AdmissionRecord{
-		ObjectUID:    string(obj.GetUID()),
-		Organization: org,
-		Target:       target,
-		RequestedBy:  who.username,
+		ObjectUID:   string(obj.GetUID()),
+		Namespace:   namespace,
+		Target:      target,
+		RequestedBy: who.username,
 	})
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Info("Could not record who asked for a deletion", "target", target, "error", err.Error())

@@ -47,7 +47,7 @@ func (w *tenantTableWebhook) Default(ctx context.Context, t *tenancyv1.TenantTab
 // policies.
 func (w *tenantTableWebhook) ValidateCreate(ctx context.Context, t *tenancyv1.TenantTable) (admission.Warnings, error) {
 	var list tenancyv1.TenantTableList
-	if err := w.cache.List(ctx, &list); err != nil {
+	if err := w.live.List(ctx, &list); err != nil { // rare, and two at once must not both pass
 		return nil, fmt.Errorf("listing tenant tables: %w", err)
 	}
 	var errs field.ErrorList

@@ -189,8 +189,12 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("database-schema", database.MigratedCheck); err != nil {
-		return err
+	// With webhooks, ready means they answer (they decide from the cache, and stay up while the
+	// database is down); without, that the schema is migrated.
+	if !cfg.enableWebhooks {
+		if err := mgr.AddReadyzCheck("database-schema", database.MigratedCheck); err != nil {
+			return err
+		}
 	}
 	if err := mgr.Add(database); err != nil {
 		return err

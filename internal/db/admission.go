@@ -23,8 +23,9 @@ const deletionRecordRetention = 7 * 24 * time.Hour
 type AdmissionRecord struct {
 	// ObjectUID is the changed object's metadata.uid.
 	ObjectUID string
-	// Organization is the name of the Organization the object belongs to.
-	Organization string
+	// Namespace is the object's organization namespace ("" for cluster-scoped objects): Owner
+	// removals are serialized per namespace, where the Owner Memberships live.
+	Namespace string
 	// Target names the object in audit_log style, for example membership/acme/alice.
 	Target string
 	// RequestedBy is the requesting user's Kubernetes username.
@@ -44,7 +45,7 @@ type OwnerRemoval struct {
 	DryRun bool
 }
 
-// AdmitOwnerRemoval decides, serialized per organization across every replica, whether r leaves
+// AdmitOwnerRemoval decides, serialized per organization namespace across every replica, whether r leaves
 // the organization at least one Owner, counting the removals admitted in the last
 // OwnerRemovalWindow as done. When it does (and r is no dry run) it records r and returns true.
 func (p *Postgres) AdmitOwnerRemoval(ctx context.Context, r OwnerRemoval) (bool, error) {
@@ -55,13 +56,13 @@ func (p *Postgres) AdmitOwnerRemoval(ctx context.Context, r OwnerRemoval) (bool,
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		// A transaction-scoped advisory lock works before the organization has a row, and is
 		// released with the transaction.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy.owners/' || $1, 0))", r.Organization); err != nil {
-			return fmt.Errorf("locking the owners of %s: %w", r.Organization, err)
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy.owners/' || $1, 0))", r.Namespace); err != nil {
+			return fmt.Errorf("locking the owners in %s: %w", r.Namespace, err)
 		}
 		rows, err := tx.Query(ctx, `
 			SELECT object_uid::text FROM tenancy.admission_records
-			WHERE organization = $1 AND owner_removal AND admitted_at > now() - make_interval(secs => $2)`,
-			r.Organization, OwnerRemovalWindow.Seconds())
+			WHERE namespace = $1 AND owner_removal AND admitted_at > now() - make_interval(secs => $2)`,
+			r.Namespace, OwnerRemovalWindow.Seconds())
 		if err != nil {
 			return err
 		}
@@ -78,12 +79,13 @@ func (p *Postgres) AdmitOwnerRemoval(ctx context.Context, r OwnerRemoval) (bool,
 		return insertAdmissionRecord(ctx, tx, r.AdmissionRecord, true)
 	})
 	if err != nil {
-		return false, fmt.Errorf("admitting the removal of an owner of %s: %w", r.Organization, err)
+		return false, fmt.Errorf("admitting the removal of an owner in %s: %w", r.Namespace, err)
 	}
 	return admitted, nil
 }
 
-// RecordDeletion remembers who asked for a deletion, for the audit row its clean-up writes.
+// RecordDeletion remembers who asked for a deletion, for the audit row its clean-up writes. The
+// first request to delete an object is the one remembered.
 func (p *Postgres) RecordDeletion(ctx context.Context, r AdmissionRecord) error {
 	if err := p.ensureMigrated(); err != nil {
 		return err
@@ -97,16 +99,19 @@ func (p *Postgres) RecordDeletion(ctx context.Context, r AdmissionRecord) error 
 	return nil
 }
 
-// insertAdmissionRecord writes r (replacing an earlier record of the same object) and prunes
-// records nobody needs any more.
+// insertAdmissionRecord writes r, merged with an earlier record of the same object: an Owner
+// removal stays one (with the time of the latest), a deletion keeps its first requester. It
+// prunes records nobody needs any more.
 func insertAdmissionRecord(ctx context.Context, tx pgx.Tx, r AdmissionRecord, ownerRemoval bool) error {
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO tenancy.admission_records (object_uid, organization, target, requested_by, deletion, owner_removal)
+		INSERT INTO tenancy.admission_records AS a (object_uid, namespace, target, requested_by, deletion, owner_removal)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (object_uid) DO UPDATE SET
-			organization = excluded.organization, target = excluded.target, requested_by = excluded.requested_by,
-			deletion = excluded.deletion, owner_removal = excluded.owner_removal, admitted_at = excluded.admitted_at`,
-		r.ObjectUID, r.Organization, r.Target, r.RequestedBy, r.Deletion, ownerRemoval); err != nil {
+			requested_by = CASE WHEN a.deletion THEN a.requested_by ELSE excluded.requested_by END,
+			deletion = a.deletion OR excluded.deletion,
+			owner_removal = a.owner_removal OR excluded.owner_removal,
+			admitted_at = CASE WHEN excluded.owner_removal THEN excluded.admitted_at ELSE a.admitted_at END`,
+		r.ObjectUID, r.Namespace, r.Target, r.RequestedBy, r.Deletion, ownerRemoval); err != nil {
 		return fmt.Errorf("recording the admission of %s: %w", r.Target, err)
 	}
 	if _, err := tx.Exec(ctx, "DELETE FROM tenancy.admission_records WHERE admitted_at < now() - make_interval(secs => $1)",

@@ -20,7 +20,7 @@ var _ = Describe("Admission records", func() {
 
 	removal := func(org, uid string, owners []string, dryRun bool) db.OwnerRemoval {
 		return db.OwnerRemoval{
-			AdmissionRecord: db.AdmissionRecord{ObjectUID: uid, Organization: org, Target: "membership/" + uid[:8], RequestedBy: "ops"},
+			AdmissionRecord: db.AdmissionRecord{ObjectUID: uid, Namespace: org, Target: "membership/" + uid[:8], RequestedBy: "ops"},
 			Owners:          owners,
 			DryRun:          dryRun,
 		}
@@ -43,6 +43,12 @@ var _ = Describe("Admission records", func() {
 		admitted, err = pg.AdmitOwnerRemoval(ctx, removal("acme", a, []string{a, b}, false))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(admitted).To(BeFalse(), "b's admitted removal counts although a stale cache still lists b")
+
+		By("a later deletion of the demoted b does not erase its removal")
+		Expect(pg.RecordDeletion(ctx, db.AdmissionRecord{ObjectUID: b, Namespace: "acme", Target: "membership/b", RequestedBy: "carol"})).To(Succeed())
+		admitted, err = pg.AdmitOwnerRemoval(ctx, removal("acme", a, []string{a, b}, false))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(BeFalse())
 
 		admitted, err = pg.AdmitOwnerRemoval(ctx, removal("other", c, []string{c, newUID()}, false))
 		Expect(err).NotTo(HaveOccurred())
@@ -89,7 +95,7 @@ var _ = Describe("Admission records", func() {
 		_, err = pg.UpsertProject(ctx, db.Project{UID: projectUID, OrganizationID: org.ID, Name: "web"}, db.Actor{Name: "ops"})
 		Expect(err).NotTo(HaveOccurred())
 
-		Expect(pg.RecordDeletion(ctx, db.AdmissionRecord{ObjectUID: projectUID, Organization: "acme", Target: "project/web", RequestedBy: "bob@example.com"})).To(Succeed())
+		Expect(pg.RecordDeletion(ctx, db.AdmissionRecord{ObjectUID: projectUID, Namespace: "acme", Target: "project/web", RequestedBy: "bob@example.com"})).To(Succeed())
 		Expect(pg.DeleteProject(ctx, projectUID, "web", db.Actor{Name: "system:tenancy:project"})).To(Succeed())
 		Expect(actorOf(ctx, pg, "project.deleted")).To(Equal("bob@example.com"))
 

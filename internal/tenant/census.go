@@ -32,16 +32,13 @@ func NewCensus(ctx context.Context, c cache.Cache, obj client.Object, key func(c
 	}
 	census := &Census{key: key, counts: map[string]map[string]int{}}
 	census.registration, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) { census.add(o, 1) },
-		UpdateFunc: func(old, o any) {
-			census.add(old, -1)
-			census.add(o, 1)
-		},
+		AddFunc:    func(o any) { census.change(nil, o) },
+		UpdateFunc: census.change,
 		DeleteFunc: func(o any) {
 			if unknown, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
 				o = unknown.Obj
 			}
-			census.add(o, -1)
+			census.change(o, nil)
 		},
 	})
 	if err != nil {
@@ -50,14 +47,22 @@ func NewCensus(ctx context.Context, c cache.Cache, obj client.Object, key func(c
 	return census, nil
 }
 
+// change moves the count from old to o (either may be nil) in one step, so that a reader never
+// sees an update half done.
+func (c *Census) change(old, o any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.add(old, -1)
+	c.add(o, 1)
+}
+
+// add counts o, unless it is being deleted; the caller holds mu.
 func (c *Census) add(o any, delta int) {
 	obj, ok := o.(client.Object)
 	if !ok || obj.GetDeletionTimestamp() != nil {
 		return
 	}
 	ns, key := obj.GetNamespace(), c.key(obj)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	keys := c.counts[ns]
 	if keys == nil {
 		keys = map[string]int{}

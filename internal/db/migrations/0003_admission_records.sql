@@ -5,14 +5,14 @@
 -- writes it.
 CREATE TABLE tenancy.admission_records (
     object_uid    uuid PRIMARY KEY,
-    organization  text NOT NULL,
+    namespace     text NOT NULL,              -- the organization's namespace; '' for cluster-scoped objects
     target        text NOT NULL,
     requested_by  text NOT NULL,
     deletion      boolean NOT NULL,
     owner_removal boolean NOT NULL,
     admitted_at   timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX admission_records_owner_removals ON tenancy.admission_records (organization, admitted_at)
+CREATE INDEX admission_records_owner_removals ON tenancy.admission_records (namespace, admitted_at)
     WHERE owner_removal;
 CREATE INDEX admission_records_admitted_at ON tenancy.admission_records (admitted_at);
 ALTER TABLE tenancy.admission_records ENABLE ROW LEVEL SECURITY;
