@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -250,29 +249,4 @@ func ToJWK(kid string, public crypto.PublicKey) JWK {
 		return JWK{KTY: "EC", CRV: "P-256", X: b64(point[1:33]), Y: b64(point[33:]), KID: kid, Alg: ES256, Use: "sig"}
 	}
 	panic(fmt.Sprintf("signing: unexpected public key %T", public))
-}
-
-// PublicKey reads a JWK back into a public key, for verifiers.
-func (j JWK) PublicKey() (crypto.PublicKey, error) {
-	b64 := base64.RawURLEncoding.DecodeString
-	switch {
-	case j.KTY == "OKP" && j.CRV == "Ed25519" && j.Alg == EdDSA:
-		x, err := b64(j.X)
-		if err != nil || len(x) != ed25519.PublicKeySize {
-			return nil, errors.New("malformed Ed25519 key")
-		}
-		return ed25519.PublicKey(x), nil
-	case j.KTY == "EC" && j.CRV == "P-256" && j.Alg == ES256:
-		x, errX := b64(j.X)
-		y, errY := b64(j.Y)
-		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
-			return nil, errors.New("malformed P-256 key")
-		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
-		if err != nil {
-			return nil, fmt.Errorf("P-256 key: %w", err)
-		}
-		return pub, nil
-	}
-	return nil, fmt.Errorf("unsupported key type %s/%s/%s", j.KTY, j.CRV, j.Alg)
 }

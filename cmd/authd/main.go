@@ -1,0 +1,137 @@
+// Command authd is Tenancy's auth service: logins and sessions, API-key tokens, revocation,
+// introspection, invitations and the JWKS that applications verify tokens with.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/authd"
+	"github.com/tenancy-dev/tenancy/internal/signing"
+)
+
+type config struct {
+	listen       string
+	publicURL    string
+	databaseURL  string
+	databaseRole string
+	kubeconfig   string
+	server       authd.Config
+	zap          zap.Options
+}
+
+func parseFlags(args []string, getenv func(string) string) (config, error) {
+	c := config{server: authd.Config{Passwords: authd.OWASPParams, LoginBurst: 10, LoginRate: 6 * time.Second}}
+	var issuer string
+	fs := flag.NewFlagSet("authd", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", ":8090", "Address to serve HTTP on.")
+	fs.StringVar(&c.publicURL, "public-url", "http://localhost:8090", "authd's public URL.")
+	fs.StringVar(&issuer, "issuer", "", "The iss of tokens; defaults to --public-url.")
+	fs.StringVar(&c.server.Audience, "audience", "tenancy", "The aud of access tokens.")
+	fs.BoolVar(&c.server.AllowSignup, "allow-signup", false, "Open POST /auth/signup to new emails.")
+	fs.DurationVar(&c.server.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "Lifetime of access tokens (at most 24h).")
+	fs.DurationVar(&c.server.RefreshTokenTTL, "refresh-token-ttl", 7*24*time.Hour, "How long a refresh token may wait for its use.")
+	fs.DurationVar(&c.server.SessionLifetime, "session-lifetime", 30*24*time.Hour, "Absolute lifetime of a session, however often it is refreshed.")
+	fs.DurationVar(&c.server.RefreshReuseInterval, "refresh-reuse-interval", 10*time.Second,
+		"A rotated refresh token may be used again this shortly after (concurrent refreshes); later reuse revokes its session.")
+	fs.DurationVar(&c.server.SignupTimeout, "signup-timeout", 30*time.Second, "How long signup waits for a new organization to be Ready.")
+	fs.StringVar(&c.databaseURL, "database-url", getenv("TENANCY_DATABASE_URL"), "PostgreSQL URL; defaults to $TENANCY_DATABASE_URL.")
+	fs.StringVar(&c.databaseRole, "database-role", "tenancy_authd", "Role every database session takes (SET ROLE): authd's grants, whatever the login.")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; defaults to $KUBECONFIG, the in-cluster config, then ~/.kube/config.")
+	fs.StringVar(&c.server.OperatorNamespace, "namespace", "tenancy-system", "The operator's namespace, where the signing keys live.")
+	c.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	c.server.Issuer = issuer
+	if c.server.Issuer == "" {
+		c.server.Issuer = c.publicURL
+	}
+	u, err := url.Parse(c.publicURL)
+	switch {
+	case c.databaseURL == "":
+		return config{}, errors.New("--database-url: required (or set TENANCY_DATABASE_URL)")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return config{}, fmt.Errorf("--public-url: %q is not an absolute http(s) URL", c.publicURL)
+	case c.server.AccessTokenTTL < time.Minute || c.server.AccessTokenTTL > signing.MaxTokenLifetime:
+		return config{}, fmt.Errorf("--access-token-ttl: %s must be between 1m and %s", c.server.AccessTokenTTL, signing.MaxTokenLifetime)
+	case c.server.RefreshTokenTTL < time.Minute || c.server.SessionLifetime < c.server.RefreshTokenTTL:
+		return config{}, errors.New("--refresh-token-ttl must be at least 1m and --session-lifetime at least --refresh-token-ttl")
+	case c.server.RefreshReuseInterval < 0 || c.server.RefreshReuseInterval > time.Minute:
+		return config{}, fmt.Errorf("--refresh-reuse-interval: %s must be between 0 and 1m", c.server.RefreshReuseInterval)
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "authd:", err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cfg.zap)))
+	log := ctrl.Log.WithName("authd")
+	if err := run(ctrl.SetupSignalHandler(), cfg, log); err != nil {
+		log.Error(err, "authd stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log logr.Logger) error {
+	restConfig, err := ctrl.GetConfig()
+	if cfg.kubeconfig != "" {
+		restConfig, err = clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
+	}
+	if err != nil {
+		return fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+	kube, err := client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	store, err := authd.OpenStore(ctx, cfg.databaseURL, cfg.databaseRole)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	keys := &authd.KeySource{Reader: kube, Namespace: cfg.server.OperatorNamespace, Interval: 2 * time.Second}
+	server, err := authd.NewServer(cfg.server, store, keys, kube, log)
+	if err != nil {
+		return err
+	}
+	httpServer := authd.NewHTTPServer(cfg.listen, server.Handler())
+	go server.Run(ctx)
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = httpServer.Shutdown(shutdown)
+	}()
+	log.Info("Serving", "listen", cfg.listen, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
+	if err := httpServer.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

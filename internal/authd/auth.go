@@ -1,0 +1,318 @@
+package authd
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/pkg/tenancy"
+)
+
+// tokenResponse is what a login, refresh or accepted invitation answers.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Organization string `json:"organization,omitempty"`
+}
+
+type loginRequest struct {
+	Email        string `json:"email"`
+	Password     string `json:"password"`
+	Organization string `json:"organization"`
+	Project      string `json:"project"`
+}
+
+// throttled answers 429 when the account or the client address has no attempt left.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, account string) bool {
+	for _, t := range []struct {
+		limits *throttle
+		key    string
+	}{{s.addresses, clientOf(r).Address}, {s.accounts, account}} {
+		if t.key == "" {
+			continue
+		}
+		if ok, wait := t.limits.allow(t.key); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+			writeError(w, http.StatusTooManyRequests, "slow_down", "too many attempts; retry after the time in Retry-After")
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate checks an email and password. Unknown users, users without a password and
+// disabled users cost one argon2id hash too, and get the same answer as a wrong password.
+func (s *Server) authenticate(ctx context.Context, email, password string) (user, bool, error) {
+	u, found, err := s.store.userByEmail(ctx, email)
+	if err != nil {
+		return user{}, false, err
+	}
+	hash := s.dummyHash
+	if found && u.PasswordHash != nil && !u.Disabled {
+		hash = *u.PasswordHash
+	}
+	ok, outdated, err := VerifyPassword(password, hash, s.cfg.Passwords)
+	if err != nil || !ok || hash == s.dummyHash {
+		return user{}, false, nil
+	}
+	if outdated {
+		if rehashed, err := HashPassword(password, s.cfg.Passwords); err == nil {
+			if err := s.store.setPassword(ctx, u.ID, rehashed); err != nil {
+				s.log.Error(err, "Rehashing a password with the current parameters", "user", u.ID)
+			}
+		}
+	}
+	return u, true, nil
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	email := db.NormalizeEmail(req.Email)
+	if email == "" || req.Password == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "email and password are required")
+		return
+	}
+	if s.throttled(w, r, email) {
+		s.metrics.logins.WithLabelValues("throttled").Inc()
+		return
+	}
+	if len(req.Password) > maxPasswordLength {
+		req.Password = req.Password[:maxPasswordLength] // hash the same bounded work; it cannot match
+	}
+	u, ok, err := s.authenticate(r.Context(), email, req.Password)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	if !ok {
+		s.metrics.logins.WithLabelValues("failed").Inc()
+		s.audit(r, auditEntry{Actor: email, Action: "login.failed", Target: "user/" + email})
+		writeError(w, http.StatusUnauthorized, "invalid_credentials", "the email or the password is wrong")
+		return
+	}
+	memberships, err := s.store.memberships(r.Context(), u.ID)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	a, err := chooseAccess(memberships, req.Organization, req.Project)
+	if errors.Is(err, errNoAccess) {
+		s.metrics.logins.WithLabelValues("failed").Inc()
+		s.audit(r, auditEntry{Actor: email, ActorUserID: &u.ID, Action: "login.failed", Target: "user/" + email,
+			Details: map[string]any{"reason": err.Error()}})
+		writeError(w, http.StatusForbidden, "access_denied", err.Error())
+		return
+	}
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	resp, err := s.startSession(r, u, a)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	s.metrics.logins.WithLabelValues("ok").Inc()
+	s.audit(r, auditEntry{Actor: email, ActorUserID: &u.ID, Action: "login.succeeded", Target: "user/" + email, OrgID: a.OrgID})
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// startSession starts a refresh token family for u and issues its first access token.
+func (s *Server) startSession(r *http.Request, u user, a access) (tokenResponse, error) {
+	refresh, err := s.store.startSession(r.Context(), u.ID, a.scope, s.sessionPolicy(), clientOf(r))
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	return s.userTokens(r, u, a, refresh, "login")
+}
+
+// userTokens issues an access token for u with access a, next to refresh.
+func (s *Server) userTokens(r *http.Request, u user, a access, refresh, grantType string) (tokenResponse, error) {
+	g := grant{Subject: u.ID, ClientID: tenancy.SessionClientID, UserID: u.ID, Role: a.Role}
+	if a.OrgID != nil {
+		g.OrgID = *a.OrgID
+	}
+	if a.ProjectID != nil {
+		g.Project = *a.ProjectID
+	}
+	access, expiresIn, err := s.tokens.issue(r.Context(), g)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	s.metrics.tokens.WithLabelValues(grantType).Inc()
+	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "token.issued", Target: "user/" + u.Email, OrgID: a.OrgID,
+		Details: map[string]any{"grant": grantType, "role": a.Role}})
+	return tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: expiresIn, RefreshToken: refresh, Organization: a.OrgName}, nil
+}
+
+func (s *Server) sessionPolicy() sessionPolicy {
+	return sessionPolicy{TTL: s.cfg.RefreshTokenTTL, Lifetime: s.cfg.SessionLifetime, ReuseInterval: s.cfg.RefreshReuseInterval}
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+	Organization string `json:"organization"`
+	Project      string `json:"project"`
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	resp, code, err := s.refreshTokens(r, req)
+	if err != nil {
+		s.refreshFailed(w, r, code, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// refreshTokens rotates a refresh token and issues the pair, for /auth/refresh and the OAuth2
+// refresh_token grant; on failure it returns the error code to answer.
+func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenResponse, string, error) {
+	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
+		return tokenResponse{}, "invalid_request", errors.New("refresh_token is required")
+	}
+	var u user
+	var a access
+	rot, err := s.store.rotate(r.Context(), req.RefreshToken, s.sessionPolicy(), clientOf(r),
+		func(ctx context.Context, userID string, current scope) (scope, error) {
+			found, ok, err := s.store.userByID(ctx, userID)
+			if err != nil {
+				return scope{}, err
+			}
+			if !ok || found.Disabled {
+				return scope{}, errInvalidRefresh
+			}
+			u = found
+			memberships, err := s.store.memberships(ctx, userID)
+			if err != nil {
+				return scope{}, err
+			}
+			org, project := req.Organization, req.Project
+			if org == "" && current.OrgID != nil {
+				org = *current.OrgID
+				if project == "" && current.ProjectID != nil {
+					project = *current.ProjectID
+				}
+			}
+			a, err = chooseAccess(memberships, org, project)
+			return a.scope, err
+		})
+	switch {
+	case errors.Is(err, errRefreshReuse):
+		s.metrics.reuseDetected.Inc()
+		s.audit(r, auditEntry{Actor: "user:" + rot.UserID, ActorUserID: &rot.UserID, Action: "refresh.reuse_detected",
+			Target: "session/" + rot.FamilyID, Details: map[string]any{"client_address": clientOf(r).Address}})
+		return tokenResponse{}, "invalid_grant", err
+	case errors.Is(err, errInvalidRefresh):
+		return tokenResponse{}, "invalid_grant", err
+	case errors.Is(err, errNoAccess):
+		return tokenResponse{}, "access_denied", err
+	case err != nil:
+		return tokenResponse{}, "", err
+	}
+	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.refreshed", Target: "session/" + rot.FamilyID, OrgID: a.OrgID})
+	resp, err := s.userTokens(r, u, a, rot.Token, "refresh_token")
+	return resp, "", err
+}
+
+// refreshFailed answers a failed refresh.
+func (s *Server) refreshFailed(w http.ResponseWriter, r *http.Request, code string, err error) {
+	switch code {
+	case "":
+		s.failed(w, r, err)
+	case "access_denied":
+		writeError(w, http.StatusForbidden, code, err.Error())
+	default:
+		writeError(w, http.StatusBadRequest, code, err.Error())
+	}
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if err := decodeJSON(r, &req); err != nil || req.RefreshToken == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		return
+	}
+	if err := s.endSession(r, req.RefreshToken, "logout"); err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// endSession revokes the session of a refresh token (unknown tokens are ignored, as RFC 7009
+// asks) and audits it.
+func (s *Server) endSession(r *http.Request, refreshToken, action string) error {
+	userID, orgID, err := s.store.endSession(r.Context(), refreshToken)
+	if err != nil || userID == "" {
+		return err
+	}
+	s.audit(r, auditEntry{Actor: "user:" + userID, ActorUserID: &userID, Action: action, Target: "user/" + userID, OrgID: orgID})
+	return nil
+}
+
+// bearer verifies the request's access token.
+func (s *Server) bearer(r *http.Request) (*tenancy.Claims, bool) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return nil, false
+	}
+	claims, err := s.verifier.Verify(r.Context(), strings.TrimSpace(raw))
+	return claims, err == nil
+}
+
+// me answers who the token's user is and where they belong; tokens without an organization are
+// accepted here (and only here).
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	claims, ok := s.bearer(r)
+	if !ok || claims.IsAPIKey() {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "invalid_token", "a valid access token of a user is required")
+		return
+	}
+	u, found, err := s.store.userByID(r.Context(), claims.Subject)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	if !found || u.Disabled {
+		writeError(w, http.StatusUnauthorized, "invalid_token", "the user no longer exists or is disabled")
+		return
+	}
+	memberships, err := s.store.memberships(r.Context(), u.ID)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"user":         map[string]any{"id": u.ID, "email": u.Email, "display_name": u.DisplayName},
+		"organization": claims.Org,
+		"memberships":  memberships,
+	})
+}
+
+// audit writes entries for the request; a failure is logged, never shown to the client.
+func (s *Server) audit(r *http.Request, entries ...auditEntry) {
+	for i := range entries {
+		entries[i].RequestID = r.Header.Get("X-Request-Id")
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	if err := s.store.audit(ctx, entries); err != nil {
+		s.log.Error(err, "Writing the audit log", "action", entries[0].Action)
+	}
+}

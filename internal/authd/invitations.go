@@ -1,0 +1,166 @@
+package authd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+// AcceptedAnnotation is set on a Membership when its invitation is accepted: it wakes the
+// Membership controller, which then shows the membership Active and removes the invitation.
+const AcceptedAnnotation = "tenancy.dev/invitation-accepted-at"
+
+var errInvalidInvitation = errors.New("the invitation is unknown, used or expired")
+
+// invitation is an open invitation with its membership and user.
+type invitation struct {
+	ID            string
+	MembershipID  string
+	MembershipUID string
+	UserID        string
+	Email         string
+	PasswordHash  *string
+	OrgID         string
+	OrgName       string
+	Namespace     string
+}
+
+// acceptInvitation uses the invitation token once. prove decides, for the invitation's user,
+// whether the request may accept it and returns a new password hash to set (nil to keep the
+// user's); its error leaves the invitation open.
+func (s *Store) acceptInvitation(ctx context.Context, token string, prove func(invitation) (*string, error)) (invitation, error) {
+	var inv invitation
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			SELECT i.id, m.id, m.uid, u.id, u.email::text, u.password_hash, o.id, o.name, o.namespace
+			FROM tenancy.invitations i
+			JOIN tenancy.memberships m ON m.id = i.membership_id
+			JOIN tenancy.users u ON u.id = m.user_id
+			JOIN tenancy.organizations o ON o.id = m.organization_id
+			WHERE i.hash = $1 AND i.used_at IS NULL AND i.expires_at > now() AND NOT u.disabled
+			FOR UPDATE OF i`, hashOf(token)).
+			Scan(&inv.ID, &inv.MembershipID, &inv.MembershipUID, &inv.UserID, &inv.Email, &inv.PasswordHash, &inv.OrgID, &inv.OrgName, &inv.Namespace)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errInvalidInvitation
+		}
+		if err != nil {
+			return err
+		}
+		newHash, err := prove(inv)
+		if err != nil {
+			return err
+		}
+		if newHash != nil {
+			if _, err := tx.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1`,
+				inv.UserID, *newHash); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE id = $1`, inv.ID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE tenancy.memberships SET state = 'Active', updated_at = now() WHERE id = $1`, inv.MembershipID)
+		return err
+	})
+	return inv, err
+}
+
+type acceptRequest struct {
+	Token    string `json:"token"`
+	Password string `json:"password"`
+}
+
+// errProof is an accepting request that may not accept for the invitation's user.
+type errProof struct{ message string }
+
+func (e *errProof) Error() string { return e.message }
+
+// acceptInvitation activates the membership of an invitation token. A user without a password
+// sets one; a user with one proves it (the password, or an access token of theirs).
+func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
+	var req acceptRequest
+	if err := decodeJSON(r, &req); err != nil || req.Token == "" || len(req.Token) > 128 {
+		writeError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	if s.throttled(w, r, "") {
+		return
+	}
+	claims, hasBearer := s.bearer(r)
+	inv, err := s.store.acceptInvitation(r.Context(), req.Token, func(inv invitation) (*string, error) {
+		if inv.PasswordHash == nil {
+			if err := checkNewPassword(req.Password); err != nil {
+				return nil, &errProof{err.Error()}
+			}
+			hash, err := HashPassword(req.Password, s.cfg.Passwords)
+			return &hash, err
+		}
+		if hasBearer && !claims.IsAPIKey() && claims.Subject == inv.UserID {
+			return nil, nil
+		}
+		if req.Password != "" {
+			if ok, _, err := VerifyPassword(req.Password, *inv.PasswordHash, s.cfg.Passwords); err == nil && ok {
+				return nil, nil
+			}
+		}
+		return nil, &errProof{"this account has a password: send it, or an access token of the account"}
+	})
+	var proof *errProof
+	switch {
+	case errors.Is(err, errInvalidInvitation):
+		writeError(w, http.StatusBadRequest, "invalid_invitation", err.Error())
+		return
+	case errors.As(err, &proof):
+		writeError(w, http.StatusUnauthorized, "invalid_credentials", proof.message)
+		return
+	case err != nil:
+		s.failed(w, r, err)
+		return
+	}
+	s.audit(r, auditEntry{Actor: inv.Email, ActorUserID: &inv.UserID, Action: "invitation.accepted",
+		Target: "membership/" + inv.MembershipUID, OrgID: &inv.OrgID})
+	if err := s.wakeMembership(r.Context(), inv); err != nil {
+		// The membership is active in the database; the controller shows it at its next resync.
+		s.log.Error(err, "Waking the Membership after an accepted invitation", "membership", inv.MembershipUID)
+	}
+	u := user{ID: inv.UserID, Email: inv.Email}
+	memberships, err := s.store.memberships(r.Context(), u.ID)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	a, err := chooseAccess(memberships, inv.OrgID, "")
+	if err != nil {
+		a = access{} // e.g. several project memberships: log in naming one
+	}
+	resp, err := s.startSession(r, u, a)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// wakeMembership annotates the accepted Membership, so that its controller reconciles it now.
+func (s *Server) wakeMembership(ctx context.Context, inv invitation) error {
+	var list tenancyv1.MembershipList
+	if err := s.kube.List(ctx, &list, client.InNamespace(inv.Namespace)); err != nil {
+		return fmt.Errorf("listing memberships in %s: %w", inv.Namespace, err)
+	}
+	for _, m := range list.Items {
+		if string(m.UID) != inv.MembershipUID {
+			continue
+		}
+		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, AcceptedAnnotation, time.Now().UTC().Format(time.RFC3339))
+		return s.kube.Patch(ctx, &m, client.RawPatch(types.MergePatchType, patch))
+	}
+	return fmt.Errorf("no Membership with uid %s in %s", inv.MembershipUID, inv.Namespace)
+}

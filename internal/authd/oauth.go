@@ -1,0 +1,151 @@
+package authd
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/tenancy-dev/tenancy/internal/apikey"
+)
+
+// token is the OAuth2 token endpoint (RFC 6749): client_credentials with an API key (client_id
+// the key id, client_secret the key; HTTP Basic or form), and refresh_token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	switch grantType := r.PostForm.Get("grant_type"); grantType {
+	case "client_credentials":
+		s.clientCredentials(w, r)
+	case "refresh_token":
+		resp, code, err := s.refreshTokens(r, refreshRequest{
+			RefreshToken: r.PostForm.Get("refresh_token"), Organization: r.PostForm.Get("organization"), Project: r.PostForm.Get("project"),
+		})
+		if err != nil {
+			s.refreshFailed(w, r, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	case "":
+		writeError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
+	default:
+		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or refresh_token")
+	}
+}
+
+// clientCredentials trades an API key for an access token with the key's role and scope. The key
+// is checked against the database on every request, so a deleted, expired or revoked key stops
+// working at once.
+func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request) {
+	id, secret, basic := r.BasicAuth()
+	if !basic {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	invalidClient := func() {
+		if basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="tenancy"`)
+		}
+		writeError(w, http.StatusUnauthorized, "invalid_client", "the client_id or client_secret is wrong, or the key is revoked or expired")
+	}
+	keyID, err := apikey.Parse(secret)
+	if err != nil || keyID != id {
+		invalidClient()
+		return
+	}
+	key, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret))
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	if !found {
+		invalidClient()
+		return
+	}
+	g := grant{Subject: key.KeyID, ClientID: key.KeyID, APIKeyID: key.ID, OrgID: key.OrgID, Role: key.Role}
+	if key.ProjectID != nil {
+		g.Project = *key.ProjectID
+	}
+	access, expiresIn, err := s.tokens.issue(r.Context(), g)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	s.keyUse.record(key.ID)
+	s.metrics.tokens.WithLabelValues("client_credentials").Inc()
+	s.audit(r, auditEntry{Actor: "apikey:" + key.KeyID, ActorKeyID: &key.ID, Action: "token.issued", Target: "apikey/" + key.KeyID,
+		OrgID: &key.OrgID, Details: map[string]any{"grant": "client_credentials", "role": key.Role}})
+	writeJSON(w, http.StatusOK, tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: expiresIn, Organization: key.OrgName})
+}
+
+// revoke is RFC 7009: a refresh token ends its session (its whole family). Access tokens are
+// self-contained and live out their 15 minutes, so revoking one is refused as unsupported.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	token := r.PostForm.Get("token")
+	if !strings.HasPrefix(token, refreshTokenPrefix) {
+		writeError(w, http.StatusBadRequest, "unsupported_token_type", "only refresh tokens can be revoked; access tokens expire by themselves")
+		return
+	}
+	if err := s.endSession(r, token, "session.revoked"); err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// introspect is RFC 7662. The caller authenticates with an API key (HTTP Basic) or an access
+// token of an organization; an unknown, expired or revoked token is {"active": false}.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	if !s.introspectionCaller(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tenancy", Bearer`)
+		writeError(w, http.StatusUnauthorized, "invalid_client", "introspection needs an API key (HTTP Basic) or an access token")
+		return
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	token := r.PostForm.Get("token")
+	inactive := map[string]any{"active": false}
+	if strings.HasPrefix(token, refreshTokenPrefix) {
+		active, userID, expires, err := s.store.refreshTokenState(r.Context(), token)
+		if err != nil {
+			s.failed(w, r, err)
+			return
+		}
+		if !active {
+			writeJSON(w, http.StatusOK, inactive)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "refresh_token", "sub": userID, "exp": expires.Unix(), "iss": s.cfg.Issuer})
+		return
+	}
+	claims, err := s.verifier.Verify(r.Context(), token)
+	if err != nil {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"active": true, "token_type": "access_token", "iss": claims.Issuer, "sub": claims.Subject, "aud": claims.Audience,
+		"client_id": claims.ClientID, "exp": claims.ExpiresAt.Unix(), "iat": claims.IssuedAt.Unix(), "jti": claims.ID,
+		"org": claims.Org, "project": claims.Project, "role": claims.Role, "scope": claims.Scope,
+	})
+}
+
+// introspectionCaller checks the caller's credentials: a valid API key, or an access token of
+// an organization.
+func (s *Server) introspectionCaller(r *http.Request) bool {
+	if id, secret, ok := r.BasicAuth(); ok {
+		keyID, err := apikey.Parse(secret)
+		if err != nil || keyID != id {
+			return false
+		}
+		_, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret))
+		return err == nil && found
+	}
+	claims, ok := s.bearer(r)
+	return ok && claims.Org != ""
+}

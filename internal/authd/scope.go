@@ -1,0 +1,97 @@
+package authd
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// errNoAccess is a request for an organization or project the user has no active membership in.
+var errNoAccess = errors.New("no access")
+
+// access is the scope and role a token gets.
+type access struct {
+	scope
+	OrgName string
+	Role    string
+}
+
+// chooseAccess picks what a user's token grants from their memberships (Invited ones grant
+// nothing): in organization org (a name or id) and project (a name or id), or, without org, the
+// user's only organization, or else no organization at all (a token only /auth/me accepts).
+// Without project, the organization-wide role applies, or the only project membership the user
+// has there.
+func chooseAccess(all []membership, org, project string) (access, error) {
+	var active []membership
+	for _, m := range all {
+		if m.State == "Active" {
+			active = append(active, m)
+		}
+	}
+	if org == "" {
+		orgs := map[string]bool{}
+		for _, m := range active {
+			orgs[m.OrgID] = true
+		}
+		if len(orgs) != 1 {
+			if project != "" {
+				return access{}, fmt.Errorf("%w: name the organization of project %s", errNoAccess, project)
+			}
+			return access{}, nil
+		}
+		org = active[0].OrgID
+	}
+	var inOrg []membership
+	for _, m := range active {
+		if m.OrgID == org || m.OrgName == org {
+			inOrg = append(inOrg, m)
+		}
+	}
+	if len(inOrg) == 0 {
+		return access{}, fmt.Errorf("%w: no active membership in organization %s", errNoAccess, org)
+	}
+	a := access{scope: scope{OrgID: &inOrg[0].OrgID}, OrgName: inOrg[0].OrgName}
+	orgRole := ""
+	var projects []membership
+	for _, m := range inOrg {
+		if m.ProjectID == nil {
+			orgRole = m.Role
+		} else {
+			projects = append(projects, m)
+		}
+	}
+	switch {
+	case project != "":
+		a.Role = orgRole
+		found := slices.IndexFunc(projects, func(m membership) bool { return *m.ProjectID == project || *m.ProjectName == project })
+		if found >= 0 {
+			a.ProjectID = projects[found].ProjectID
+			if rank(projects[found].Role) > rank(a.Role) {
+				a.Role = projects[found].Role
+			}
+		}
+		if a.ProjectID == nil {
+			if orgRole == "" {
+				return access{}, fmt.Errorf("%w: no active membership in project %s of %s", errNoAccess, project, a.OrgName)
+			}
+			return access{}, fmt.Errorf("%w: project %s is not one of %s's projects you belong to; "+
+				"an organization-wide token covers every project", errNoAccess, project, a.OrgName)
+		}
+	case orgRole != "":
+		a.Role = orgRole
+	case len(projects) == 1:
+		a.ProjectID, a.Role = projects[0].ProjectID, projects[0].Role
+	default:
+		names := make([]string, 0, len(projects))
+		for _, m := range projects {
+			names = append(names, *m.ProjectName)
+		}
+		return access{}, fmt.Errorf("%w: you belong to several projects of %s (%s): name one", errNoAccess, a.OrgName, strings.Join(names, ", "))
+	}
+	return a, nil
+}
+
+func rank(role string) int {
+	return slices.Index([]string{"Viewer", "Member", "Admin", "Owner"}, role) + 1
+}

@@ -1,0 +1,360 @@
+// Package authd is the auth service: logins, sessions with rotating refresh tokens, API-key
+// tokens (OAuth2 client_credentials), revocation, introspection, invitations and the JWKS. It is
+// stateless apart from PostgreSQL and the signing keys the manager keeps in a Secret.
+package authd
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/signing"
+	"github.com/tenancy-dev/tenancy/pkg/tenancy"
+)
+
+// Config is authd's behaviour.
+type Config struct {
+	// Issuer is the iss of every token and the base of the discovery document.
+	Issuer string
+	// Audience is the aud of every access token.
+	Audience string
+	// AccessTokenTTL is the lifetime of access tokens (at most signing.MaxTokenLifetime).
+	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is how long a refresh token may wait for its use.
+	RefreshTokenTTL time.Duration
+	// SessionLifetime caps a session (a refresh token family), however often it is refreshed.
+	SessionLifetime time.Duration
+	// RefreshReuseInterval lets concurrent refreshes with the same token through.
+	RefreshReuseInterval time.Duration
+	// AllowSignup opens /auth/signup.
+	AllowSignup bool
+	// OperatorNamespace holds the signing keys; organizations made at signup go to their own.
+	OperatorNamespace string
+	// Passwords are the argon2id parameters of new hashes.
+	Passwords PasswordParams
+	// LoginRate bounds password attempts per account and per client address: a burst of
+	// LoginBurst, then one per LoginRate.
+	LoginRate  time.Duration
+	LoginBurst int
+	// SignupTimeout is how long signup waits for the new Organization and Membership to be Ready.
+	SignupTimeout time.Duration
+}
+
+// maxBodyBytes bounds request bodies; maxHeaderBytes the header block (see NewHTTPServer).
+const (
+	maxBodyBytes   = 64 << 10
+	maxHeaderBytes = 16 << 10
+)
+
+// Server is authd.
+type Server struct {
+	cfg      Config
+	store    *Store
+	keys     *KeySource
+	kube     client.Client
+	tokens   *tokenIssuer
+	verifier *tenancy.Verifier
+	log      logr.Logger
+
+	accounts  *throttle
+	addresses *throttle
+	keyUse    *keyUseRecorder
+	dummyHash string
+	metrics   *metrics
+}
+
+// NewServer wires authd. kube acts with authd's service account (signing keys, signup,
+// invitations).
+func NewServer(cfg Config, store *Store, keys *KeySource, kube client.Client, log logr.Logger) (*Server, error) {
+	if cfg.AccessTokenTTL <= 0 || cfg.AccessTokenTTL > signing.MaxTokenLifetime {
+		return nil, fmt.Errorf("the access token lifetime must be between 0 and %s", signing.MaxTokenLifetime)
+	}
+	// Unknown users are checked against this hash, so that they cost what a real user costs.
+	dummy, err := HashPassword("no user has this password", cfg.Passwords)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, store: store, keys: keys, kube: kube, log: log,
+		tokens:    &tokenIssuer{keys: keys, store: store, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTokenTTL},
+		accounts:  newThrottle(cfg.LoginRate, cfg.LoginBurst),
+		addresses: newThrottle(cfg.LoginRate/4, cfg.LoginBurst*4),
+		keyUse:    newKeyUseRecorder(),
+		dummyHash: dummy,
+		metrics:   newMetrics(),
+	}
+	s.verifier = tenancy.NewVerifier(cfg.Issuer, cfg.Audience, publishedKeys{keys})
+	return s, nil
+}
+
+// Run does authd's background work until ctx ends: following the signing keys, recording when
+// API keys were last used, and forgetting idle throttles.
+func (s *Server) Run(ctx context.Context) {
+	go s.keys.Start(ctx)
+	ticker := time.NewTicker(10 * time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.flushKeyUse(context.Background())
+			return
+		case <-ticker.C:
+			s.flushKeyUse(ctx)
+			s.accounts.forgetIdle()
+			s.addresses.forgetIdle()
+		}
+	}
+}
+
+func (s *Server) flushKeyUse(ctx context.Context) {
+	if used := s.keyUse.take(); len(used) > 0 {
+		if err := s.store.touchAPIKeys(ctx, used); err != nil {
+			s.log.Error(err, "Recording when API keys were last used")
+		}
+	}
+}
+
+// Handler routes every endpoint.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.instrument(pattern, h))
+	}
+	route("POST /auth/login", s.login)
+	route("POST /auth/refresh", s.refresh)
+	route("POST /auth/logout", s.logout)
+	route("GET /auth/me", s.me)
+	route("POST /auth/invitations/accept", s.acceptInvitation)
+	route("POST /auth/signup", s.signup)
+	route("POST /oauth2/token", s.token)
+	route("POST /oauth2/revoke", s.revoke)
+	route("POST /oauth2/introspect", s.introspect)
+	route("GET /.well-known/openid-configuration", s.discovery)
+	route("GET /.well-known/jwks.json", s.jwks)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// NewHTTPServer serves h on addr with authd's limits.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h, MaxHeaderBytes: maxHeaderBytes,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+}
+
+// instrument counts and times requests, bounds bodies, and turns a panic into a JSON 500.
+func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		r.Body = http.MaxBytesReader(rec, r.Body, maxBodyBytes)
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error(fmt.Errorf("%v", p), "Handler panic", "route", route)
+				writeError(rec, http.StatusInternalServerError, "server_error", "the server failed; try again")
+			}
+			s.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+			s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		h(rec, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// ready is ready when the database answers and a signing key is loaded.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		return
+	}
+	if set := s.keys.Keys(); set == nil {
+		http.Error(w, "no signing keys loaded", http.StatusServiceUnavailable)
+		return
+	} else if _, ok := set.Signer(time.Now()); !ok {
+		http.Error(w, "no signing key", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok"))
+}
+
+func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
+	base := strings.TrimSuffix(s.cfg.Issuer, "/")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                base,
+		"jwks_uri":                              base + "/.well-known/jwks.json",
+		"token_endpoint":                        base + "/oauth2/token",
+		"revocation_endpoint":                   base + "/oauth2/revoke",
+		"introspection_endpoint":                base + "/oauth2/introspect",
+		"grant_types_supported":                 []string{"client_credentials", "refresh_token"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"id_token_signing_alg_values_supported": []string{signing.EdDSA, signing.ES256},
+		"response_types_supported":              []string{"token"},
+		"subject_types_supported":               []string{"public"},
+		"scopes_supported":                      tenancy.Permissions(tenancy.RoleOwner),
+	})
+}
+
+func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+	set := s.keys.Keys()
+	if set == nil {
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "no signing keys loaded yet")
+		return
+	}
+	// Verifiers may cache this long: the manager publishes a new key 10 minutes before it signs.
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, set.JWKS(time.Now()))
+}
+
+// publishedKeys lets the SDK's verifier check authd's own tokens against its key set.
+type publishedKeys struct{ source *KeySource }
+
+func (p publishedKeys) Key(_ context.Context, kid string) (crypto.PublicKey, error) {
+	if set := p.source.Keys(); set != nil {
+		for _, k := range set.Published(time.Now()) {
+			if k.KID == kid {
+				return k.Public(), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("unknown key %q", kid)
+}
+
+// decodeJSON reads a JSON body into v.
+func decodeJSON(r *http.Request, v any) error {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("the body is larger than %d bytes", maxBodyBytes)
+		}
+		return errors.New("the body is not the JSON object this endpoint takes")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", firstNonEmpty(w.Header().Get("Cache-Control"), "no-store"))
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers {error, error_description}, RFC 6749's shape, on every endpoint.
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// failed answers an unexpected error: 503 with Retry-After when the database is unreachable
+// (clients should retry), 500 otherwise; the details go to the log, never to the client.
+func (s *Server) failed(w http.ResponseWriter, r *http.Request, err error) {
+	if db.IsUnavailable(err) || errors.Is(err, errNoSigningKey) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable; retry shortly")
+		return
+	}
+	s.log.Error(err, "Request failed", "path", r.URL.Path)
+	writeError(w, http.StatusInternalServerError, "server_error", "the server failed; try again")
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// clientOf names the requesting client: user agent and address (the TCP peer; authd behind a
+// proxy sees the proxy's).
+func clientOf(r *http.Request) requester {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return requester{UserAgent: r.UserAgent(), Address: host}
+}
+
+// keyUseRecorder remembers when API keys were used, so that last_used_at costs one batched
+// UPDATE every ten seconds rather than a write per token.
+type keyUseRecorder struct {
+	mu   sync.Mutex
+	used map[string]time.Time
+}
+
+func newKeyUseRecorder() *keyUseRecorder { return &keyUseRecorder{used: map[string]time.Time{}} }
+
+func (k *keyUseRecorder) record(id string) {
+	k.mu.Lock()
+	k.used[id] = time.Now()
+	k.mu.Unlock()
+}
+
+func (k *keyUseRecorder) take() map[string]time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	used := k.used
+	k.used = map[string]time.Time{}
+	return used
+}
+
+// metrics are authd's Prometheus metrics.
+type metrics struct {
+	registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	logins        *prometheus.CounterVec
+	tokens        *prometheus.CounterVec
+	reuseDetected prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tenancy_authd_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tenancy_authd_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tenancy_authd_logins_total", Help: "Password logins by result (ok, failed, throttled).",
+		}, []string{"result"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tenancy_authd_tokens_issued_total", Help: "Access tokens issued by grant.",
+		}, []string{"grant"}),
+		reuseDetected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tenancy_authd_refresh_reuse_detected_total", Help: "Rotated refresh tokens presented again; each revoked its family.",
+		}),
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.logins, m.tokens, m.reuseDetected,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}

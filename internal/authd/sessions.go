@@ -1,0 +1,157 @@
+package authd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// refreshTokenPrefix marks authd's refresh tokens, for secret scanners and for humans.
+const refreshTokenPrefix = "tnr_"
+
+var (
+	// errInvalidRefresh is a refresh token that is unknown, expired or revoked.
+	errInvalidRefresh = errors.New("the refresh token is invalid, expired or revoked")
+	// errRefreshReuse is a rotated refresh token presented again after the reuse interval: its
+	// whole family has been revoked.
+	errRefreshReuse = errors.New("the refresh token was already used; every session of its family is revoked")
+)
+
+// scope is where a session's tokens apply: an organization (or none) and maybe a project.
+type scope struct {
+	OrgID     *string
+	ProjectID *string
+}
+
+// sessionPolicy bounds refresh tokens.
+type sessionPolicy struct {
+	// TTL is how long one refresh token may wait for its use.
+	TTL time.Duration
+	// Lifetime caps a family: no refresh past it, however often tokens rotate.
+	Lifetime time.Duration
+	// ReuseInterval lets a rotated token be used again this shortly after, for concurrent
+	// refreshes of one client; later reuse means theft and revokes the family.
+	ReuseInterval time.Duration
+}
+
+// requester is who a session was started from, for the session list and the audit log.
+type requester struct {
+	UserAgent string
+	Address   string
+}
+
+// startSession creates the first refresh token of a new family.
+func (s *Store) startSession(ctx context.Context, userID string, sc scope, p sessionPolicy, c requester) (string, error) {
+	token, hash, err := newOpaqueToken(refreshTokenPrefix)
+	if err != nil {
+		return "", err
+	}
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address)
+		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8)`,
+		hash, userID, sc.OrgID, sc.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address)
+	if err != nil {
+		return "", fmt.Errorf("starting a session: %w", err)
+	}
+	return token, nil
+}
+
+// rotation is what rotate did.
+type rotation struct {
+	Token    string
+	UserID   string
+	FamilyID string
+	Scope    scope
+}
+
+// rotate exchanges a refresh token for its successor. choose picks the new token's scope from
+// the user and the scope of the presented token (it may move the session to another organization
+// the user belongs to); an error from it leaves the presented token unused.
+func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c requester,
+	choose func(ctx context.Context, userID string, current scope) (scope, error)) (rotation, error) {
+	var r rotation
+	var familyRevoked bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var id string
+		var rotatedAt, revokedAt *time.Time
+		var expired bool
+		var current scope
+		err := tx.QueryRow(ctx, `
+			SELECT id, family_id, user_id, organization_id, project_id, rotated_at, revoked_at,
+			       now() >= expires_at OR now() >= family_expires_at
+			FROM tenancy.refresh_tokens WHERE hash = $1 FOR UPDATE`, hashOf(presented)).
+			Scan(&id, &r.FamilyID, &r.UserID, &current.OrgID, &current.ProjectID, &rotatedAt, &revokedAt, &expired)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return errInvalidRefresh
+		case err != nil:
+			return err
+		case revokedAt != nil || expired:
+			return errInvalidRefresh
+		case rotatedAt != nil && time.Since(*rotatedAt) > p.ReuseInterval:
+			if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, r.FamilyID); err != nil {
+				return err
+			}
+			familyRevoked = true
+			return nil // commit the revocation, then report the reuse
+		}
+		if r.Scope, err = choose(ctx, r.UserID, current); err != nil {
+			return err
+		}
+		if rotatedAt == nil {
+			if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET rotated_at = now() WHERE id = $1`, id); err != nil {
+				return err
+			}
+		}
+		var hash []byte
+		if r.Token, hash, err = newOpaqueToken(refreshTokenPrefix); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address)
+			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6
+			FROM tenancy.refresh_tokens WHERE id = $7`,
+			hash, r.Scope.OrgID, r.Scope.ProjectID, p.TTL.Seconds(), truncate(c.UserAgent, 256), c.Address, id)
+		return err
+	})
+	if err == nil && familyRevoked {
+		err = errRefreshReuse
+	}
+	return r, err
+}
+
+// endSession revokes the family of a refresh token; it returns the user, or "" when the token is
+// unknown.
+func (s *Store) endSession(ctx context.Context, presented string) (userID string, orgID *string, err error) {
+	err = s.pool.QueryRow(ctx, `
+		WITH family AS (SELECT family_id, user_id, organization_id FROM tenancy.refresh_tokens WHERE hash = $1),
+		     revoked AS (
+		         UPDATE tenancy.refresh_tokens SET revoked_at = now()
+		         WHERE family_id = (SELECT family_id FROM family) AND revoked_at IS NULL)
+		SELECT user_id, organization_id FROM family`, hashOf(presented)).Scan(&userID, &orgID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, nil
+	}
+	return userID, orgID, err
+}
+
+// refreshTokenState answers introspection for a refresh token.
+func (s *Store) refreshTokenState(ctx context.Context, presented string) (active bool, userID string, expires time.Time, err error) {
+	err = s.pool.QueryRow(ctx, `
+		SELECT revoked_at IS NULL AND rotated_at IS NULL AND now() < expires_at AND now() < family_expires_at, user_id, least(expires_at, family_expires_at)
+		FROM tenancy.refresh_tokens WHERE hash = $1`, hashOf(presented)).Scan(&active, &userID, &expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, "", time.Time{}, nil
+	}
+	return active, userID, expires, err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

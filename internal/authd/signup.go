@@ -1,0 +1,231 @@
+package authd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+var organizationName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+type signupRequest struct {
+	Email        string `json:"email"`
+	Password     string `json:"password"`
+	Organization string `json:"organization"`
+}
+
+// signup creates an account for a new email and, with organization, the Organization and the
+// user's Owner Membership as custom resources, so that the operator, its webhooks and GitOps see
+// them like any other. It answers once both are Ready, or 503 with nothing left behind.
+func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.AllowSignup {
+		writeError(w, http.StatusNotFound, "not_found", "signup is not enabled on this server")
+		return
+	}
+	var req signupRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	email := db.NormalizeEmail(req.Email)
+	switch {
+	case !strings.Contains(email, "@") || len(email) > 254:
+		writeError(w, http.StatusBadRequest, "invalid_request", "email: must be an email address")
+		return
+	case req.Organization != "" && !organizationName.MatchString(req.Organization):
+		writeError(w, http.StatusBadRequest, "invalid_request", "organization: must be a DNS label (lower-case letters, digits and '-', at most 63)")
+		return
+	}
+	if err := checkNewPassword(req.Password); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if s.throttled(w, r, email) {
+		return
+	}
+	if _, found, err := s.store.userByEmail(r.Context(), email); err != nil || found {
+		if err != nil {
+			s.failed(w, r, err)
+		} else {
+			writeError(w, http.StatusConflict, "email_taken", "an account with this email exists: log in instead")
+		}
+		return
+	}
+	hash, err := HashPassword(req.Password, s.cfg.Passwords)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	if req.Organization == "" {
+		u, err := s.store.createUser(r.Context(), email, hash)
+		if errors.Is(err, errEmailTaken) {
+			writeError(w, http.StatusConflict, "email_taken", "an account with this email exists: log in instead")
+			return
+		}
+		if err != nil {
+			s.failed(w, r, err)
+			return
+		}
+		s.audit(r, auditEntry{Actor: email, ActorUserID: &u.ID, Action: "user.signed_up", Target: "user/" + email})
+		s.respondWithSession(w, r, u, access{})
+		return
+	}
+	s.signupWithOrganization(w, r, email, hash, req.Organization)
+}
+
+func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, email, hash, orgName string) {
+	ctx := r.Context()
+	stamp := map[string]string{tenancyv1.LastChangedByAnnotation: email}
+	org := &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: orgName, Annotations: stamp}}
+	owner := &tenancyv1.Membership{
+		ObjectMeta: metav1.ObjectMeta{Namespace: orgName, Name: "owner", Annotations: stamp},
+		Spec:       tenancyv1.MembershipSpec{User: email, Role: tenancyv1.RoleOwner},
+	}
+	if err := s.kube.Create(ctx, org); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			writeError(w, http.StatusConflict, "organization_taken", "organization: "+orgName+" exists; choose another name")
+		} else if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		} else {
+			s.failed(w, r, err)
+		}
+		return
+	}
+	err := s.kube.Create(ctx, owner)
+	if err == nil {
+		err = s.waitReady(ctx, org, owner)
+	}
+	if err != nil {
+		s.undoSignup(context.WithoutCancel(ctx), org, email)
+		if wait.Interrupted(err) {
+			w.Header().Set("Retry-After", "30")
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", fmt.Sprintf(
+				"organization %s was not ready within %s, so nothing was kept; retry later", orgName, s.cfg.SignupTimeout))
+			return
+		}
+		s.failed(w, r, err)
+		return
+	}
+	u, err := s.store.activateOwner(ctx, email, hash, string(owner.UID))
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	if err := s.wakeMembership(ctx, invitation{MembershipUID: string(owner.UID), Namespace: orgName}); err != nil {
+		s.log.Error(err, "Waking the Owner Membership after signup", "organization", orgName)
+	}
+	s.audit(r, auditEntry{Actor: email, ActorUserID: &u.ID, Action: "user.signed_up", Target: "user/" + email, OrgID: &org.Status.ID,
+		Details: map[string]any{"organization": orgName}})
+	memberships, err := s.store.memberships(ctx, u.ID)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	a, err := chooseAccess(memberships, org.Status.ID, "")
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	s.respondWithSession(w, r, u, a)
+}
+
+func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u user, a access) {
+	resp, err := s.startSession(r, u, a)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+// waitReady waits until every object is Ready, for at most the signup timeout.
+func (s *Server) waitReady(ctx context.Context, objects ...tenancyv1.Object) error {
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, s.cfg.SignupTimeout, true, func(ctx context.Context) (bool, error) {
+		for _, obj := range objects {
+			if err := s.kube.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			ready := meta.FindStatusCondition(obj.CommonStatusRef().Conditions, tenancyv1.ReadyCondition)
+			if ready == nil || ready.Status != metav1.ConditionTrue || obj.CommonStatusRef().ObservedGeneration != obj.GetGeneration() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// undoSignup deletes the Organization (whose deletion removes its namespace, Membership and
+// rows) and, once it is gone, the user row the Membership controller made.
+func (s *Server) undoSignup(ctx context.Context, org *tenancyv1.Organization, email string) {
+	if err := s.kube.Delete(ctx, org); client.IgnoreNotFound(err) != nil {
+		s.log.Error(err, "Undoing a signup: deleting the Organization", "organization", org.Name)
+		return
+	}
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := s.kube.Get(ctx, client.ObjectKeyFromObject(org), &tenancyv1.Organization{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err == nil {
+		err = s.store.deleteUnusedUser(ctx, email)
+	}
+	if err != nil {
+		s.log.Error(err, "Undoing a signup", "organization", org.Name)
+	}
+}
+
+var errEmailTaken = errors.New("email taken")
+
+func (s *Store) createUser(ctx context.Context, email, hash string) (user, error) {
+	u := user{Email: email, PasswordHash: &hash}
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO tenancy.users (email, password_hash, password_changed_at) VALUES ($1, $2, now())
+		ON CONFLICT (email) DO NOTHING RETURNING id`, email, hash).Scan(&u.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, errEmailTaken
+	}
+	return u, err
+}
+
+// activateOwner gives the user the signup's password and makes their Owner membership Active,
+// voiding the invitation the Membership controller sent meanwhile.
+func (s *Store) activateOwner(ctx context.Context, email, hash, membershipUID string) (user, error) {
+	u := user{Email: email}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `
+			UPDATE tenancy.users SET password_hash = coalesce(password_hash, $2), password_changed_at = coalesce(password_changed_at, now())
+			WHERE email = $1 RETURNING id`, email, hash).Scan(&u.ID); err != nil {
+			return fmt.Errorf("setting the password: %w", err)
+		}
+		var membershipID string
+		if err := tx.QueryRow(ctx, `UPDATE tenancy.memberships SET state = 'Active', updated_at = now() WHERE uid = $1 RETURNING id`,
+			membershipUID).Scan(&membershipID); err != nil {
+			return fmt.Errorf("activating the membership: %w", err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE membership_id = $1 AND used_at IS NULL`, membershipID)
+		return err
+	})
+	return u, err
+}
+
+// deleteUnusedUser removes a user row that has neither a password nor a membership.
+func (s *Store) deleteUnusedUser(ctx context.Context, email string) error {
+	_, err := s.pool.Exec(ctx, `
+		DELETE FROM tenancy.users u WHERE u.email = $1 AND u.password_hash IS NULL
+		AND NOT EXISTS (SELECT 1 FROM tenancy.memberships m WHERE m.user_id = u.id)`, email)
+	return err
+}
+

@@ -1,0 +1,205 @@
+package authd
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tenancy-dev/tenancy/internal/tctx"
+)
+
+// Store is authd's access to the database. Every connection runs as the role tenancy_authd (SET
+// ROLE after connecting), so authd holds exactly that role's grants whatever login it uses.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// OpenStore prepares a pool for databaseURL whose sessions act as role.
+func OpenStore(ctx context.Context, databaseURL, role string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the database URL: %w", err) // pgx redacts the password
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 3*time.Second {
+		cfg.ConnConfig.ConnectTimeout = 3 * time.Second
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "tenancy-authd"
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize())
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the database pool: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// user is a row of tenancy.users.
+type user struct {
+	ID           string
+	Email        string
+	DisplayName  string
+	PasswordHash *string
+	Disabled     bool
+}
+
+func (s *Store) userByEmail(ctx context.Context, email string) (user, bool, error) {
+	var u user
+	err := s.pool.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled FROM tenancy.users WHERE email = $1`, email).
+		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, false, nil
+	}
+	return u, err == nil, err
+}
+
+func (s *Store) userByID(ctx context.Context, id string) (user, bool, error) {
+	var u user
+	err := s.pool.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled FROM tenancy.users WHERE id = $1`, id).
+		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, false, nil
+	}
+	return u, err == nil, err
+}
+
+func (s *Store) setPassword(ctx context.Context, userID, hash string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1`, userID, hash)
+	return err
+}
+
+// membership is one of a user's memberships, with its organization and project.
+type membership struct {
+	OrgID       string  `json:"organization_id"`
+	OrgName     string  `json:"organization"`
+	ProjectID   *string `json:"project_id,omitempty"`
+	ProjectName *string `json:"project,omitempty"`
+	Role        string  `json:"role"`
+	State       string  `json:"state"`
+	namespace   string
+}
+
+func (s *Store) memberships(ctx context.Context, userID string) ([]membership, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text
+		FROM tenancy.memberships m
+		JOIN tenancy.organizations o ON o.id = m.organization_id
+		LEFT JOIN tenancy.projects p ON p.id = m.project_id
+		WHERE m.user_id = $1
+		ORDER BY o.name, p.name NULLS FIRST`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (membership, error) {
+		var m membership
+		err := row.Scan(&m.OrgID, &m.OrgName, &m.namespace, &m.ProjectID, &m.ProjectName, &m.Role, &m.State)
+		return m, err
+	})
+}
+
+// apiKey is a valid key found by its hash.
+type apiKey struct {
+	ID        string
+	KeyID     string
+	OrgID     string
+	OrgName   string
+	ProjectID *string
+	Role      string
+	ExpiresAt *time.Time
+}
+
+// apiKeyByHash finds a key that still works: not revoked, not expired, in an organization that
+// still exists. Superseded keys work until their grace period ends (their expires_at).
+func (s *Store) apiKeyByHash(ctx context.Context, hash []byte) (apiKey, bool, error) {
+	var k apiKey
+	err := s.pool.QueryRow(ctx, `
+		SELECT k.id, k.key_id, o.id, o.name, k.project_id, k.role::text, k.expires_at
+		FROM tenancy.api_keys k JOIN tenancy.organizations o ON o.id = k.organization_id
+		WHERE k.hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`, hash).
+		Scan(&k.ID, &k.KeyID, &k.OrgID, &k.OrgName, &k.ProjectID, &k.Role, &k.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return k, false, nil
+	}
+	return k, err == nil, err
+}
+
+// touchAPIKeys records when keys were last used, in one statement for many.
+func (s *Store) touchAPIKeys(ctx context.Context, used map[string]time.Time) error {
+	ids := make([]string, 0, len(used))
+	at := make([]time.Time, 0, len(used))
+	for id, t := range used {
+		ids, at = append(ids, id), append(at, t)
+	}
+	_, err := s.pool.Exec(ctx, `
+		UPDATE tenancy.api_keys k SET last_used_at = u.at
+		FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+		WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`, ids, at)
+	return err
+}
+
+// contextKey reads the context key kid, which signs the request contexts of tokens signed by the
+// signing key of the same id.
+func (s *Store) contextKey(ctx context.Context, kid string) (tctx.Key, error) {
+	k := tctx.Key{ID: kid}
+	err := s.pool.QueryRow(ctx, `SELECT secret FROM tenancy.context_keys WHERE kid = $1 AND (expires_at IS NULL OR expires_at > now())`, kid).Scan(&k.Secret)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return k, fmt.Errorf("no context key %s yet (the manager creates it with the signing key)", kid)
+	}
+	return k, err
+}
+
+// auditEntry is one row of tenancy.audit_log.
+type auditEntry struct {
+	Actor       string
+	ActorUserID *string
+	ActorKeyID  *string
+	Action      string
+	Target      string
+	OrgID       *string
+	RequestID   string
+	Details     map[string]any
+}
+
+func (s *Store) audit(ctx context.Context, entries []auditEntry) error {
+	batch := &pgx.Batch{}
+	for _, e := range entries {
+		details := e.Details
+		if details == nil {
+			details = map[string]any{}
+		}
+		batch.Queue(`INSERT INTO tenancy.audit_log (actor, actor_user_id, actor_api_key_id, action, target, organization_id, request_id, details)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Actor, e.ActorUserID, e.ActorKeyID, e.Action, e.Target, e.OrgID, e.RequestID, details)
+	}
+	return s.pool.SendBatch(ctx, batch).Close()
+}
+
+// newOpaqueToken returns a random token of 256 bits with a prefix, and the SHA-256 stored for it.
+func newOpaqueToken(prefix string) (token string, hash []byte, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, err
+	}
+	token = prefix + base64.RawURLEncoding.EncodeToString(b)
+	return token, hashOf(token), nil
+}
+
+func hashOf(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}

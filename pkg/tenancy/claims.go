@@ -1,0 +1,78 @@
+// Package tenancy is the Go SDK for applications behind Tenancy: an http middleware that verifies
+// authd's access tokens against its JWKS, role and permission guards, and a pgx helper that runs
+// queries with the token's request context so that PostgreSQL's row-level security applies.
+package tenancy
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TokenType is the JOSE "typ" of access tokens (RFC 9068).
+const TokenType = "at+jwt"
+
+// The roles, lowest first; the spellings of the custom resources and the database.
+const (
+	RoleViewer = "Viewer"
+	RoleMember = "Member"
+	RoleAdmin  = "Admin"
+	RoleOwner  = "Owner"
+)
+
+// Claims are an access token's claims.
+type Claims struct {
+	jwt.RegisteredClaims
+	// ClientID is the OAuth2 client: an API key's id, or "tenancy" for a person's session.
+	ClientID string `json:"client_id"`
+	// Org is the organization's id; empty in a token that only /auth/me accepts.
+	Org string `json:"org,omitempty"`
+	// Project is the project's id when the token is scoped to one.
+	Project string `json:"project,omitempty"`
+	// Role is the principal's role in the token's organization (or project).
+	Role string `json:"role,omitempty"`
+	// Scope lists the permissions the role grants, space-separated.
+	Scope string `json:"scope,omitempty"`
+	// TCtx is the signed request context for tenancy.context (see WithTenant).
+	TCtx string `json:"tctx,omitempty"`
+}
+
+// SessionClientID is the client_id of tokens issued to people.
+const SessionClientID = "tenancy"
+
+// IsAPIKey reports whether the token was issued to an API key rather than a person.
+func (c *Claims) IsAPIKey() bool { return c.ClientID != SessionClientID }
+
+// HasRole reports whether the token's role is min or above on the ladder Viewer < Member <
+// Admin < Owner. It is as fresh as the token (15 minutes by default); tenancy.has_role in the
+// database is the live check.
+func (c *Claims) HasRole(min string) bool {
+	return rank(c.Role) >= rank(min) && rank(min) > 0
+}
+
+// HasPermission reports whether the token's scope lists permission.
+func (c *Claims) HasPermission(permission string) bool {
+	return slices.Contains(strings.Fields(c.Scope), permission)
+}
+
+func rank(role string) int {
+	return slices.Index([]string{RoleViewer, RoleMember, RoleAdmin, RoleOwner}, role) + 1
+}
+
+// rolePermissions is what each role adds to the one below it.
+var rolePermissions = [][]string{
+	{"organization:read", "projects:read", "members:read", "apikeys:read", "data:read"}, // Viewer
+	{"data:write"}, // Member
+	{"projects:write", "members:write", "apikeys:write", "audit:read", "data:delete"}, // Admin
+	{"organization:write", "owners:write"},                                            // Owner
+}
+
+// Permissions lists what role grants, for the scope claim; docs/auth.md has the table.
+func Permissions(role string) []string {
+	var perms []string
+	for i := range rank(role) {
+		perms = append(perms, rolePermissions[i]...)
+	}
+	return perms
+}
