@@ -228,4 +228,3 @@ func (s *Store) deleteUnusedUser(ctx context.Context, email string) error {
 		AND NOT EXISTS (SELECT 1 FROM tenancy.memberships m WHERE m.user_id = u.id)`, email)
 	return err
 }
-

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -29,13 +30,17 @@ func (p *Postgres) SyncContextKeys(ctx context.Context, keys []ContextKey, lifet
 		kids := make([]string, 0, len(keys))
 		for _, k := range keys {
 			kids = append(kids, k.KID)
+			secret := make([]byte, 32)
+			if _, err := rand.Read(secret); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO tenancy.context_keys (kid, secret, retired_at, expires_at)
-				VALUES ($1, gen_random_bytes(32), $2, $3)
+				VALUES ($1, $4, $2, $3)
 				ON CONFLICT (kid) DO UPDATE SET retired_at = excluded.retired_at, expires_at = excluded.expires_at
 				WHERE context_keys.retired_at IS DISTINCT FROM excluded.retired_at
 				   OR context_keys.expires_at IS DISTINCT FROM excluded.expires_at`,
-				k.KID, k.RetiredAt, k.ExpiresAt); err != nil {
+				k.KID, k.RetiredAt, k.ExpiresAt, secret); err != nil {
 				return fmt.Errorf("context key %s: %w", k.KID, err)
 			}
 		}

@@ -1,0 +1,258 @@
+package authd_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/authd"
+	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/signing"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
+)
+
+// The suite runs authd over real HTTP against envtest (signing keys, invitations, signup) with
+// the manager's controllers, and a database of its own reached through a proxy that specs cut.
+var (
+	kube      client.Client
+	sqlPool   *pgxpool.Pool
+	dbProxy   *testenv.Proxy
+	authdURL  string
+	authdDB   string // authd's database URL, through the proxy
+	rotator   *signing.Rotator
+	suiteConf authd.Config
+)
+
+const (
+	operatorNamespace = "tenancy-system"
+	password          = "correct horse battery staple"
+)
+
+func TestAuthd(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	EnforceDefaultTimeoutsWhenUsingContexts()
+	RunSpecs(t, "authd")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	ctrl.SetLogger(GinkgoLogr)
+	database, err := testenv.NewDatabase(ctx, "authd")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(database.Drop)
+	sqlPool, err = pgxpool.New(ctx, database.URL)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(sqlPool.Close)
+	u, err := url.Parse(database.URL)
+	Expect(err).NotTo(HaveOccurred())
+	dbProxy, err = testenv.NewProxy(u.Host)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(dbProxy.Close)
+	u.Host = dbProxy.Addr()
+	authdDB = u.String()
+
+	env, err := testenv.NewControlPlane()
+	Expect(err).NotTo(HaveOccurred())
+	cfg, err := env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(env.Stop)
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+	kube, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
+
+	stop, err := testenv.StartManager(testenv.Manager{
+		Config: cfg, Scheme: scheme, DatabaseURL: database.URL, Log: GinkgoLogr,
+		Controllers: &controllers.Settings{
+			ResyncPeriod: time.Minute, PublicURL: "https://auth.tenancy.test", InvitationTTL: time.Hour,
+			APIKeyRotationGrace: time.Hour, OperatorNamespace: operatorNamespace,
+			Options: controller.Options{MaxConcurrentReconciles: 4},
+		},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stop)
+
+	// The manager's key rotation, run by hand so that specs choose when keys rotate.
+	pg, err := db.Connect(ctx, database.URL, GinkgoLogr)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(pg.Close)
+	Expect(pg.Start(ctx)).To(Succeed())
+	rotator = &signing.Rotator{Reader: kube, Client: kube, Namespace: operatorNamespace, ContextKeys: pg,
+		Policy: signing.Policy{Algorithm: signing.EdDSA, RotateEvery: 30 * 24 * time.Hour, PublishAhead: 10 * time.Minute}}
+	Expect(rotator.Sync(ctx, time.Now())).To(Succeed())
+
+	suiteConf = authd.Config{
+		Audience: "tenancy", AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour,
+		RefreshReuseInterval: 10 * time.Second, AllowSignup: true, OperatorNamespace: operatorNamespace,
+		Passwords: authd.OWASPParams, LoginRate: 10 * time.Millisecond, LoginBurst: 100, SignupTimeout: 30 * time.Second,
+	}
+	authdURL = startAuthd(suiteConf)
+	Eventually(func() int { return get("/readyz").StatusCode }).WithContext(ctx).Should(Equal(http.StatusOK))
+}, NodeTimeout(5*time.Minute))
+
+// startAuthd runs an authd with conf over real HTTP for the rest of the suite and returns its URL,
+// which is also its issuer.
+func startAuthd(conf authd.Config) string {
+	GinkgoHelper()
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := authd.OpenStore(ctx, authdDB, "tenancy_authd")
+	Expect(err).NotTo(HaveOccurred())
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Start()
+	conf.Issuer = ts.URL
+	keys := &authd.KeySource{Reader: kube, Namespace: operatorNamespace, Interval: 200 * time.Millisecond}
+	server, err := authd.NewServer(conf, store, keys, kube, GinkgoLogr)
+	Expect(err).NotTo(HaveOccurred())
+	ts.Config.Handler = server.Handler()
+	done := make(chan struct{})
+	go func() { server.Run(ctx); close(done) }()
+	DeferCleanup(func() {
+		cancel()
+		<-done
+		ts.Close()
+		store.Close()
+	})
+	return ts.URL
+}
+
+var nameCounter int
+
+func uniqueName(prefix string) string {
+	nameCounter++
+	return fmt.Sprintf("%s-%d", prefix, nameCounter)
+}
+
+// response is an HTTP answer with its body read.
+type response struct {
+	StatusCode int
+	Header     http.Header
+	Body       map[string]any
+	Raw        string
+}
+
+func do(req *http.Request) response {
+	GinkgoHelper()
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	r := response{StatusCode: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.Body)
+	return r
+}
+
+func get(path string, header ...string) response {
+	GinkgoHelper()
+	req, err := http.NewRequest(http.MethodGet, authdURL+path, nil)
+	Expect(err).NotTo(HaveOccurred())
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(req)
+}
+
+func postJSON(base, path string, body any, header ...string) response {
+	GinkgoHelper()
+	data, err := json.Marshal(body)
+	Expect(err).NotTo(HaveOccurred())
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(string(data)))
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(req)
+}
+
+func postForm(path string, form url.Values, basicUser, basicPassword string) response {
+	GinkgoHelper()
+	req, err := http.NewRequest(http.MethodPost, authdURL+path, strings.NewReader(form.Encode()))
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basicUser != "" {
+		req.SetBasicAuth(basicUser, basicPassword)
+	}
+	return do(req)
+}
+
+// organization creates an Organization and waits for it to be Ready.
+func organization(ctx context.Context, prefix string) *tenancyv1.Organization {
+	GinkgoHelper()
+	org := &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: uniqueName(prefix)}, Spec: tenancyv1.OrganizationSpec{Tier: tenancyv1.TierPro}}
+	Expect(kube.Create(ctx, org)).To(Succeed())
+	eventuallyReady(ctx, org)
+	return org
+}
+
+func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		g.Expect(kube.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		ready := meta.FindStatusCondition(obj.CommonStatusRef().Conditions, tenancyv1.ReadyCondition)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%s: %s", ready.Reason, ready.Message)
+		g.Expect(obj.CommonStatusRef().ObservedGeneration).To(Equal(obj.GetGeneration()))
+	}).WithContext(ctx).Should(Succeed())
+}
+
+// member creates a Membership for email in org (project "" for the whole organization), waits
+// for it, and returns its invitation token ("" when the user already has a password).
+func member(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role, project string) (*tenancyv1.Membership, string) {
+	GinkgoHelper()
+	m := &tenancyv1.Membership{ObjectMeta: metav1.ObjectMeta{Namespace: org.Name, Name: uniqueName("m")},
+		Spec: tenancyv1.MembershipSpec{User: email, Role: role, Project: project}}
+	Expect(kube.Create(ctx, m)).To(Succeed())
+	eventuallyReady(ctx, m)
+	if m.Status.State == tenancyv1.MembershipActive {
+		return m, ""
+	}
+	secret := &corev1.Secret{}
+	Expect(kube.Get(ctx, client.ObjectKey{Namespace: org.Name, Name: m.Status.InviteSecretName}, secret)).To(Succeed())
+	return m, string(secret.Data["token"])
+}
+
+// activeMember is a member with a password: the invitation, if any, accepted.
+func activeMember(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role, project string) *tenancyv1.Membership {
+	GinkgoHelper()
+	m, token := member(ctx, org, email, role, project)
+	if token != "" {
+		// Sets the password of a new user; proves it for a user who has one.
+		r := postJSON(authdURL, "/auth/invitations/accept", map[string]string{"token": token, "password": password})
+		Expect(r.StatusCode).To(Equal(http.StatusOK), r.Raw)
+	}
+	return m
+}
+
+// login logs email in (to organization org, or "") and returns the answer's body.
+func login(email, org string) map[string]any {
+	GinkgoHelper()
+	r := postJSON(authdURL, "/auth/login", map[string]string{"email": email, "password": password, "organization": org})
+	Expect(r.StatusCode).To(Equal(http.StatusOK), r.Raw)
+	return r.Body
+}
