@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -97,9 +98,12 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log logr.Logger) error {
-	restConfig, err := ctrl.GetConfig()
+	var restConfig *rest.Config
+	var err error
 	if cfg.kubeconfig != "" {
 		restConfig, err = clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
+	} else {
+		restConfig, err = ctrl.GetConfig()
 	}
 	if err != nil {
 		return fmt.Errorf("loading the kubeconfig: %w", err)

@@ -8,10 +8,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +27,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -96,9 +103,9 @@ func run(ctx context.Context, o options) error {
 	var s stack
 	defer s.stop()
 
-	say("Building the manager")
-	managerBin := filepath.Join(state, "bin", "manager")
-	if err := runCmd(ctx, root, nil, "go", "build", "-o", managerBin, "./cmd/manager"); err != nil {
+	say("Building the manager and authd")
+	managerBin, authdBin := filepath.Join(state, "bin", "manager"), filepath.Join(state, "bin", "authd")
+	if err := runCmd(ctx, root, nil, "go", "build", "-o", filepath.Join(state, "bin")+"/", "./cmd/manager", "./cmd/authd"); err != nil {
 		return err
 	}
 
@@ -135,6 +142,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	authdPort, err := portOrFree(8090)
+	if err != nil {
+		return err
+	}
+	authdURL := fmt.Sprintf("http://localhost:%d", authdPort)
+	// The operator's namespace holds the signing keys.
+	if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); client.IgnoreAlreadyExists(err) != nil {
+		return err
+	}
 	say("Installing the admission policies, the webhook configurations and the manager's ClusterRole")
 	if err := testenv.InstallPolicies(ctx, adminClient); err != nil {
 		return err
@@ -147,18 +163,17 @@ func run(ctx context.Context, o options) error {
 	if err := testenv.InstallManagerRBAC(ctx, adminClient); err != nil {
 		return err
 	}
+	if err := testenv.InstallAuthdRBAC(ctx, adminClient, operatorNamespace); err != nil {
+		return err
+	}
 	// The manager runs under its service account's name, with only config/rbac's ClusterRole: the
 	// policies let only it bind namespaces.
 	managerUser, err := testenv.ManagerUser(env)
 	if err != nil {
 		return err
 	}
-	managerKubeconfigBytes, err := managerUser.KubeConfig()
+	managerKubeconfig, err := writeKubeconfig(managerUser, filepath.Join(state, "manager.kubeconfig"))
 	if err != nil {
-		return err
-	}
-	managerKubeconfig := filepath.Join(state, "manager.kubeconfig")
-	if err := os.WriteFile(managerKubeconfig, managerKubeconfigBytes, 0o600); err != nil {
 		return err
 	}
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
@@ -186,7 +201,22 @@ func run(ctx context.Context, o options) error {
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
 		"--webhook-cert-dir="+filepath.Join(state, "webhook-certs"),
-		"--resync-period=1m", "--public-url=http://localhost:8090", "--zap-devel"); err != nil {
+		"--resync-period=1m", "--public-url="+authdURL, "--zap-devel"); err != nil {
+		return err
+	}
+	authdUser, err := testenv.AuthdUser(env)
+	if err != nil {
+		return err
+	}
+	authdKubeconfig, err := writeKubeconfig(authdUser, filepath.Join(state, "authd.kubeconfig"))
+	if err != nil {
+		return err
+	}
+	say("Starting authd on %s (logs: %s)", authdURL, filepath.Join(logs, "authd.log"))
+	// authd logs in as the superuser here and takes the role tenancy_authd for every session.
+	if err := startProcess(ctx, &s, logs, "authd", nil, authdBin,
+		"--kubeconfig="+authdKubeconfig, "--database-url="+databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort),
+		"--public-url="+authdURL, "--allow-signup", "--zap-devel"); err != nil {
 		return err
 	}
 	say("Waiting for the admission webhooks to answer")
@@ -210,8 +240,16 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
+	say("Waiting for authd, and accepting the sample Owner's invitation")
+	if err := waitForAuthd(ctx, authdURL); err != nil {
+		return err
+	}
+	if err := acceptOwnerInvitation(ctx, adminClient, authdURL); err != nil {
+		return err
+	}
+
 	envFile := filepath.Join(state, "env")
-	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\n", kubeconfig, databaseURL)
+	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\nTENANCY_AUTHD_URL=%s\n", kubeconfig, databaseURL, authdURL)
 	if err := os.WriteFile(envFile, []byte(envLines), 0o600); err != nil {
 		return err
 	}
@@ -223,12 +261,15 @@ Tenancy is running.
   database:    psql '%[3]s' -c 'select name, tier from tenancy.organizations'
   logs:        %[4]s
   environment: %[5]s (source it from scripts)
-  invitation:  %[2]s -n acme get secret owner-invite -o jsonpath='{.data.url}' | base64 -d
-               (the sample Owner's link; accepting it needs authd, which is not built yet)
-  API key:     %[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d
+  authd:       %[6]s (discovery: %[6]s/.well-known/openid-configuration)
+  log in:      curl -s %[6]s/auth/login -H 'Content-Type: application/json' \
+                 -d '{"email":"%[7]s","password":"%[8]s"}'
+               (the sample Owner; the script accepted the invitation with this password)
+  API key:     curl -s %[6]s/oauth2/token -d grant_type=client_credentials \
+                 -u "$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.keyID}' | base64 -d):$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d)"
   webhooks:    %[2]s --as=admin@acme.example -n acme patch membership owner --type=merge -p '{"spec":{"role":"Admin"}}'
                (refused: the sample Admin may edit memberships, but not demote an Owner)
-`, kubeconfig, kubectl, databaseURL, logs, envFile)
+`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword)
 
 	if o.once {
 		return nil
@@ -237,6 +278,85 @@ Tenancy is running.
 	<-ctx.Done()
 	fmt.Println()
 	return nil
+}
+
+const (
+	operatorNamespace = "tenancy-system"
+	// sampleOwner is the Owner of config/samples; make dev accepts their invitation with
+	// samplePassword, so that the printed login works.
+	sampleOwner    = "owner@acme.example"
+	samplePassword = "tenancy-dev-password"
+)
+
+// waitForAuthd waits until authd is ready (database reachable, signing keys loaded).
+func waitForAuthd(ctx context.Context, authdURL string) error {
+	var last string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		resp, err := http.Get(authdURL + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = strings.TrimSpace(string(body))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("authd was not ready within 2 minutes (%s); see its log", last)
+}
+
+// acceptOwnerInvitation accepts the sample Owner's invitation with samplePassword, unless an
+// earlier run did.
+func acceptOwnerInvitation(ctx context.Context, c client.Client, authdURL string) error {
+	secret := &corev1.Secret{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: "acme", Name: "owner-invite"}, secret)
+	if apierrors.IsNotFound(err) {
+		return nil // accepted by an earlier run
+	}
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]string{"token": string(secret.Data["token"]), "password": samplePassword})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, authdURL+"/auth/invitations/accept", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		answer, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("accepting the sample Owner's invitation: %s: %s", resp.Status, answer)
+	}
+	return nil
+}
+
+// writeKubeconfig writes user's kubeconfig to path.
+func writeKubeconfig(user *envtest.AuthenticatedUser, path string) (string, error) {
+	data, err := user.KubeConfig()
+	if err == nil {
+		err = os.WriteFile(path, data, 0o600)
+	}
+	return path, err
+}
+
+// portOrFree returns port when it is free on loopback, or another free port.
+func portOrFree(port int) (int, error) {
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+		_ = l.Close()
+		return port, nil
+	}
+	return freePort()
 }
 
 // waitForWebhooks waits until the API server reaches the manager's webhooks with the CA the

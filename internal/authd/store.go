@@ -159,7 +159,7 @@ func (s *Store) contextKey(ctx context.Context, kid string) (tctx.Key, error) {
 	k := tctx.Key{ID: kid}
 	err := s.pool.QueryRow(ctx, `SELECT secret FROM tenancy.context_keys WHERE kid = $1 AND (expires_at IS NULL OR expires_at > now())`, kid).Scan(&k.Secret)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return k, fmt.Errorf("no context key %s yet (the manager creates it with the signing key)", kid)
+		return k, fmt.Errorf("%w: no context key %s (the manager creates it with the signing key)", errNoSigningKey, kid)
 	}
 	return k, err
 }

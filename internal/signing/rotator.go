@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,15 +39,22 @@ type Rotator struct {
 // NeedLeaderElection is true: one writer for the Secret.
 func (r *Rotator) NeedLeaderElection() bool { return true }
 
-// Start checks the key set every Interval until ctx ends.
+// Start checks the key set every Interval until ctx ends, and every few seconds while it fails
+// (the database may not be migrated yet).
 func (r *Rotator) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("signing-keys")
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
+	for {
+		next := r.Interval
 		if err := r.Sync(ctx, time.Now()); err != nil {
-			log.Error(err, "Keeping the signing keys current")
+			log.Info("Keeping the signing keys current failed; retrying", "error", err.Error())
+			next = min(5*time.Second, r.Interval)
 		}
-	}, r.Interval)
-	return nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(next):
+		}
+	}
 }
 
 // Sync brings the Secret and the context keys up to date at now.
@@ -67,6 +73,10 @@ func (r *Rotator) Sync(ctx context.Context, now time.Time) error {
 	}
 	changed, err := set.Rotate(now, r.Policy)
 	if err != nil {
+		return err
+	}
+	// The context keys first: a signing key must never be used before its context key exists.
+	if err := r.ContextKeys.SyncContextKeys(ctx, contextKeys(set), MaxTokenLifetime); err != nil {
 		return err
 	}
 	labelled := secret.Labels[tenancyv1.ManagedByLabel] == tenancyv1.ManagedByValue
@@ -92,7 +102,7 @@ func (r *Rotator) Sync(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("writing secret %s: %w", SecretName, err)
 		}
 	}
-	return r.ContextKeys.SyncContextKeys(ctx, contextKeys(set), MaxTokenLifetime)
+	return nil
 }
 
 // contextKeys is the schedule of every published key.

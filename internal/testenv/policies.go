@@ -42,27 +42,80 @@ func InstallManagerRBAC(ctx context.Context, c client.Client) error {
 	return apply(ctx, c, binding)
 }
 
-// applyFile creates or updates every object of a multi-document YAML file.
-func applyFile(ctx context.Context, c client.Client, path string) error {
-	data, err := os.ReadFile(path)
+// AuthdUsername is the Kubernetes username authd runs as in a cluster (its service account); the
+// webhooks treat it as the operator's own.
+const AuthdUsername = "system:serviceaccount:tenancy-system:tenancy-authd"
+
+// InstallAuthdRBAC grants AuthdUsername the roles of config/authd/role.yaml, with the
+// signing-keys Role in operatorNamespace.
+func InstallAuthdRBAC(ctx context.Context, c client.Client, operatorNamespace string) error {
+	objects, err := readObjects(filepath.Join(RepoRoot(), "config", "authd", "role.yaml"))
 	if err != nil {
 		return err
 	}
+	subjects := []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AuthdUsername}}
+	for _, obj := range objects {
+		if obj.GetNamespace() != "" {
+			obj.SetNamespace(operatorNamespace)
+		}
+		if err := apply(ctx, c, obj); err != nil {
+			return err
+		}
+		binding := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1",
+			"kind":       obj.GetKind() + "Binding",
+			"metadata":   map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
+			"roleRef":    map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": obj.GetKind(), "name": obj.GetName()},
+			"subjects":   subjects,
+		}}
+		if obj.GetNamespace() == "" {
+			unstructured.RemoveNestedField(binding.Object, "metadata", "namespace")
+		}
+		if err := apply(ctx, c, binding); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AuthdUser adds authd's identity to the control plane: AuthdUsername, with no group.
+func AuthdUser(env *envtest.Environment) (*envtest.AuthenticatedUser, error) {
+	return env.AddUser(envtest.User{Name: AuthdUsername}, nil)
+}
+
+// applyFile creates or updates every object of a multi-document YAML file.
+func applyFile(ctx context.Context, c client.Client, path string) error {
+	objects, err := readObjects(path)
+	if err != nil {
+		return err
+	}
+	for _, obj := range objects {
+		if err := apply(ctx, c, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readObjects decodes every object of a multi-document YAML file.
+func readObjects(path string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
 	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var objects []*unstructured.Unstructured
 	for {
 		obj := &unstructured.Unstructured{}
 		err := decoder.Decode(&obj.Object)
 		if errors.Is(err, io.EOF) {
-			return nil
+			return objects, nil
 		}
 		if err != nil {
-			return fmt.Errorf("decoding %s: %w", path, err)
+			return nil, fmt.Errorf("decoding %s: %w", path, err)
 		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := apply(ctx, c, obj); err != nil {
-			return err
+		if len(obj.Object) > 0 {
+			objects = append(objects, obj)
 		}
 	}
 }

@@ -4,7 +4,10 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,8 +60,8 @@ func TestDevStack(t *testing.T) {
 	envFile := filepath.Join(state, "env")
 	waitFor(t, ctx, exited, dump, func() bool { _, err := os.Stat(envFile); return err == nil })
 	env := readEnv(t, envFile)
-	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" {
-		t.Fatalf(".dev/env lacks KUBECONFIG or TENANCY_DATABASE_URL: %v", env)
+	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" || env["TENANCY_AUTHD_URL"] == "" {
+		t.Fatalf(".dev/env lacks KUBECONFIG, TENANCY_DATABASE_URL or TENANCY_AUTHD_URL: %v", env)
 	}
 	kubectl := func(args ...string) string {
 		t.Helper()
@@ -87,11 +90,47 @@ func TestDevStack(t *testing.T) {
 	if projects != 2 {
 		t.Fatalf("acme has %d project rows, want the 2 samples", projects)
 	}
-	if got := kubectl("get", "secret", "-n", "acme", "owner-invite", "-o", "jsonpath={.data.url}"); got == "" {
-		t.Fatal("the sample Owner has no invitation URL")
+	if got := kubectl("get", "secret", "-n", "acme", "admin-invite", "-o", "jsonpath={.data.url}"); got == "" {
+		t.Fatal("the sample Admin has no invitation URL")
+	}
+	if got := kubectl("get", "membership", "-n", "acme", "owner", "-o", "jsonpath={.status.state}"); got != "Active" {
+		t.Fatalf("the sample Owner, whose invitation the stack accepted, is %q, not Active", got)
 	}
 	if got := kubectl("get", "secret", "-n", "acme", "ci-apikey", "-o", "jsonpath={.data.keyID}"); got == "" {
 		t.Fatal("the sample API key has no Secret")
+	}
+
+	// authd runs: the sample Owner (whose invitation the stack accepted) logs in, and the sample
+	// API key trades for a token, as the printed curl lines do.
+	login, err := http.Post(env["TENANCY_AUTHD_URL"]+"/auth/login", "application/json",
+		strings.NewReader(`{"email":"owner@acme.example","password":"tenancy-dev-password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens map[string]any
+	_ = json.NewDecoder(login.Body).Decode(&tokens)
+	_ = login.Body.Close()
+	if login.StatusCode != http.StatusOK || tokens["access_token"] == nil || tokens["organization"] != "acme" {
+		t.Fatalf("logging in as the sample Owner: %s %v", login.Status, tokens)
+	}
+	keyID, err := base64.StdEncoding.DecodeString(kubectl("get", "secret", "-n", "acme", "ci-apikey", "-o", "jsonpath={.data.keyID}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := base64.StdEncoding.DecodeString(kubectl("get", "secret", "-n", "acme", "ci-apikey", "-o", "jsonpath={.data.apiKey}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, env["TENANCY_AUTHD_URL"]+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(string(keyID), string(key))
+	token, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = token.Body.Close()
+	if token.StatusCode != http.StatusOK {
+		t.Fatalf("trading the sample API key for a token: %s", token.Status)
 	}
 
 	// The admission policy is installed: not even a cluster admin relabels a tenant namespace.
