@@ -65,7 +65,7 @@ var _ = Describe("Invitations and logins", func() {
 
 	It("answer a wrong password and an unknown user alike, and throttle per account", func(ctx SpecContext) {
 		org := organization(ctx, "wrong")
-		activeMember(ctx, org, "wanda@example.com", tenancyv1.RoleMember, "")
+		activeMember(ctx, org, "wanda@example.com", tenancyv1.RoleMember)
 		wrong := postJSON(authdURL, "/auth/login", map[string]string{"email": "wanda@example.com", "password": "not the password"})
 		unknown := postJSON(authdURL, "/auth/login", map[string]string{"email": "nobody@example.com", "password": "not the password"})
 		Expect(wrong.StatusCode).To(Equal(http.StatusUnauthorized))
@@ -87,8 +87,8 @@ var _ = Describe("Invitations and logins", func() {
 
 	It("give a user of several organizations a token without one, which only /auth/me accepts", func(ctx SpecContext) {
 		first, second := organization(ctx, "multi"), organization(ctx, "multi")
-		activeMember(ctx, first, "mo@example.com", tenancyv1.RoleViewer, "")
-		activeMember(ctx, second, "mo@example.com", tenancyv1.RoleMember, "")
+		activeMember(ctx, first, "mo@example.com", tenancyv1.RoleViewer)
+		activeMember(ctx, second, "mo@example.com", tenancyv1.RoleMember)
 		tokens := login("mo@example.com", "")
 		bearer := "Bearer " + tokens["access_token"].(string)
 		me := get("/auth/me", "Authorization", bearer)
@@ -115,7 +115,7 @@ var _ = Describe("Invitations and logins", func() {
 var _ = Describe("Access tokens", func() {
 	It("verify with the published JWKS and carry a request context the database trusts", func(ctx SpecContext) {
 		org := organization(ctx, "ctx")
-		activeMember(ctx, org, "carl@example.com", tenancyv1.RoleMember, "")
+		activeMember(ctx, org, "carl@example.com", tenancyv1.RoleMember)
 		raw := login("carl@example.com", org.Name)["access_token"].(string)
 		claims, err := verifier().Verify(ctx, raw)
 		Expect(err).NotTo(HaveOccurred())
@@ -150,7 +150,7 @@ var _ = Describe("Access tokens", func() {
 
 	It("refuses forged, foreign, expired and oversized tokens quickly", func(ctx SpecContext) {
 		org := organization(ctx, "forge")
-		activeMember(ctx, org, "fay@example.com", tenancyv1.RoleMember, "")
+		activeMember(ctx, org, "fay@example.com", tenancyv1.RoleMember)
 		good := login("fay@example.com", org.Name)["access_token"].(string)
 		genuine, err := verifier().Verify(ctx, good)
 		Expect(err).NotTo(HaveOccurred())
@@ -263,7 +263,7 @@ var _ = Describe("Refresh tokens", func() {
 	var org *tenancyv1.Organization
 	BeforeEach(func(ctx SpecContext) {
 		org = organization(ctx, "refresh")
-		activeMember(ctx, org, "rita@example.com", tenancyv1.RoleMember, "")
+		activeMember(ctx, org, "rita@example.com", tenancyv1.RoleMember)
 	})
 	refresh := func(token string) response {
 		return postJSON(authdURL, "/auth/refresh", map[string]string{"refresh_token": token})
@@ -448,8 +448,8 @@ var _ = Describe("Signup", func() {
 var _ = Describe("The SDK", func() {
 	It("guards handlers by role and runs queries under the token's request context", func(ctx SpecContext) {
 		org, other := organization(ctx, "sdk"), organization(ctx, "sdk")
-		activeMember(ctx, org, "sue@example.com", tenancyv1.RoleMember, "")
-		activeMember(ctx, other, "olaf@example.com", tenancyv1.RoleOwner, "")
+		activeMember(ctx, org, "sue@example.com", tenancyv1.RoleMember)
+		activeMember(ctx, other, "olaf@example.com", tenancyv1.RoleOwner)
 		bearer := "Bearer " + login("sue@example.com", org.Name)["access_token"].(string)
 
 		appPool := sqlPool // the test server's superuser; WithTenant's queries run as tenancy_app below

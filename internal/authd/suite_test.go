@@ -177,16 +177,13 @@ func get(path string, header ...string) response {
 	return do(req)
 }
 
-func postJSON(base, path string, body any, header ...string) response {
+func postJSON(base, path string, body any) response {
 	GinkgoHelper()
 	data, err := json.Marshal(body)
 	Expect(err).NotTo(HaveOccurred())
 	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(string(data)))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
 	return do(req)
 }
 
@@ -237,10 +234,10 @@ func member(ctx context.Context, org *tenancyv1.Organization, email string, role
 	return m, string(secret.Data["token"])
 }
 
-// activeMember is a member with a password: the invitation, if any, accepted.
-func activeMember(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role, project string) *tenancyv1.Membership {
+// activeMember is an organization-wide member with a password: the invitation, if any, accepted.
+func activeMember(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role) *tenancyv1.Membership {
 	GinkgoHelper()
-	m, token := member(ctx, org, email, role, project)
+	m, token := member(ctx, org, email, role, "")
 	if token != "" {
 		// Sets the password of a new user; proves it for a user who has one.
 		r := postJSON(authdURL, "/auth/invitations/accept", map[string]string{"token": token, "password": password})
