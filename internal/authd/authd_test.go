@@ -60,7 +60,8 @@ var _ = Describe("Invitations and logins", func() {
 		Expect(claims.Role).To(Equal("Admin"))
 		Expect(claims.Org).To(Equal(orgID(ctx, org)))
 		Expect(claims.HasPermission("members:write")).To(BeTrue())
-		Expect(actions(ctx, "ivy@example.com")).To(ContainElements("invitation.accepted", "login.succeeded", "token.issued"))
+		Eventually(func() []string { return actions(ctx, "ivy@example.com") }).WithContext(ctx).
+			Should(ContainElements("invitation.accepted", "login.succeeded", "token.issued"))
 	})
 
 	It("answer a wrong password and an unknown user alike, and throttle per account", func(ctx SpecContext) {
@@ -71,7 +72,7 @@ var _ = Describe("Invitations and logins", func() {
 		Expect(wrong.StatusCode).To(Equal(http.StatusUnauthorized))
 		Expect(unknown.StatusCode).To(Equal(wrong.StatusCode))
 		Expect(unknown.Body).To(Equal(wrong.Body))
-		Expect(actions(ctx, "wanda@example.com")).To(ContainElement("login.failed"))
+		Eventually(func() []string { return actions(ctx, "wanda@example.com") }).WithContext(ctx).Should(ContainElement("login.failed"))
 
 		strict := suiteConf
 		strict.LoginRate, strict.LoginBurst = time.Hour, 2
@@ -318,7 +319,8 @@ var _ = Describe("Refresh tokens", func() {
 		Expect(postForm("/oauth2/revoke", url.Values{"token": {other}}, "", "").StatusCode).To(Equal(http.StatusOK))
 		Expect(refresh(other).StatusCode).To(Equal(http.StatusBadRequest))
 		Expect(postForm("/oauth2/revoke", url.Values{"token": {tokens["access_token"].(string)}}, "", "").Body["error"]).To(Equal("unsupported_token_type"))
-		Expect(actions(ctx, "user:"+mustSubject(ctx, tokens))).To(ContainElements("logout", "session.revoked"))
+		subject := mustSubject(ctx, tokens)
+		Eventually(func() []string { return actions(ctx, "user:"+subject) }).WithContext(ctx).Should(ContainElements("logout", "session.revoked"))
 	})
 })
 

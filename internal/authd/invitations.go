@@ -100,14 +100,14 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 			if err := checkNewPassword(req.Password); err != nil {
 				return nil, &errProof{err.Error()}
 			}
-			hash, err := HashPassword(req.Password, s.cfg.Passwords)
+			hash, err := s.hashPassword(req.Password)
 			return &hash, err
 		}
 		if hasBearer && !claims.IsAPIKey() && claims.Subject == inv.UserID {
 			return nil, nil
 		}
 		if req.Password != "" {
-			if ok, _, err := VerifyPassword(req.Password, *inv.PasswordHash, s.cfg.Passwords); err == nil && ok {
+			if ok, _, err := s.verifyPassword(req.Password, *inv.PasswordHash); err == nil && ok {
 				return nil, nil
 			}
 		}

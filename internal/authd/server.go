@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,8 @@ type Server struct {
 	accounts  *throttle
 	addresses *throttle
 	keyUse    *keyUseRecorder
+	auditLog  *auditWriter
+	hashing   chan struct{}
 	dummyHash string
 	metrics   *metrics
 }
@@ -95,6 +98,8 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube client.Client, lo
 		accounts:  newThrottle(cfg.LoginRate, cfg.LoginBurst),
 		addresses: newThrottle(cfg.LoginRate/4, cfg.LoginBurst*4),
 		keyUse:    newKeyUseRecorder(),
+		auditLog:  &auditWriter{store: store, log: log, entries: make(chan auditEntry, 4096)},
+		hashing:   make(chan struct{}, runtime.GOMAXPROCS(0)),
 		dummyHash: dummy,
 		metrics:   newMetrics(),
 	}
@@ -102,10 +107,13 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube client.Client, lo
 	return s, nil
 }
 
-// Run does authd's background work until ctx ends: following the signing keys, recording when
-// API keys were last used, and forgetting idle throttles.
+// Run does authd's background work until ctx ends: following the signing keys, writing the
+// audit log, recording when API keys were last used, and forgetting idle throttles.
 func (s *Server) Run(ctx context.Context) {
 	go s.keys.Start(ctx)
+	auditDone := make(chan struct{})
+	go func() { s.auditLog.run(ctx); close(auditDone) }()
+	defer func() { <-auditDone }()
 	ticker := time.NewTicker(10 * time.Second)
 	defer ticker.Stop()
 	for {
@@ -300,6 +308,67 @@ func clientOf(r *http.Request) requester {
 		host = r.RemoteAddr
 	}
 	return requester{UserAgent: r.UserAgent(), Address: host}
+}
+
+// auditWriter writes audit rows in batches: one statement batch for whatever accumulated while
+// the previous one was written, instead of a round trip per request.
+type auditWriter struct {
+	store   *Store
+	log     logr.Logger
+	entries chan auditEntry
+}
+
+// run writes until ctx ends, then writes what is left.
+func (a *auditWriter) run(ctx context.Context) {
+	for {
+		var batch []auditEntry
+		select {
+		case e := <-a.entries:
+			batch = append(batch, e)
+		case <-ctx.Done():
+			a.write(a.drain(nil))
+			return
+		}
+		a.write(a.drain(batch))
+	}
+}
+
+// drain adds what is queued, up to 1000 entries.
+func (a *auditWriter) drain(batch []auditEntry) []auditEntry {
+	for len(batch) < 1000 {
+		select {
+		case e := <-a.entries:
+			batch = append(batch, e)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// write stores a batch, retrying for a while when the database is away; a batch it cannot store
+// is logged with its actions.
+func (a *auditWriter) write(batch []auditEntry) {
+	if len(batch) == 0 {
+		return
+	}
+	var err error
+	for attempt := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = a.store.audit(ctx, batch)
+		cancel()
+		if err == nil || !db.IsUnavailable(err) {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Second)
+	}
+	if err != nil {
+		actions := make([]string, 0, len(batch))
+		for _, e := range batch {
+			actions = append(actions, e.Action+" "+e.Target)
+		}
+		a.log.Error(err, "Writing the audit log; these rows are lost", "rows", actions)
+	}
 }
 
 // keyUseRecorder remembers when API keys were used, so that last_used_at costs one batched

@@ -69,9 +69,11 @@ type rotation struct {
 
 // rotate exchanges a refresh token for its successor. choose picks the new token's scope from
 // the user and the scope of the presented token (it may move the session to another organization
-// the user belongs to); an error from it leaves the presented token unused.
+// the user belongs to), reading through q, the rotation's own transaction (a second connection
+// per rotation would let concurrent rotations exhaust the pool); an error from it leaves the
+// presented token unused.
 func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c requester,
-	choose func(ctx context.Context, userID string, current scope) (scope, error)) (rotation, error) {
+	choose func(ctx context.Context, q querier, userID string, current scope) (scope, error)) (rotation, error) {
 	var r rotation
 	var familyRevoked bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -98,7 +100,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			familyRevoked = true
 			return nil // commit the revocation, then report the reuse
 		}
-		if r.Scope, err = choose(ctx, r.UserID, current); err != nil {
+		if r.Scope, err = choose(ctx, tx, r.UserID, current); err != nil {
 			return err
 		}
 		if rotatedAt == nil {

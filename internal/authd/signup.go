@@ -65,7 +65,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	hash, err := HashPassword(req.Password, s.cfg.Passwords)
+	hash, err := s.hashPassword(req.Password)
 	if err != nil {
 		s.failed(w, r, err)
 		return

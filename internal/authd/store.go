@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,11 @@ func OpenStore(ctx context.Context, databaseURL, role string) (*Store, error) {
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "tenancy-authd"
+	}
+	// pgx's default of max(4, cores) connections would cap throughput; pool_max_conns in the URL
+	// still wins.
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = 32
 	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		_, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize())
@@ -69,9 +75,19 @@ func (s *Store) userByEmail(ctx context.Context, email string) (user, bool, erro
 	return u, err == nil, err
 }
 
+// querier is the pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 func (s *Store) userByID(ctx context.Context, id string) (user, bool, error) {
+	return userByID(ctx, s.pool, id)
+}
+
+func userByID(ctx context.Context, q querier, id string) (user, bool, error) {
 	var u user
-	err := s.pool.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled FROM tenancy.users WHERE id = $1`, id).
+	err := q.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled FROM tenancy.users WHERE id = $1`, id).
 		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, false, nil
@@ -96,7 +112,11 @@ type membership struct {
 }
 
 func (s *Store) memberships(ctx context.Context, userID string) ([]membership, error) {
-	rows, err := s.pool.Query(ctx, `
+	return memberships(ctx, s.pool, userID)
+}
+
+func memberships(ctx context.Context, q querier, userID string) ([]membership, error) {
+	rows, err := q.Query(ctx, `
 		SELECT o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text
 		FROM tenancy.memberships m
 		JOIN tenancy.organizations o ON o.id = m.organization_id

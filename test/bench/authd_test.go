@@ -1,0 +1,296 @@
+package bench
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tenancy-dev/tenancy/internal/apikey"
+	"github.com/tenancy-dev/tenancy/internal/authd"
+	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/signing"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
+)
+
+// authdClients is DESIGN.md's concurrency for the token target.
+const authdClients = 16
+
+// authdBench is an authd over real HTTP with an organization, a user with a password and an
+// API key, made directly in the database (no controllers run).
+type authdBench struct {
+	url      string
+	keyID    string
+	key      string
+	email    string
+	password string
+}
+
+func startAuthdBench(b *testing.B) *authdBench {
+	b.Helper()
+	ctx := context.Background()
+	env, err := testenv.NewControlPlane()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = env.Stop() })
+	database, err := testenv.NewDatabase(ctx, "benchauthd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = database.Drop(ctx) })
+	pg, err := db.Connect(ctx, database.URL, logr.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pg.Close)
+	if err := pg.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	kube, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tenancy-system"}}); err != nil {
+		b.Fatal(err)
+	}
+	rotator := &signing.Rotator{Reader: kube, Client: kube, Namespace: "tenancy-system", ContextKeys: pg,
+		Policy: signing.Policy{Algorithm: signing.EdDSA, RotateEvery: time.Hour, PublishAhead: time.Minute}}
+	if err := rotator.Sync(ctx, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+
+	ab := &authdBench{email: "bench@example.com", password: "a benchmark password"}
+	org, err := pg.UpsertOrganization(ctx, db.Organization{UID: uuid.NewString(), Name: "bench", Tier: "Enterprise", Namespace: "bench"}, db.Actor{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := apikey.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pg.IssueAPIKey(ctx, db.APIKey{UID: uuid.NewString(), Name: "bench", OrganizationID: org.ID, Role: "Member"},
+		db.NewAPIKey{KeyID: key.ID, Prefix: key.DisplayPrefix(), Hash: key.Hash()}, time.Hour, "bench", db.Actor{Name: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	ab.keyID, ab.key = key.ID, key.Plaintext
+	hash, err := authd.HashPassword(ab.password, authd.OWASPParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pg.Pool().Exec(ctx, `
+		WITH u AS (INSERT INTO tenancy.users (email, password_hash) VALUES ($1, $2) RETURNING id)
+		INSERT INTO tenancy.memberships (uid, organization_id, user_id, role, state) SELECT gen_random_uuid(), $3, id, 'Member', 'Active' FROM u`,
+		ab.email, hash, org.ID); err != nil {
+		b.Fatal(err)
+	}
+
+	store, err := authd.OpenStore(ctx, database.URL, "tenancy_authd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Start()
+	b.Cleanup(ts.Close)
+	keys := &authd.KeySource{Reader: kube, Namespace: "tenancy-system", Interval: time.Minute}
+	if err := keys.Load(ctx); err != nil {
+		b.Fatal(err)
+	}
+	server, err := authd.NewServer(authd.Config{
+		Issuer: ts.URL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: time.Hour,
+		SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second, OperatorNamespace: "tenancy-system",
+		Passwords: authd.OWASPParams, LoginRate: time.Nanosecond, LoginBurst: 1 << 20, SignupTimeout: time.Minute,
+	}, store, keys, kube, logr.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts.Config.Handler = server.Handler()
+	runCtx, cancel := context.WithCancel(ctx)
+	b.Cleanup(cancel)
+	go server.Run(runCtx)
+	ab.url = ts.URL
+	return ab
+}
+
+// BenchmarkAuthd measures authd over real HTTP with 16 concurrent clients, each next to the raw
+// cost it cannot beat, measured in the same run on the same cores:
+//
+//   - client-credentials: API key → access token, against raw Ed25519 signatures per second;
+//   - refresh: refresh token → new pair (a row lock, an insert, a signature);
+//   - login: email and password → tokens, against raw argon2id hashes per second.
+func BenchmarkAuthd(b *testing.B) {
+	ab := startAuthdBench(b)
+	transport := &http.Transport{MaxIdleConnsPerHost: authdClients}
+	httpClient := &http.Client{Transport: transport}
+
+	b.Run("client-credentials", func(b *testing.B) {
+		_, priv, _ := ed25519.GenerateKey(nil)
+		msg := []byte(strings.Repeat("x", 400)) // about a token's signing input
+		signRate := rawRate(b, func() { ed25519.Sign(priv, msg) })
+		form := url.Values{"grant_type": {"client_credentials"}}.Encode()
+		measureConcurrent(b, func() error {
+			req, _ := http.NewRequest(http.MethodPost, ab.url+"/oauth2/token", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(ab.keyID, ab.key)
+			return expectOK(httpClient.Do(req))
+		})
+		b.ReportMetric(signRate, "raw-ed25519-signs/s")
+	})
+
+	b.Run("refresh", func(b *testing.B) {
+		tokens := make(chan string, authdClients)
+		for range authdClients {
+			tokens <- loginForRefresh(b, httpClient, ab)
+		}
+		measureConcurrent(b, func() error {
+			next := "" // a failed refresh passes on an empty token, so that no worker waits forever
+			defer func() { tokens <- next }()
+			resp, err := httpClient.Post(ab.url+"/auth/refresh", "application/json", strings.NewReader(fmt.Sprintf(`{"refresh_token":%q}`, <-tokens)))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("refresh: %s %v %v", resp.Status, err, body)
+			}
+			next = body["refresh_token"].(string)
+			return nil
+		})
+	})
+
+	b.Run("login", func(b *testing.B) {
+		hash := mustHash(b, ab.password)
+		hashRate := rawRate(b, func() { _, _, _ = authd.VerifyPassword(ab.password, hash, authd.OWASPParams) })
+		body := fmt.Sprintf(`{"email":%q,"password":%q}`, ab.email, ab.password)
+		measureConcurrent(b, func() error {
+			return expectOK(httpClient.Post(ab.url+"/auth/login", "application/json", strings.NewReader(body)))
+		})
+		b.ReportMetric(hashRate, "raw-argon2id-hashes/s")
+	})
+}
+
+func mustHash(b *testing.B, password string) string {
+	hash, err := authd.HashPassword(password, authd.OWASPParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return hash
+}
+
+func loginForRefresh(b *testing.B, c *http.Client, ab *authdBench) string {
+	resp, err := c.Post(ab.url+"/auth/login", "application/json", strings.NewReader(fmt.Sprintf(`{"email":%q,"password":%q}`, ab.email, ab.password)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("login: %s %v", resp.Status, err)
+	}
+	return body["refresh_token"].(string)
+}
+
+func expectOK(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || body["access_token"] == nil {
+		return fmt.Errorf("%s: %v", resp.Status, body)
+	}
+	return nil
+}
+
+// measureConcurrent runs b.N requests from authdClients goroutines and reports requests per
+// second and latency percentiles.
+func measureConcurrent(b *testing.B, request func() error) {
+	latencies := make([][]time.Duration, authdClients)
+	next := make(chan struct{}, b.N)
+	for range b.N {
+		next <- struct{}{}
+	}
+	close(next)
+	errs := make(chan error, authdClients)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range authdClients {
+		wg.Go(func() {
+			for range next {
+				t := time.Now()
+				if err := request(); err != nil {
+					errs <- err
+					return
+				}
+				latencies[w] = append(latencies[w], time.Since(t))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(all[(len(all)-1)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// rawRate measures how many times per second op runs on every core at once (one goroutine per
+// core, for a second).
+func rawRate(b *testing.B, op func()) float64 {
+	b.Helper()
+	cores := goruntime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	counts := make([]int, cores)
+	deadline := time.Now().Add(time.Second)
+	start := time.Now()
+	for c := range cores {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				op()
+				counts[c]++
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	return float64(total) / time.Since(start).Seconds()
+}
