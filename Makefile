@@ -76,7 +76,7 @@ envtest: ## Build (once) the kube-apiserver, etcd, kubectl and kube-controller-m
 
 .PHONY: build
 build: ## Build the binaries into bin/.
-	go build -o bin/manager ./cmd/manager
+	go build -o bin/ ./cmd/manager ./cmd/authd
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig and TENANCY_DATABASE_URL.

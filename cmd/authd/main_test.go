@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	c, err := parseFlags(nil, env(map[string]string{"TENANCY_DATABASE_URL": "postgres://db/tenancy"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.server.Issuer != "http://localhost:8090" || c.server.AccessTokenTTL != 15*time.Minute || c.server.AllowSignup ||
+		c.databaseRole != "tenancy_authd" || c.server.RefreshReuseInterval != 10*time.Second || c.listen != ":8090" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	c, err = parseFlags([]string{"--database-url=x", "--public-url=https://auth.example.com", "--allow-signup"}, env(nil))
+	if err != nil || c.server.Issuer != "https://auth.example.com" || !c.server.AllowSignup {
+		t.Fatalf("the issuer follows --public-url: %+v %v", c.server, err)
+	}
+	for args, want := range map[string]string{
+		"":                                      "--database-url: required",
+		"--database-url=x --public-url=ftp://x": "--public-url",
+		"--database-url=x --access-token-ttl=48h":      "--access-token-ttl",
+		"--database-url=x --refresh-reuse-interval=5m": "--refresh-reuse-interval",
+		"--database-url=x --session-lifetime=1m":       "--session-lifetime",
+	} {
+		if _, err := parseFlags(strings.Fields(args), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseFlags(%q) error = %v, want one mentioning %s", args, err, want)
+		}
+	}
+}
