@@ -447,6 +447,30 @@ var _ = Describe("Signup", func() {
 	})
 })
 
+var _ = Describe("Signup that times out", func() {
+	It("answers 503 and leaves nothing behind", func(ctx SpecContext) {
+		impatient := suiteConf
+		impatient.SignupTimeout = time.Millisecond
+		name := uniqueName("late")
+		r := postJSON(startAuthd(impatient), "/auth/signup", map[string]string{"email": "late@example.com", "password": password, "organization": name})
+		Expect(r.StatusCode).To(Equal(http.StatusServiceUnavailable), r.Raw)
+		Expect(r.Header.Get("Retry-After")).NotTo(BeEmpty())
+		Expect(r.Body["error_description"]).To(ContainSubstring("nothing was kept"))
+		Expect(apierrors.IsNotFound(kube.Get(ctx, client.ObjectKey{Name: name}, &tenancyv1.Organization{}))).To(BeTrue())
+		var users int
+		Expect(sqlPool.QueryRow(ctx, "SELECT count(*) FROM tenancy.users WHERE email = 'late@example.com'").Scan(&users)).To(Succeed())
+		Expect(users).To(BeZero())
+	})
+})
+
+var _ = Describe("Limits", func() {
+	It("refuse oversized bodies with a JSON error", func() {
+		r := postJSON(authdURL, "/auth/login", map[string]string{"email": "x@example.com", "password": strings.Repeat("p", 100<<10)})
+		Expect(r.StatusCode).To(Equal(http.StatusBadRequest))
+		Expect(r.Body["error_description"]).To(ContainSubstring("larger than 65536 bytes"))
+	})
+})
+
 var _ = Describe("The SDK", func() {
 	It("guards handlers by role and runs queries under the token's request context", func(ctx SpecContext) {
 		org, other := organization(ctx, "sdk"), organization(ctx, "sdk")
