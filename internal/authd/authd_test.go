@@ -2,6 +2,7 @@ package authd_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"net/http"
@@ -123,8 +124,9 @@ var _ = Describe("Access tokens", func() {
 		Expect(claims.Issuer).To(Equal(authdURL))
 		Expect(claims.ClientID).To(Equal(tenancy.SessionClientID))
 		Expect(claims.ExpiresAt.Sub(claims.IssuedAt.Time)).To(Equal(15 * time.Minute))
-		header, _, _ := strings.Cut(raw, ".")
-		Expect(jwt.NewParser().DecodeSegment(header)).To(And(ContainSubstring(`"typ":"at+jwt"`), ContainSubstring(`"alg":"EdDSA"`)))
+		parsed, _, err := jwt.NewParser().ParseUnverified(raw, &tenancy.Claims{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(parsed.Header).To(And(HaveKeyWithValue("typ", "at+jwt"), HaveKeyWithValue("alg", signingKey(ctx, signingKID(ctx)).Alg)))
 
 		conn, err := sqlPool.Acquire(ctx)
 		Expect(err).NotTo(HaveOccurred())
@@ -171,20 +173,28 @@ var _ = Describe("Access tokens", func() {
 		same := func(*tenancy.Claims) {}
 		_, stranger, _ := ed25519.GenerateKey(rand.Reader)
 		ours := signingKey(ctx, kid)
-		publicKey := ours.Public().(ed25519.PublicKey)
+		method, publicKey := jwt.SigningMethod(jwt.SigningMethodEdDSA), []byte(nil)
+		switch pub := ours.Public().(type) {
+		case ed25519.PublicKey:
+			publicKey = pub
+		case *ecdsa.PublicKey: // after the rotation spec, the signer is ES256
+			method = jwt.SigningMethodES256
+			publicKey, err = pub.Bytes()
+			Expect(err).NotTo(HaveOccurred())
+		}
 		none, err := jwt.NewWithClaims(jwt.SigningMethodNone, genuine).SignedString(jwt.UnsafeAllowNoneSignatureType)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(verifier().Verify(ctx, sign(jwt.SigningMethodEdDSA, ours.Private, nil, same))).NotTo(BeNil(), "the forger works")
+		Expect(verifier().Verify(ctx, sign(method, ours.Private, nil, same))).NotTo(BeNil(), "the forger works")
 		forged := map[string]string{
 			"alg none":                        none,
-			"HS256 keyed with the public key": sign(jwt.SigningMethodHS256, []byte(publicKey), nil, same),
+			"HS256 keyed with the public key": sign(jwt.SigningMethodHS256, publicKey, nil, same),
 			"another key under our kid":       sign(jwt.SigningMethodEdDSA, stranger, nil, same),
 			"an unknown kid":                  sign(jwt.SigningMethodEdDSA, stranger, map[string]any{"kid": "0123456789abcdef"}, same),
 			"an injected kid":                 sign(jwt.SigningMethodEdDSA, stranger, map[string]any{"kid": "../../../etc/passwd"}, same),
-			"typ JWT":                         sign(jwt.SigningMethodEdDSA, ours.Private, map[string]any{"typ": "JWT"}, same),
-			"another issuer":                  sign(jwt.SigningMethodEdDSA, ours.Private, nil, func(c *tenancy.Claims) { c.Issuer = "https://evil.example" }),
-			"another audience":                sign(jwt.SigningMethodEdDSA, ours.Private, nil, func(c *tenancy.Claims) { c.Audience = jwt.ClaimStrings{"other"} }),
-			"expired": sign(jwt.SigningMethodEdDSA, ours.Private, nil, func(c *tenancy.Claims) {
+			"typ JWT":                         sign(method, ours.Private, map[string]any{"typ": "JWT"}, same),
+			"another issuer":                  sign(method, ours.Private, nil, func(c *tenancy.Claims) { c.Issuer = "https://evil.example" }),
+			"another audience":                sign(method, ours.Private, nil, func(c *tenancy.Claims) { c.Audience = jwt.ClaimStrings{"other"} }),
+			"expired": sign(method, ours.Private, nil, func(c *tenancy.Claims) {
 				c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
 			}),
 			"a megabyte":         strings.Repeat("a", 1<<20),
@@ -373,8 +383,21 @@ var _ = Describe("The OAuth2 token endpoint", func() {
 		Expect(postForm("/oauth2/token", url.Values{"grant_type": {"password"}}, "", "").Body["error"]).To(Equal("unsupported_grant_type"))
 		Expect(postForm("/oauth2/token", url.Values{}, "", "").Body["error"]).To(Equal("invalid_request"))
 
-		Expect(kube.Delete(ctx, key.object)).To(Succeed())
-		Eventually(func() int { return postForm("/oauth2/token", grant, key.id, key.secret).StatusCode }).
+		By("an expired key, then a revoked one, fail at once")
+		for _, change := range []string{
+			"UPDATE tenancy.api_keys SET expires_at = now() - interval '1 second' WHERE key_id = $1",
+			"UPDATE tenancy.api_keys SET expires_at = NULL, revoked_at = now() WHERE key_id = $1",
+		} {
+			_, err := sqlPool.Exec(ctx, change, key.id)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(postForm("/oauth2/token", grant, key.id, key.secret).StatusCode).To(Equal(http.StatusUnauthorized), change)
+		}
+
+		By("a deleted key fails too")
+		fresh := apiKeyOf(ctx, org, tenancyv1.RoleMember)
+		Expect(postForm("/oauth2/token", grant, fresh.id, fresh.secret).StatusCode).To(Equal(http.StatusOK))
+		Expect(kube.Delete(ctx, fresh.object)).To(Succeed())
+		Eventually(func() int { return postForm("/oauth2/token", grant, fresh.id, fresh.secret).StatusCode }).
 			WithContext(ctx).Should(Equal(http.StatusUnauthorized))
 	})
 
@@ -387,6 +410,13 @@ var _ = Describe("The OAuth2 token endpoint", func() {
 		Expect(r.Body["error"]).To(Equal("temporarily_unavailable"))
 		Expect(get("/readyz").StatusCode).To(Equal(http.StatusServiceUnavailable))
 		Expect(get("/healthz").StatusCode).To(Equal(http.StatusOK))
+
+		By("the database is back: authd answers again, without a restart")
+		dbProxy.Restore()
+		Eventually(func() int {
+			return postJSON(authdURL, "/auth/login", map[string]string{"email": "x@example.com", "password": password}).StatusCode
+		}).WithContext(ctx).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { return get("/readyz").StatusCode }).WithContext(ctx).Should(Equal(http.StatusOK))
 	})
 })
 
@@ -398,8 +428,9 @@ var _ = Describe("Signing keys", func() {
 		before := postForm("/oauth2/token", grant, key.id, key.secret).Body["access_token"].(string)
 		oldKID := signingKID(ctx)
 
+		// The successor is an ES256 key (the manager's --signing-key-algorithm=ES256).
 		soon := *rotator
-		soon.Policy.RotateEvery, soon.Policy.PublishAhead = time.Nanosecond, 2*time.Second
+		soon.Policy.RotateEvery, soon.Policy.PublishAhead, soon.Policy.Algorithm = time.Nanosecond, 2*time.Second, signing.ES256
 		Expect(soon.Sync(ctx, time.Now())).To(Succeed())
 		Eventually(func() []any { return get("/.well-known/jwks.json").Body["keys"].([]any) }).WithContext(ctx).Should(HaveLen(2))
 
@@ -408,6 +439,7 @@ var _ = Describe("Signing keys", func() {
 			t, _, err := jwt.NewParser().ParseUnverified(after, &tenancy.Claims{})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(t.Header["kid"]).NotTo(Equal(oldKID))
+			g.Expect(t.Header["alg"]).To(Equal("ES256"))
 			_, err = verifier().Verify(ctx, after)
 			g.Expect(err).NotTo(HaveOccurred())
 		}).WithContext(ctx).Should(Succeed())

@@ -105,9 +105,19 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 		}
 		return
 	}
-	err := s.kube.Create(ctx, owner)
+	// One deadline for both: the Membership can be created once the operator has made the
+	// namespace, and both must then become Ready.
+	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.SignupTimeout)
+	defer cancel()
+	err := wait.PollUntilContextCancel(waitCtx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		err := s.kube.Create(ctx, owner)
+		if apierrors.IsNotFound(err) {
+			return false, nil // the namespace is not there yet
+		}
+		return err == nil, err
+	})
 	if err == nil {
-		err = s.waitReady(ctx, org, owner)
+		err = s.waitReady(waitCtx, org, owner)
 	}
 	if err != nil {
 		s.undoSignup(context.WithoutCancel(ctx), org, email)
@@ -152,9 +162,9 @@ func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u us
 	writeJSON(w, http.StatusCreated, resp)
 }
 
-// waitReady waits until every object is Ready, for at most the signup timeout.
+// waitReady waits until every object is Ready, or ctx ends.
 func (s *Server) waitReady(ctx context.Context, objects ...tenancyv1.Object) error {
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, s.cfg.SignupTimeout, true, func(ctx context.Context) (bool, error) {
+	return wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		for _, obj := range objects {
 			if err := s.kube.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 				return false, client.IgnoreNotFound(err)
