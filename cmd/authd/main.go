@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -60,9 +61,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
-	c.server.Issuer = issuer
+	c.server.Issuer = strings.TrimSuffix(issuer, "/")
 	if c.server.Issuer == "" {
-		c.server.Issuer = c.publicURL
+		c.server.Issuer = strings.TrimSuffix(c.publicURL, "/")
 	}
 	u, err := url.Parse(c.publicURL)
 	switch {
@@ -126,16 +127,24 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		return err
 	}
 	httpServer := authd.NewHTTPServer(cfg.listen, server.Handler())
-	go server.Run(ctx)
+	// Background work outlives the HTTP server, so that the audit rows of the last requests are
+	// written before the store closes.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	runDone := make(chan struct{})
+	go func() { server.Run(runCtx); close(runDone) }()
+	defer func() { stopRun(); <-runDone }()
+	drained := make(chan struct{})
 	go func() {
 		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = httpServer.Shutdown(shutdown)
+		close(drained)
 	}()
 	log.Info("Serving", "listen", cfg.listen, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
 	if err := httpServer.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	<-drained // requests in flight have finished
 	return nil
 }

@@ -304,11 +304,18 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// audit queues entries for the request's audit rows, written in batches (auditWriter).
+// audit queues entries for the request's audit rows, written in batches (auditWriter). When the
+// queue is full (the database has been slow for a while) the row is logged and dropped rather
+// than stalling the request.
 func (s *Server) audit(r *http.Request, entries ...auditEntry) {
 	for _, e := range entries {
 		e.RequestID = r.Header.Get("X-Request-Id")
-		s.auditLog.entries <- e
+		select {
+		case s.auditLog.entries <- e:
+		default:
+			s.metrics.auditDropped.Inc()
+			s.log.Error(errors.New("audit queue full"), "Dropping an audit row", "action", e.Action, "target", e.Target)
+		}
 	}
 }
 

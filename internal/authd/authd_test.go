@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +112,24 @@ var _ = Describe("Invitations and logins", func() {
 		Expect(claims.Role).To(Equal("Member"))
 		denied := postJSON(authdURL, "/auth/login", map[string]string{"email": "mo@example.com", "password": password, "organization": "elsewhere"})
 		Expect(denied.StatusCode).To(Equal(http.StatusForbidden))
+
+		By("an organization named like another one's id never mixes the two")
+		lookalike := &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: orgID(ctx, first)}}
+		Expect(kube.Create(ctx, lookalike)).To(Succeed())
+		eventuallyReady(ctx, lookalike)
+		activeMember(ctx, lookalike, "mo@example.com", tenancyv1.RoleOwner)
+		byID, err := verifier().Verify(ctx, login("mo@example.com", orgID(ctx, first))["access_token"].(string))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(byID.Org).To(Equal(orgID(ctx, first)))
+		Expect(byID.Role).To(Equal("Viewer"), "the id names the first organization, where mo is Viewer")
+
+		By("a request that cannot be audited as sent does not lose other audit rows")
+		odd := postJSON(authdURL, "/auth/login", map[string]string{"email": "mo@example.com", "password": password, "organization": "nul\u0000here"})
+		Expect(odd.StatusCode).To(Equal(http.StatusForbidden))
+		login("mo@example.com", second.Name)
+		Eventually(func() []string {
+			return slices.DeleteFunc(actions(ctx, "mo@example.com"), func(a string) bool { return a != "login.failed" })
+		}).WithContext(ctx).Should(HaveLen(2), "the refusal for elsewhere, and this one")
 	})
 })
 
@@ -320,6 +339,9 @@ var _ = Describe("Refresh tokens", func() {
 		access := introspect(tokens["access_token"].(string))
 		Expect(access.Body).To(And(HaveKeyWithValue("active", true), HaveKeyWithValue("role", "Member"), HaveKeyWithValue("token_type", "access_token")))
 		Expect(introspect("garbage").Body).To(Equal(map[string]any{"active": false}))
+		stranger := apiKeyOf(ctx, organization(ctx, "stranger"), tenancyv1.RoleViewer)
+		Expect(postForm("/oauth2/introspect", url.Values{"token": {rt}}, stranger.id, stranger.secret).Body).
+			To(Equal(map[string]any{"active": false}), "another organization learns nothing")
 
 		Expect(postJSON(authdURL, "/auth/logout", map[string]string{"refresh_token": rt}).StatusCode).To(Equal(http.StatusNoContent))
 		Expect(refresh(rt).StatusCode).To(Equal(http.StatusBadRequest))

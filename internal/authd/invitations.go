@@ -46,7 +46,7 @@ func (s *Store) acceptInvitation(ctx context.Context, token string, prove func(i
 			JOIN tenancy.users u ON u.id = m.user_id
 			JOIN tenancy.organizations o ON o.id = m.organization_id
 			WHERE i.hash = $1 AND i.used_at IS NULL AND i.expires_at > now() AND NOT u.disabled
-			FOR UPDATE OF i`, hashOf(token)).
+			FOR UPDATE OF i, u`, hashOf(token)).
 			Scan(&inv.ID, &inv.MembershipID, &inv.MembershipUID, &inv.UserID, &inv.Email, &inv.PasswordHash, &inv.OrgID, &inv.OrgName, &inv.Namespace)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errInvalidInvitation
@@ -59,9 +59,13 @@ func (s *Store) acceptInvitation(ctx context.Context, token string, prove func(i
 			return err
 		}
 		if newHash != nil {
-			if _, err := tx.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1`,
-				inv.UserID, *newHash); err != nil {
+			tag, err := tx.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now()
+				WHERE id = $1 AND password_hash IS NULL`, inv.UserID, *newHash)
+			if err != nil {
 				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return &errProof{"this account got a password meanwhile: send it, or an access token of the account"}
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE id = $1`, inv.ID); err != nil {

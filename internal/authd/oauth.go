@@ -21,6 +21,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		resp, code, err := s.refreshTokens(r, refreshRequest{
 			RefreshToken: r.PostForm.Get("refresh_token"), Organization: r.PostForm.Get("organization"), Project: r.PostForm.Get("project"),
 		})
+		if code == "access_denied" {
+			code = "invalid_grant" // RFC 6749 has no access_denied at the token endpoint
+		}
 		if err != nil {
 			s.refreshFailed(w, r, code, err)
 			return
@@ -97,9 +100,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // introspect is RFC 7662. The caller authenticates with an API key (HTTP Basic) or an access
-// token of an organization; an unknown, expired or revoked token is {"active": false}.
+// token of an organization, and learns only about tokens of that organization; an unknown,
+// expired or revoked token, or one whose key or user is gone, is {"active": false}.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	if !s.introspectionCaller(r) {
+	callerOrg, ok := s.introspectionCaller(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Basic realm="tenancy", Bearer`)
 		writeError(w, http.StatusUnauthorized, "invalid_client", "introspection needs an API key (HTTP Basic) or an access token")
 		return
@@ -111,12 +116,12 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	token := r.PostForm.Get("token")
 	inactive := map[string]any{"active": false}
 	if strings.HasPrefix(token, refreshTokenPrefix) {
-		active, userID, expires, err := s.store.refreshTokenState(r.Context(), token)
+		active, userID, orgID, expires, err := s.store.refreshTokenState(r.Context(), token)
 		if err != nil {
 			s.failed(w, r, err)
 			return
 		}
-		if !active {
+		if !active || orgID == nil || *orgID != callerOrg {
 			writeJSON(w, http.StatusOK, inactive)
 			return
 		}
@@ -124,7 +129,16 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, err := s.verifier.Verify(r.Context(), token)
+	if err != nil || claims.Org != callerOrg {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	live, err := s.principalLive(r, claims.Subject, claims.IsAPIKey())
 	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	if !live {
 		writeJSON(w, http.StatusOK, inactive)
 		return
 	}
@@ -135,17 +149,30 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// introspectionCaller checks the caller's credentials: a valid API key, or an access token of
-// an organization.
-func (s *Server) introspectionCaller(r *http.Request) bool {
+// introspectionCaller checks the caller's credentials — a valid API key, or an access token of
+// an organization — and returns the caller's organization.
+func (s *Server) introspectionCaller(r *http.Request) (string, bool) {
 	if id, secret, ok := r.BasicAuth(); ok {
 		keyID, err := apikey.Parse(secret)
 		if err != nil || keyID != id {
-			return false
+			return "", false
 		}
-		_, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret))
-		return err == nil && found
+		key, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret))
+		return key.OrgID, err == nil && found
 	}
 	claims, ok := s.bearer(r)
-	return ok && claims.Org != ""
+	if !ok || claims.Org == "" {
+		return "", false
+	}
+	return claims.Org, true
+}
+
+// principalLive reports whether a token's principal still exists: the API key valid, the user
+// not disabled.
+func (s *Server) principalLive(r *http.Request, subject string, isKey bool) (bool, error) {
+	if isKey {
+		return s.store.apiKeyLive(r.Context(), subject)
+	}
+	u, found, err := s.store.userByID(r.Context(), subject)
+	return found && !u.Disabled, err
 }

@@ -3,6 +3,7 @@ package authd
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -42,9 +43,19 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 		}
 		org = active[0].OrgID
 	}
+	// One organization: by id when org looks like one, else by name (a name may look like an
+	// id of another organization; it must never mix the two).
+	byID := uuidPattern.MatchString(org)
+	orgID := ""
+	for _, m := range active {
+		if (byID && m.OrgID == org) || (!byID && m.OrgName == org) {
+			orgID = m.OrgID
+			break
+		}
+	}
 	var inOrg []membership
 	for _, m := range active {
-		if m.OrgID == org || m.OrgName == org {
+		if orgID != "" && m.OrgID == orgID {
 			inOrg = append(inOrg, m)
 		}
 	}
@@ -91,6 +102,8 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 	}
 	return a, nil
 }
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 func rank(role string) int {
 	return slices.Index([]string{"Viewer", "Member", "Admin", "Owner"}, role) + 1

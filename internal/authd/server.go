@@ -164,7 +164,8 @@ func (s *Server) Handler() http.Handler {
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr: addr, Handler: h, MaxHeaderBytes: maxHeaderBytes,
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Signup may wait --signup-timeout and then undo for up to 30 s more.
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
 	}
 }
 
@@ -326,7 +327,9 @@ func (a *auditWriter) run(ctx context.Context) {
 		case e := <-a.entries:
 			batch = append(batch, e)
 		case <-ctx.Done():
-			a.write(a.drain(nil))
+			for batch := a.drain(nil); len(batch) > 0; batch = a.drain(nil) {
+				a.write(batch)
+			}
 			return
 		}
 		a.write(a.drain(batch))
@@ -346,8 +349,9 @@ func (a *auditWriter) drain(batch []auditEntry) []auditEntry {
 	return batch
 }
 
-// write stores a batch, retrying for a while when the database is away; a batch it cannot store
-// is logged with its actions.
+// write stores a batch, retrying for a while when the database is away. A batch the database
+// refuses is written row by row, so that one bad row cannot lose the others; rows it cannot store
+// are logged with their actions.
 func (a *auditWriter) write(batch []auditEntry) {
 	if len(batch) == 0 {
 		return
@@ -361,6 +365,12 @@ func (a *auditWriter) write(batch []auditEntry) {
 			break
 		}
 		time.Sleep(time.Duration(attempt+1) * time.Second)
+	}
+	if err != nil && !db.IsUnavailable(err) && len(batch) > 1 {
+		for _, e := range batch {
+			a.write([]auditEntry{e})
+		}
+		return
 	}
 	if err != nil {
 		actions := make([]string, 0, len(batch))
@@ -402,6 +412,7 @@ type metrics struct {
 	logins        *prometheus.CounterVec
 	tokens        *prometheus.CounterVec
 	reuseDetected prometheus.Counter
+	auditDropped  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -423,8 +434,11 @@ func newMetrics() *metrics {
 		reuseDetected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tenancy_authd_refresh_reuse_detected_total", Help: "Rotated refresh tokens presented again; each revoked its family.",
 		}),
+		auditDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tenancy_authd_audit_rows_dropped_total", Help: "Audit rows dropped because the queue to the database was full.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.logins, m.tokens, m.reuseDetected,
+	m.registry.MustRegister(m.requests, m.latency, m.logins, m.tokens, m.reuseDetected, m.auditDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

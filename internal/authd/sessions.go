@@ -77,23 +77,39 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 	var r rotation
 	var familyRevoked bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var id string
-		var rotatedAt, revokedAt *time.Time
-		var expired bool
-		var current scope
-		err := tx.QueryRow(ctx, `
-			SELECT id, family_id, user_id, organization_id, project_id, rotated_at, revoked_at,
-			       now() >= expires_at OR now() >= family_expires_at
-			FROM tenancy.refresh_tokens WHERE hash = $1 FOR UPDATE`, hashOf(presented)).
-			Scan(&id, &r.FamilyID, &r.UserID, &current.OrgID, &current.ProjectID, &rotatedAt, &revokedAt, &expired)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
+		// Every change to a family holds its lock: a logout or a reuse detection then revokes
+		// every token, including one a concurrent rotation was minting. The token is read after
+		// the lock is taken.
+		err := tx.QueryRow(ctx, `SELECT family_id FROM tenancy.refresh_tokens WHERE hash = $1`, hashOf(presented)).Scan(&r.FamilyID)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errInvalidRefresh
-		case err != nil:
+		}
+		if err != nil {
 			return err
-		case revokedAt != nil || expired:
+		}
+		if err := lockFamily(ctx, tx, r.FamilyID); err != nil {
+			return err
+		}
+		var id string
+		var rotated, reused, revoked, expired bool
+		var current scope
+		if err := tx.QueryRow(ctx, `
+			SELECT id, user_id, organization_id, project_id, rotated_at IS NOT NULL,
+			       coalesce(now() - rotated_at > make_interval(secs => $2), false), revoked_at IS NOT NULL,
+			       now() >= expires_at OR now() >= family_expires_at
+			FROM tenancy.refresh_tokens WHERE hash = $1`, hashOf(presented), p.ReuseInterval.Seconds()).
+			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &rotated, &reused, &revoked, &expired); err != nil {
+			return err
+		}
+		var familyRevokedAlready bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL)`,
+			r.FamilyID).Scan(&familyRevokedAlready); err != nil {
+			return err
+		}
+		switch {
+		case revoked || expired || familyRevokedAlready:
 			return errInvalidRefresh
-		case rotatedAt != nil && time.Since(*rotatedAt) > p.ReuseInterval:
+		case rotated && reused:
 			if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, r.FamilyID); err != nil {
 				return err
 			}
@@ -103,7 +119,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 		if r.Scope, err = choose(ctx, tx, r.UserID, current); err != nil {
 			return err
 		}
-		if rotatedAt == nil {
+		if !rotated {
 			if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET rotated_at = now() WHERE id = $1`, id); err != nil {
 				return err
 			}
@@ -128,27 +144,42 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 // endSession revokes the family of a refresh token; it returns the user, or "" when the token is
 // unknown.
 func (s *Store) endSession(ctx context.Context, presented string) (userID string, orgID *string, err error) {
-	err = s.pool.QueryRow(ctx, `
-		WITH family AS (SELECT family_id, user_id, organization_id FROM tenancy.refresh_tokens WHERE hash = $1),
-		     revoked AS (
-		         UPDATE tenancy.refresh_tokens SET revoked_at = now()
-		         WHERE family_id = (SELECT family_id FROM family) AND revoked_at IS NULL)
-		SELECT user_id, organization_id FROM family`, hashOf(presented)).Scan(&userID, &orgID)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var familyID string
+		err := tx.QueryRow(ctx, `SELECT family_id, user_id, organization_id FROM tenancy.refresh_tokens WHERE hash = $1`,
+			hashOf(presented)).Scan(&familyID, &userID, &orgID)
+		if err != nil {
+			return err
+		}
+		if err := lockFamily(ctx, tx, familyID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, familyID)
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil, nil
 	}
 	return userID, orgID, err
 }
 
+// lockFamily serializes the changes to one refresh token family until tx ends.
+func lockFamily(ctx context.Context, tx pgx.Tx, familyID string) error {
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy.session/' || $1, 0))", familyID)
+	return err
+}
+
 // refreshTokenState answers introspection for a refresh token.
-func (s *Store) refreshTokenState(ctx context.Context, presented string) (active bool, userID string, expires time.Time, err error) {
+func (s *Store) refreshTokenState(ctx context.Context, presented string) (active bool, userID string, orgID *string, expires time.Time, err error) {
 	err = s.pool.QueryRow(ctx, `
-		SELECT revoked_at IS NULL AND rotated_at IS NULL AND now() < expires_at AND now() < family_expires_at, user_id, least(expires_at, family_expires_at)
-		FROM tenancy.refresh_tokens WHERE hash = $1`, hashOf(presented)).Scan(&active, &userID, &expires)
+		SELECT t.revoked_at IS NULL AND t.rotated_at IS NULL AND now() < t.expires_at AND now() < t.family_expires_at AND NOT u.disabled,
+		       t.user_id, t.organization_id, least(t.expires_at, t.family_expires_at)
+		FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id WHERE t.hash = $1`, hashOf(presented)).
+		Scan(&active, &userID, &orgID, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, "", time.Time{}, nil
+		return false, "", nil, time.Time{}, nil
 	}
-	return active, userID, expires, err
+	return active, userID, orgID, expires, err
 }
 
 func truncate(s string, n int) string {

@@ -159,6 +159,15 @@ func (s *Store) apiKeyByHash(ctx context.Context, hash []byte) (apiKey, bool, er
 	return k, err == nil, err
 }
 
+// apiKeyLive reports whether the key with public id keyID still works.
+func (s *Store) apiKeyLive(ctx context.Context, keyID string) (bool, error) {
+	var live bool
+	err := s.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM tenancy.api_keys WHERE key_id = $1 AND organization_id IS NOT NULL
+		               AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))`, keyID).Scan(&live)
+	return live, err
+}
+
 // touchAPIKeys records when keys were last used, in one statement for many.
 func (s *Store) touchAPIKeys(ctx context.Context, used map[string]time.Time) error {
 	ids := make([]string, 0, len(used))
@@ -199,14 +208,25 @@ type auditEntry struct {
 func (s *Store) audit(ctx context.Context, entries []auditEntry) error {
 	batch := &pgx.Batch{}
 	for _, e := range entries {
-		details := e.Details
-		if details == nil {
-			details = map[string]any{}
+		details := map[string]any{}
+		for k, v := range e.Details {
+			if text, ok := v.(string); ok {
+				v = printable(text)
+			}
+			details[k] = v
 		}
 		batch.Queue(`INSERT INTO tenancy.audit_log (actor, actor_user_id, actor_api_key_id, action, target, organization_id, request_id, details)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Actor, e.ActorUserID, e.ActorKeyID, e.Action, e.Target, e.OrgID, e.RequestID, details)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, printable(e.Actor), e.ActorUserID, e.ActorKeyID, e.Action, printable(e.Target),
+			e.OrgID, printable(e.RequestID), details)
 	}
 	return s.pool.SendBatch(ctx, batch).Close()
+}
+
+// printable makes a client-supplied string storable: valid UTF-8 without NUL (which PostgreSQL
+// refuses in text and jsonb), at most 256 bytes.
+func printable(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "?"), "\x00", "?")
+	return truncate(s, 256)
 }
 
 // newOpaqueToken returns a random token of 256 bits with a prefix, and the SHA-256 stored for it.

@@ -45,6 +45,8 @@ func (k *KeySource) Start(ctx context.Context) {
 
 // Load reads the Secret and swaps in its keys when it changed.
 func (k *KeySource) Load(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	secret := &corev1.Secret{}
 	if err := k.Reader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: signing.SecretName}, secret); err != nil {
 		return fmt.Errorf("reading secret %s/%s: %w", k.Namespace, signing.SecretName, err)

@@ -100,7 +100,7 @@ type JWKSCache struct {
 
 	mu        sync.Mutex
 	keys      map[string]crypto.PublicKey
-	fetchedAt time.Time
+	fetchedAt time.Time // the last attempt, successful or not
 }
 
 // NewJWKSCache caches the key set at url for 5 minutes, refetching at most every 10 seconds.
@@ -114,7 +114,9 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (crypto.PublicKey, erro
 	defer c.mu.Unlock()
 	key, known := c.keys[kid]
 	age := time.Since(c.fetchedAt)
-	if (known && age < c.MaxAge) || (!known && c.keys != nil && age < c.MinRefetchInterval) {
+	// Known keys are refreshed every MaxAge; an unknown kid, or a failed fetch, waits for
+	// MinRefetchInterval, so that neither forged kids nor an absent authd cause a fetch per request.
+	if (known && age < c.MaxAge) || (!known && !c.fetchedAt.IsZero() && age < c.MinRefetchInterval) {
 		if !known {
 			return nil, fmt.Errorf("unknown key %q", kid)
 		}
