@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -398,7 +399,9 @@ var _ = Describe("The OAuth2 token endpoint", func() {
 		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {key.id}, "client_secret": {key.secret}}
 		Expect(postForm("/oauth2/token", form, "", "").StatusCode).To(Equal(http.StatusOK))
 
-		wrong := postForm("/oauth2/token", grant, key.id, strings.Replace(key.secret, key.secret[20:21], "x", 1))
+		other := []byte(key.secret)
+		other[20] = map[bool]byte{true: 'y', false: 'x'}[other[20] == 'x'] // another key of the same id
+		wrong := postForm("/oauth2/token", grant, key.id, string(other))
 		Expect(wrong.StatusCode).To(Equal(http.StatusUnauthorized))
 		Expect(wrong.Body["error"]).To(Equal("invalid_client"))
 		Expect(wrong.Header.Get("WWW-Authenticate")).To(ContainSubstring("Basic"))
@@ -535,6 +538,23 @@ var _ = Describe("The SDK", func() {
 		appPool := sqlPool // the test server's superuser; WithTenant's queries run as tenancy_app below
 		v := verifier()
 		mux := http.NewServeMux()
+		listOrgs := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			err := tenancy.WithTenant(r.Context(), appPool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(r.Context(), "SET LOCAL ROLE tenancy_app"); err != nil {
+					return err
+				}
+				var projectOf *string
+				if err := tx.QueryRow(r.Context(), "SELECT tenancy.current_project_id()::text").Scan(&projectOf); err != nil {
+					return err
+				}
+				_, err := fmt.Fprint(w, projectOf != nil)
+				return err
+			})
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+		})
+		mux.Handle("/projects/{project}/narrowed", v.Middleware(listOrgs))
 		mux.Handle("/orgs", v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			err := tenancy.WithTenant(r.Context(), appPool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(r.Context(), "SET LOCAL ROLE tenancy_app"); err != nil {
@@ -574,6 +594,12 @@ var _ = Describe("The SDK", func() {
 		Expect(seen.StatusCode).To(Equal(http.StatusOK), seen.Raw)
 		Expect(seen.Raw).To(Equal(org.Name), "RLS shows the member's organization only")
 		Expect(call("/admin", bearer).StatusCode).To(Equal(http.StatusForbidden))
+		Expect(call("/projects/not-an-id/narrowed", bearer).StatusCode).To(Equal(http.StatusForbidden))
+		web := &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: org.Name, Name: "web"}}
+		Expect(kube.Create(ctx, web)).To(Succeed())
+		eventuallyReady(ctx, web)
+		narrowed := call("/projects/"+web.Status.ID+"/narrowed", bearer)
+		Expect(narrowed.Raw).To(Equal("true"), "the path value narrows the request to the project: %s", narrowed.Raw)
 		var audited int
 		Expect(sqlPool.QueryRow(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'report.viewed' AND organization_id = $1", orgID(ctx, org)).
 			Scan(&audited)).To(Succeed())

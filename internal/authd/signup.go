@@ -121,7 +121,7 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 	}
 	if err != nil {
 		s.undoSignup(context.WithoutCancel(ctx), org, email)
-		if wait.Interrupted(err) {
+		if wait.Interrupted(err) || waitCtx.Err() != nil { // the deadline passed, whichever call saw it
 			w.Header().Set("Retry-After", "30")
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", fmt.Sprintf(
 				"organization %s was not ready within %s, so nothing was kept; retry later", orgName, s.cfg.SignupTimeout))

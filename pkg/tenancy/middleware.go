@@ -11,7 +11,8 @@ import (
 )
 
 // ProjectHeader lets a request narrow an organization-wide token to one of its projects: the
-// database then shows only that project's rows (tenancy.project), never another's.
+// database then shows only that project's rows (tenancy.project), never another's. A route
+// pattern's {project} path value (net/http ServeMux) does the same.
 const ProjectHeader = "X-Tenancy-Project"
 
 // Principal is who a request comes from, as its verified token says.
@@ -57,7 +58,11 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		p := &Principal{Claims: claims, Project: claims.Project}
-		if narrowed := r.Header.Get(ProjectHeader); narrowed != "" {
+		narrowed := r.Header.Get(ProjectHeader)
+		if narrowed == "" {
+			narrowed = r.PathValue("project")
+		}
+		if narrowed != "" {
 			if !uuidPattern.MatchString(narrowed) || (claims.Project != "" && claims.Project != narrowed) {
 				forbidden(w, ProjectHeader+" must be a project id the token may see")
 				return
