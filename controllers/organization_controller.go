@@ -27,6 +27,7 @@ type OrganizationStore interface {
 	UpsertOrganization(ctx context.Context, org db.Organization, actor db.Actor) (db.UpsertResult, error)
 	DeleteOrganization(ctx context.Context, uid, name string, actor db.Actor) error
 	OrganizationCounts(ctx context.Context, id string) (db.OrganizationCounts, error)
+	PurgeOrganizationData(ctx context.Context, uid, name string, tables []db.TenantTable, actor db.Actor) error
 }
 
 // OrganizationReconciler binds each Organization to its namespace and keeps its row.
@@ -210,6 +211,20 @@ func (r *OrganizationReconciler) reconcileCounts(ctx context.Context, s *organiz
 // cleanUp removes the organization's identity rows and releases its namespace: it deletes the
 // namespace when the operator created it, without waiting for it to terminate.
 func (r *OrganizationReconciler) cleanUp(ctx context.Context, org *tenancyv1.Organization) error {
+	if org.Spec.DeletionPolicy == tenancyv1.DeletionPolicyDelete {
+		// The tenant's data goes first: the purge finds its rows by the organization's id.
+		var list tenancyv1.TenantTableList
+		if err := r.List(ctx, &list); err != nil {
+			return fmt.Errorf("listing tenant tables: %w", err)
+		}
+		tables := make([]db.TenantTable, 0, len(list.Items))
+		for i := range list.Items {
+			tables = append(tables, tableOf(&list.Items[i]))
+		}
+		if err := r.Store.PurgeOrganizationData(ctx, string(org.UID), org.Name, tables, actorOf(org, "organization")); err != nil {
+			return err
+		}
+	}
 	if err := r.Store.DeleteOrganization(ctx, string(org.UID), org.Name, actorOf(org, "organization")); err != nil {
 		return err
 	}

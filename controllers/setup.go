@@ -25,6 +25,7 @@ type Store interface {
 	ProjectStore
 	MembershipStore
 	APIKeyStore
+	TenantTableStore
 }
 
 // Settings are the knobs shared by every controller.
@@ -109,6 +110,15 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 		Options:       s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the API key controller: %w", err)
+	}
+	if err := (&TenantTableReconciler{
+		Client:       mgr.GetClient(),
+		Store:        store,
+		Recorder:     mgr.GetEventRecorder("tenancy-tenanttable"),
+		ResyncPeriod: s.ResyncPeriod,
+		Options:      s.optionsFor(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the tenant table controller: %w", err)
 	}
 	return nil
 }

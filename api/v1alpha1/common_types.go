@@ -58,6 +58,10 @@ const (
 
 	// LastChangedByAnnotation names the user whose request last created or changed an object.
 	LastChangedByAnnotation = "tenancy.dev/last-changed-by"
+	// DisableRLSOnDeleteAnnotation on a TenantTable, set to "true", turns row-level security off
+	// when the TenantTable is deleted; by default the table keeps it, with no policy, and fails
+	// closed.
+	DisableRLSOnDeleteAnnotation = "tenancy.dev/disable-rls-on-delete"
 )
 
 // Condition types, kstatus-compatible: Ready always present, Reconciling and Stalled only while true.

@@ -71,6 +71,11 @@ type TenantTableStatus struct {
 	// policies names the row-level-security policies in place on the table.
 	// +optional
 	Policies []string `json:"policies,omitempty"`
+
+	// warnings name what weakens the table's isolation and the operator cannot fix: roles with
+	// BYPASSRLS, an owner with BYPASSRLS, an organization column without an index.
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // TenantTable puts an application table under row-level security by organization and project.

@@ -272,3 +272,39 @@ func shortHash(s string) string {
 
 // quoteLiteral quotes s as an SQL string literal.
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// PurgeOrganizationData deletes the rows of the organization with uid from every table (an
+// Organization with deletionPolicy Delete, before its own row goes). Tables or columns that are
+// missing are skipped. It is idempotent and audited.
+func (p *Postgres) PurgeOrganizationData(ctx context.Context, uid, name string, tables []TenantTable, actor Actor) error {
+	if err := p.ensureMigrated(); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var orgID string
+		err := tx.QueryRow(ctx, "SELECT id FROM tenancy.organizations WHERE uid = $1", uid).Scan(&orgID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // already gone with its data
+		}
+		if err != nil {
+			return err
+		}
+		purged := map[string]any{}
+		for _, t := range tables {
+			if _, err := inspectTable(ctx, tx, t); err != nil {
+				var missing *TableMissingError
+				if errors.As(err, &missing) {
+					continue
+				}
+				return err
+			}
+			tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t.Schema, t.Table}.Sanitize()+" WHERE "+
+				pgx.Identifier{t.OrganizationColumn}.Sanitize()+" = $1", orgID)
+			if err != nil {
+				return fmt.Errorf("purging %s.%s: %w", t.Schema, t.Table, err)
+			}
+			purged[t.Schema+"."+t.Table] = tag.RowsAffected()
+		}
+		return insertAudit(ctx, tx, actor, "organization.data-purged", "organization/"+name, orgID, purged)
+	})
+}

@@ -1,0 +1,115 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// TenantTableStore is the database side of the TenantTable controller.
+type TenantTableStore interface {
+	EnsurePolicies(ctx context.Context, t db.TenantTable) (db.TableReport, error)
+	DropPolicies(ctx context.Context, t db.TenantTable, disableRLS bool) error
+}
+
+// TenantTableReconciler keeps row-level security and the four tenancy policies on each
+// TenantTable's application table.
+type TenantTableReconciler struct {
+	client.Client
+	Store    TenantTableStore
+	Recorder events.EventRecorder
+	// ResyncPeriod is how often a table is checked again: drift is put back, and a table that
+	// did not exist yet is found.
+	ResyncPeriod time.Duration
+	Options      controller.Options
+}
+
+// +kubebuilder:rbac:groups=tenancy.dev,resources=tenanttables,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=tenanttables/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tenancy.dev,resources=tenanttables/finalizers,verbs=update
+
+// Reconcile brings one TenantTable's policies in line with its spec.
+func (r *TenantTableReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return lifecycle[*tenancyv1.TenantTable]{
+		client:          r.Client,
+		resync:          r.ResyncPeriod,
+		newObject:       func() *tenancyv1.TenantTable { return &tenancyv1.TenantTable{} },
+		reconcileNormal: r.reconcilePolicies,
+		cleanUp: func(ctx context.Context, t *tenancyv1.TenantTable) error {
+			return r.Store.DropPolicies(ctx, tableOf(t), t.Annotations[tenancyv1.DisableRLSOnDeleteAnnotation] == "true")
+		},
+	}.reconcile(ctx, req)
+}
+
+// reconcilePolicies puts the policies in place and reports what it restored and what it warns of.
+func (r *TenantTableReconciler) reconcilePolicies(ctx context.Context, t *tenancyv1.TenantTable) (ctrl.Result, error) {
+	report, err := r.Store.EnsurePolicies(ctx, tableOf(t))
+	var missing *db.TableMissingError
+	if errors.As(err, &missing) {
+		t.Status.Policies = nil
+		return ctrl.Result{}, stalled(missing.Reason, "%s; the operator checks again every resync", missing.Message)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	observed := t.Status.ObservedGeneration == t.Generation && len(t.Status.Policies) > 0
+	if len(report.Restored) > 0 && observed {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "DriftRestored", "EnsurePolicies",
+			"Changed outside the operator and put back: %s", strings.Join(report.Restored, ", "))
+	}
+	if !slices.Equal(report.Warnings, t.Status.Warnings) && len(report.Warnings) > 0 {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "IsolationWarning", "EnsurePolicies", "%s", strings.Join(report.Warnings, "; "))
+	}
+	t.Status.Warnings = report.Warnings
+	t.Status.Policies = t.Status.Policies[:0]
+	for _, command := range db.Commands {
+		t.Status.Policies = append(t.Status.Policies, db.PolicyName(command))
+	}
+	return ctrl.Result{}, nil
+}
+
+// tableOf is the database's view of a TenantTable, with the CRD's defaults applied.
+func tableOf(t *tenancyv1.TenantTable) db.TenantTable {
+	or := func(v tenancyv1.Role, def tenancyv1.Role) string {
+		if v == "" {
+			return string(def)
+		}
+		return string(v)
+	}
+	s := t.Spec
+	return db.TenantTable{
+		Name: t.Name, Schema: orString(s.Schema, "public"), Table: s.Table,
+		OrganizationColumn: orString(s.OrganizationColumn, "org_id"), ProjectColumn: s.ProjectColumn,
+		Access: map[string]string{
+			"SELECT": or(s.Access.Select, tenancyv1.RoleViewer), "INSERT": or(s.Access.Insert, tenancyv1.RoleMember),
+			"UPDATE": or(s.Access.Update, tenancyv1.RoleMember), "DELETE": or(s.Access.Delete, tenancyv1.RoleAdmin),
+		},
+	}
+}
+
+func orString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// SetupWithManager registers the controller.
+func (r *TenantTableReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&tenancyv1.TenantTable{}, builder.WithPredicates(specChanged)).
+		WithOptions(r.Options).
+		Complete(r)
+}
