@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/tctx"
 )
 
@@ -24,15 +25,9 @@ type Store struct {
 
 // OpenStore prepares a pool for databaseURL whose sessions act as role.
 func OpenStore(ctx context.Context, databaseURL, role string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	cfg, err := db.PoolConfig(databaseURL, "tenancy-authd", 3*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the database URL: %w", err) // pgx redacts the password
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 3*time.Second {
-		cfg.ConnConfig.ConnectTimeout = 3 * time.Second
-	}
-	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "tenancy-authd"
+		return nil, err
 	}
 	// pgx's default of max(4, cores) connections would cap throughput; pool_max_conns in the URL
 	// still wins.

@@ -24,21 +24,31 @@ type Postgres struct {
 // Connect prepares a pool for databaseURL (a libpq URL or DSN). It does not wait for the database:
 // a manager starts, serves its probes and reports DatabaseUnavailable until the database answers.
 func Connect(ctx context.Context, databaseURL string, log logr.Logger) (*Postgres, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	cfg, err := PoolConfig(databaseURL, "tenancy-manager", 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the database URL: %w", err) // pgx redacts the password
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
-		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
-	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "tenancy-manager"
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating the database pool: %w", err)
 	}
 	return &Postgres{pool: pool, migrated: make(chan struct{}), log: log}, nil
+}
+
+// PoolConfig parses databaseURL (a libpq URL or DSN) for a pool that names itself
+// applicationName and gives up connecting after connectTimeout, unless the URL says otherwise.
+func PoolConfig(databaseURL, applicationName string, connectTimeout time.Duration) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the database URL: %w", err) // pgx redacts the password
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > connectTimeout {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = applicationName
+	}
+	return cfg, nil
 }
 
 // Pool is the underlying connection pool.
