@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -224,6 +225,10 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	say("Creating the demo application table public.notes")
+	if err := createDemoTable(ctx, databaseURL); err != nil {
+		return err
+	}
 	say("Applying config/samples")
 	if err := runCmd(ctx, root, kubeEnv, kubectl, "apply", "-k", "config/samples"); err != nil {
 		return err
@@ -231,6 +236,10 @@ func run(ctx context.Context, o options) error {
 	say("Waiting for the samples to be Ready")
 	if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
 		"organizations.tenancy.dev", "--all"); err != nil {
+		return err
+	}
+	if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
+		"tenanttables.tenancy.dev", "--all"); err != nil {
 		return err
 	}
 	for _, kind := range []string{"projects.tenancy.dev", "memberships.tenancy.dev", "apikeys.tenancy.dev"} {
@@ -287,6 +296,35 @@ const (
 	sampleOwner    = "owner@acme.example"
 	samplePassword = "tenancy-dev-password"
 )
+
+// createDemoTable makes the application table of the sample TenantTable, once the manager's
+// migrations have made the role tenancy_app that applications use.
+func createDemoTable(ctx context.Context, databaseURL string) error {
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		var ready bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenancy_app')").Scan(&ready); err != nil {
+			return err
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the manager did not migrate the database within 2 minutes; see its log")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	_, err = conn.Exec(ctx, `
+		CREATE TABLE IF NOT EXISTS public.notes (id bigserial PRIMARY KEY, org_id uuid NOT NULL, body text NOT NULL);
+		CREATE INDEX IF NOT EXISTS notes_org_id_idx ON public.notes (org_id);
+		GRANT SELECT, INSERT, UPDATE, DELETE ON public.notes TO tenancy_app;
+		GRANT USAGE ON SEQUENCE public.notes_id_seq TO tenancy_app`)
+	return err
+}
 
 // waitForAuthd waits until authd is ready (database reachable, signing keys loaded).
 func waitForAuthd(ctx context.Context, authdURL string) error {

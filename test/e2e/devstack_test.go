@@ -133,6 +133,42 @@ func TestDevStack(t *testing.T) {
 		t.Fatalf("trading the sample API key for a token: %s", token.Status)
 	}
 
+	// RLS at work on the sample TenantTable: as an application (tenancy_app) with the sample
+	// Owner's request context, public.notes shows acme's rows only.
+	if got := kubectl("get", "tt", "notes", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"); got != "True" {
+		t.Fatalf("sample TenantTable notes Ready = %q, want True", got)
+	}
+	var acmeID, ownerID string
+	if err := conn.QueryRow(ctx, `SELECT o.id, u.id FROM tenancy.organizations o, tenancy.users u
+	                              WHERE o.name = 'acme' AND u.email = 'owner@acme.example'`).Scan(&acmeID, &ownerID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO public.notes (org_id, body) VALUES ($1, 'ours'), (gen_random_uuid(), 'theirs')", acmeID); err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Signed as authd would (the superuser may), then used as the application.
+		if _, err := tx.Exec(ctx, `SELECT set_config('tenancy.context', tenancy.sign_context($1, NULL, $2, NULL, interval '5 minutes'), true)`,
+			ownerID, acmeID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE tenancy_app"); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "SELECT body FROM public.notes")
+		if err != nil {
+			return err
+		}
+		bodies, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(bodies) != 1 || bodies[0] != "ours" {
+		t.Fatalf("through RLS the sample Owner sees %v, want only acme's note", bodies)
+	}
+
 	// The admission policy is installed: not even a cluster admin relabels a tenant namespace.
 	relabel := exec.CommandContext(ctx, filepath.Join(assetsDir(t), "kubectl"), "label", "namespace", "acme",
 		"tenancy.dev/organization=evil", "--overwrite")
