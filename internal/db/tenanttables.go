@@ -135,16 +135,15 @@ func (p *Postgres) DropPolicies(ctx context.Context, t TenantTable, disableRLS b
 
 // policyExpressions are the USING and WITH CHECK expressions of the policy for command. The
 // context functions are wrapped in (SELECT …) so that PostgreSQL runs them once per statement;
-// without a project column, has_role is too.
+// without a project column the whole check is one such call (current_org_id_with_role).
 func policyExpressions(t TenantTable, command string) (using, check string) {
 	org := pgx.Identifier{t.OrganizationColumn}.Sanitize()
 	role := quoteLiteral(t.Access[command]) + "::tenancy.role"
-	predicate := org + " = (SELECT tenancy.current_org_id())"
-	if t.ProjectColumn == "" {
-		predicate += " AND (SELECT tenancy.has_role(tenancy.current_org_id(), NULL, " + role + "))"
-	} else {
+	predicate := org + " = (SELECT tenancy.current_org_id_with_role(" + role + "))"
+	if t.ProjectColumn != "" {
 		project := pgx.Identifier{t.ProjectColumn}.Sanitize()
-		predicate += " AND ((SELECT tenancy.current_project_id()) IS NULL OR " + project + " = (SELECT tenancy.current_project_id()))" +
+		predicate = org + " = (SELECT tenancy.current_org_id())" +
+			" AND ((SELECT tenancy.current_project_id()) IS NULL OR " + project + " = (SELECT tenancy.current_project_id()))" +
 			" AND tenancy.has_role(" + org + ", " + project + ", " + role + ")"
 	}
 	switch command {
