@@ -3,11 +3,14 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -65,9 +68,14 @@ func (r *TenantTableReconciler) reconcilePolicies(ctx context.Context, t *tenanc
 		return ctrl.Result{}, err
 	}
 	observed := t.Status.ObservedGeneration == t.Generation && len(t.Status.Policies) > 0
+	if !observed {
+		meta.RemoveStatusCondition(&t.Status.Conditions, tenancyv1.DriftRestoredCondition)
+	}
 	if len(report.Restored) > 0 && observed {
-		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "DriftRestored", "EnsurePolicies",
-			"Changed outside the operator and put back: %s", strings.Join(report.Restored, ", "))
+		what := strings.Join(report.Restored, ", ")
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "DriftRestored", "EnsurePolicies", "Changed outside the operator and put back: %s", what)
+		setCondition(t, tenancyv1.DriftRestoredCondition, metav1.ConditionTrue, "Restored",
+			fmt.Sprintf("%s changed outside the operator and put back at %s", what, time.Now().UTC().Format(time.RFC3339)))
 	}
 	if !slices.Equal(report.Warnings, t.Status.Warnings) && len(report.Warnings) > 0 {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "IsolationWarning", "EnsurePolicies", "%s", strings.Join(report.Warnings, "; "))

@@ -46,6 +46,9 @@ var _ = Describe("TenantTable controller", func() {
 			g.Expect(k8sClient.List(ctx, &events, client.InNamespace("default"))).To(Succeed())
 			g.Expect(events.Items).To(ContainElement(And(HaveField("InvolvedObject.UID", tt.UID), HaveField("Reason", "DriftRestored"))))
 		}).WithContext(ctx).Should(Succeed())
+		drift := eventuallyCondition(ctx, tt, tenancyv1.DriftRestoredCondition, metav1.ConditionTrue, "Restored")
+		Expect(drift.Message).To(ContainSubstring("policy tenancy_delete changed outside the operator and put back"))
+		Expect(kstatusOf(tt)).To(BeEquivalentTo("Current"), "a restored drift is news, not a failure")
 
 		Expect(k8sClient.Delete(ctx, tt)).To(Succeed())
 		eventuallyGone(ctx, tt)

@@ -72,6 +72,10 @@ const (
 
 	// InvitationExpiredCondition is True on a Membership whose invitation expired unused.
 	InvitationExpiredCondition = "InvitationExpired"
+	// DriftRestoredCondition is True on a TenantTable whose policies or row-level security were
+	// changed outside the operator and put back; its message says what and when. It goes with
+	// the next change of the spec.
+	DriftRestoredCondition = "DriftRestored"
 )
 
 // Condition reasons.

@@ -13,13 +13,26 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
 
 // errRollback ends a probe's transaction without keeping what it did.
 var errRollback = errors.New("rollback")
 
-// The isolation proof: a project-scoped TenantTable, probed as tenancy_app (no BYPASSRLS) with
-// signed request contexts, for every principal × command × target scope.
+// viaSDK runs fn as an application does: the SDK's WithTenant sets the request context (and the
+// project narrowing) for the transaction, and fn runs as tenancy_app.
+func viaSDK(ctx context.Context, pool *pgxpool.Pool, tctxValue, project string, fn func(tx pgx.Tx) error) error {
+	ctx = tenancy.WithPrincipal(ctx, &tenancy.Principal{Claims: &tenancy.Claims{TCtx: tctxValue}, Project: project})
+	return tenancy.WithTenant(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE tenancy_app"); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// The isolation proof: a project-scoped TenantTable, probed as tenancy_app (no BYPASSRLS) through
+// the SDK's pgx helper with signed request contexts, for every principal × command × target scope.
 var _ = Describe("Isolation through TenantTable policies", Ordered, func() {
 	var (
 		pg     *db.Postgres
@@ -71,7 +84,7 @@ var _ = Describe("Isolation through TenantTable policies", Ordered, func() {
 	probe := func(ctx context.Context, pool *pgxpool.Pool, tctxValue, command string, t target) bool {
 		GinkgoHelper()
 		allowed := false
-		err := inContext(ctx, pool, tctxValue, "", func(tx pgx.Tx) error {
+		err := viaSDK(ctx, pool, tctxValue, "", func(tx pgx.Tx) error {
 			switch command {
 			case "SELECT":
 				var n int
@@ -155,11 +168,11 @@ var _ = Describe("Isolation through TenantTable policies", Ordered, func() {
 			"UPDATE public.docs SET org_id = '" + f.orgB + "' WHERE body = 'a'",
 			"INSERT INTO public.docs (org_id, project_id, body) VALUES ('" + f.orgB + "', '" + f.projectB + "', 'smuggled')",
 		} {
-			err := inContext(ctx, pg.Pool(), owner, "", func(tx pgx.Tx) error { _, err := tx.Exec(ctx, move); return err })
+			err := viaSDK(ctx, pg.Pool(), owner, "", func(tx pgx.Tx) error { _, err := tx.Exec(ctx, move); return err })
 			Expect(isRLSViolation(err)).To(BeTrue(), "%s: %v", move, err)
 		}
 		var visible int
-		Expect(inContext(ctx, pg.Pool(), owner, f.projectA, func(tx pgx.Tx) error {
+		Expect(viaSDK(ctx, pg.Pool(), owner, f.projectA, func(tx pgx.Tx) error {
 			return tx.QueryRow(ctx, "SELECT count(*) FROM public.docs").Scan(&visible)
 		})).To(Succeed())
 		Expect(visible).To(Equal(1), "narrowed to project A, the Owner sees that project's row only")
@@ -168,7 +181,7 @@ var _ = Describe("Isolation through TenantTable policies", Ordered, func() {
 	It("shows nothing without a context, after one on the same connection, or to a principal just removed", func(ctx SpecContext) {
 		count := func(tctxValue string) int {
 			var n int
-			Expect(inContext(ctx, pg.Pool(), tctxValue, "", func(tx pgx.Tx) error {
+			Expect(viaSDK(ctx, pg.Pool(), tctxValue, "", func(tx pgx.Tx) error {
 				return tx.QueryRow(ctx, "SELECT count(*) FROM public.docs").Scan(&n)
 			})).To(Succeed())
 			return n
