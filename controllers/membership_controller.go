@@ -103,7 +103,7 @@ func (r *MembershipReconciler) reconcileRow(ctx context.Context, s *membershipSc
 		OrganizationID: s.org.Status.ID,
 		ProjectID:      s.projectID,
 		Email:          m.Spec.User,
-		Role:           string(roleOrDefault(m.Spec.Role)),
+		Role:           string(m.RoleOrDefault()),
 	}
 	actor := actorOf(m, "membership")
 	res, err := r.Store.UpsertMembership(ctx, row, actor)
@@ -210,7 +210,7 @@ func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membe
 // its Secret (it did while the invitee was below Owner): Admins must never read an Owner's token.
 // The old invitation is voided meanwhile; the Organization controller updates the Role.
 func (r *MembershipReconciler) waitForAdminsToLoseAccess(ctx context.Context, m *tenancyv1.Membership, secretName string) error {
-	if roleOrDefault(m.Spec.Role) != tenancyv1.RoleOwner {
+	if m.RoleOrDefault() != tenancyv1.RoleOwner {
 		return nil
 	}
 	adminRole := &rbacv1.Role{}
@@ -239,7 +239,7 @@ func (r *MembershipReconciler) waitForAdminsToLoseAccess(ctx context.Context, m 
 func (r *MembershipReconciler) invitationState(ctx context.Context, m *tenancyv1.Membership, cached *corev1.Secret) (db.InvitationState, time.Time, error) {
 	check := func(secret *corev1.Secret) (db.InvitationState, time.Time, error) {
 		if secret.Annotations[tenancyv1.ReinviteAnnotation] != m.Annotations[tenancyv1.ReinviteAnnotation] ||
-			secret.Annotations[invitedRoleAnnotation] != string(roleOrDefault(m.Spec.Role)) ||
+			secret.Annotations[invitedRoleAnnotation] != string(m.RoleOrDefault()) ||
 			!bytes.HasPrefix(secret.Data[InviteURLKey], []byte(r.invitationURL(""))) {
 			return db.InvitationUnknown, time.Time{}, nil
 		}
@@ -275,7 +275,7 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 
 	err = writeOwnedSecret(ctx, r.Client, r.APIReader, m, secret, exists, m.Name+"-invite",
 		map[string]string{
-			invitedRoleAnnotation:        string(roleOrDefault(m.Spec.Role)),
+			invitedRoleAnnotation:        string(m.RoleOrDefault()),
 			tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
 			"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
 		},
@@ -420,13 +420,6 @@ func deleteOwnedSecret(ctx context.Context, c client.Client, owner client.Object
 		return fmt.Errorf("deleting secret %s: %w", name, err)
 	}
 	return nil
-}
-
-func roleOrDefault(r tenancyv1.Role) tenancyv1.Role {
-	if r == "" {
-		return tenancyv1.RoleMember
-	}
-	return r
 }
 
 // newInvitationToken returns 256 random bits, base64url-encoded.

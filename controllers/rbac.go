@@ -54,7 +54,7 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 		if !m.DeletionTimestamp.IsZero() {
 			continue
 		}
-		role := roleOrDefault(m.Spec.Role)
+		role := m.RoleOrDefault()
 		roleOfMembership[m.UID] = role
 		subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: usernamePrefix + db.NormalizeEmail(m.Spec.User)}
 		switch {

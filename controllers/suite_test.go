@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -68,12 +65,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(sqlPool.Close)
 
-	dbURL, err := url.Parse(database.URL)
-	Expect(err).NotTo(HaveOccurred())
-	dbProxy, err = testenv.NewProxy(dbURL.Host)
+	var proxiedURL string
+	dbProxy, proxiedURL, err = database.Proxied()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(dbProxy.Close)
-	dbURL.Host = dbProxy.Addr()
 
 	env, err := testenv.NewControlPlane()
 	Expect(err).NotTo(HaveOccurred())
@@ -81,9 +76,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(env.Stop)
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+	scheme := testenv.Scheme()
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -93,7 +86,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	managerClient, err = client.New(managerUser.Config(), client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	startManager(managerUser.Config(), scheme, dbURL.String())
+	startManager(managerUser.Config(), scheme, proxiedURL)
 }, NodeTimeout(5*time.Minute))
 
 // startManager runs the manager's real wiring, as cmd/manager does, for the rest of the suite.

@@ -90,28 +90,14 @@ func (r *TenantTableReconciler) reconcilePolicies(ctx context.Context, t *tenanc
 
 // tableOf is the database's view of a TenantTable, with the CRD's defaults applied.
 func tableOf(t *tenancyv1.TenantTable) db.TenantTable {
-	or := func(v tenancyv1.Role, def tenancyv1.Role) string {
-		if v == "" {
-			return string(def)
-		}
-		return string(v)
-	}
-	s := t.Spec
+	s := t.Spec.WithDefaults()
 	return db.TenantTable{
-		Name: t.Name, Schema: orString(s.Schema, "public"), Table: s.Table,
-		OrganizationColumn: orString(s.OrganizationColumn, "org_id"), ProjectColumn: s.ProjectColumn,
+		Name: t.Name, Schema: s.Schema, Table: s.Table, OrganizationColumn: s.OrganizationColumn, ProjectColumn: s.ProjectColumn,
 		Access: map[string]string{
-			"SELECT": or(s.Access.Select, tenancyv1.RoleViewer), "INSERT": or(s.Access.Insert, tenancyv1.RoleMember),
-			"UPDATE": or(s.Access.Update, tenancyv1.RoleMember), "DELETE": or(s.Access.Delete, tenancyv1.RoleAdmin),
+			"SELECT": string(s.Access.Select), "INSERT": string(s.Access.Insert),
+			"UPDATE": string(s.Access.Update), "DELETE": string(s.Access.Delete),
 		},
 	}
-}
-
-func orString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // SetupWithManager registers the controller.

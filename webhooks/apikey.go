@@ -56,7 +56,7 @@ func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey)
 		}
 		errs = append(errs, withinQuota(namespacePath, t.org, "API keys", n, limit)...)
 	}
-	denied, err := w.authorize(ctx, who, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "create", new: k.Spec.Role})
+	denied, err := w.authorizeIn(ctx, who, t, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "create", new: k.Spec.Role})
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ type membershipWebhook struct{ *admitter }
 
 // Default fills spec.role, normalises spec.user and stamps the requester.
 func (w *membershipWebhook) Default(ctx context.Context, m *tenancyv1.Membership) error {
-	m.Spec.Role = roleOrDefault(m.Spec.Role)
+	m.Spec.Role = m.RoleOrDefault()
 	user, err := storedEmail(ctx, m.Spec.User)
 	if err != nil {
 		return err
@@ -46,8 +46,8 @@ func (w *membershipWebhook) ValidateCreate(ctx context.Context, m *tenancyv1.Mem
 	if err != nil {
 		return nil, err
 	}
-	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project,
-		roleChange{kind: "membership", verb: "create", new: roleOrDefault(m.Spec.Role), self: who.email != "" && who.email == db.NormalizeEmail(m.Spec.User)})
+	denied, err := w.authorizeIn(ctx, who, t, m.Namespace, m.Spec.Project,
+		roleChange{kind: "membership", verb: "create", new: m.RoleOrDefault(), self: who.email != "" && who.email == db.NormalizeEmail(m.Spec.User)})
 	if err != nil {
 		return nil, err
 	}
@@ -97,17 +97,17 @@ func (w *membershipWebhook) ValidateUpdate(ctx context.Context, old, m *tenancyv
 	if errs := finalizerKept(old, m, who); len(errs) > 0 || m.DeletionTimestamp != nil {
 		return nil, w.refuse(m, errs, false) // being deleted: only metadata can change
 	}
-	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project, roleChange{
+	t, err := w.orgNamespaceOf(ctx, m.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := w.authorizeIn(ctx, who, t, m.Namespace, m.Spec.Project, roleChange{
 		kind: "membership", verb: "change",
-		old: roleOrDefault(old.Spec.Role), new: roleOrDefault(m.Spec.Role),
+		old: old.RoleOrDefault(), new: m.RoleOrDefault(),
 		self: who.email != "" && who.email == db.NormalizeEmail(m.Spec.User),
 	})
 	if err != nil || len(denied) > 0 {
 		return nil, errors.Join(err, w.refuse(m, denied, false))
-	}
-	t, err := w.orgNamespaceOf(ctx, m.Namespace)
-	if err != nil {
-		return nil, err
 	}
 	if m.Spec.Role != tenancyv1.RoleOwner {
 		if _, err := w.keepsAnOwner(ctx, old, t, who, false); err != nil {
@@ -123,14 +123,14 @@ func (w *membershipWebhook) ValidateDelete(ctx context.Context, m *tenancyv1.Mem
 	if err != nil {
 		return nil, err
 	}
-	denied, err := w.authorize(ctx, who, m.Namespace, m.Spec.Project,
-		roleChange{kind: "membership", verb: "delete", old: roleOrDefault(m.Spec.Role)})
-	if err != nil || len(denied) > 0 {
-		return nil, errors.Join(err, w.refuse(m, denied, true))
-	}
 	t, err := w.orgNamespaceOf(ctx, m.Namespace)
 	if err != nil {
 		return nil, err
+	}
+	denied, err := w.authorizeIn(ctx, who, t, m.Namespace, m.Spec.Project,
+		roleChange{kind: "membership", verb: "delete", old: m.RoleOrDefault()})
+	if err != nil || len(denied) > 0 {
+		return nil, errors.Join(err, w.refuse(m, denied, true))
 	}
 	recorded, err := w.keepsAnOwner(ctx, m, t, who, true)
 	if err != nil {

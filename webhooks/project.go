@@ -34,7 +34,7 @@ func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Projec
 	if errs := boundNamespace(p.Namespace, t); len(errs) > 0 {
 		return nil, w.refuse(p, errs, false)
 	}
-	denied, err := w.authorize(ctx, who, p.Namespace, "", roleChange{kind: "project", verb: "create"})
+	denied, err := w.authorizeIn(ctx, who, t, p.Namespace, "", roleChange{kind: "project", verb: "create"})
 	if err != nil {
 		return nil, err
 	}

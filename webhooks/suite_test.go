@@ -3,7 +3,6 @@ package webhooks_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,12 +59,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	sqlPool, err = pgxpool.New(ctx, database.URL)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(sqlPool.Close)
-	dbURL, err := url.Parse(database.URL)
-	Expect(err).NotTo(HaveOccurred())
-	dbProxy, err = testenv.NewProxy(dbURL.Host)
+	var proxiedURL string
+	dbProxy, proxiedURL, err = database.Proxied()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(dbProxy.Close)
-	dbURL.Host = dbProxy.Addr()
 
 	env, err := testenv.NewControlPlane()
 	Expect(err).NotTo(HaveOccurred())
@@ -76,9 +71,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(env.Stop)
 
-	testScheme = runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
-	utilruntime.Must(tenancyv1.AddToScheme(testScheme))
+	testScheme = testenv.Scheme()
 	admin, err = client.New(adminCfg, client.Options{Scheme: testScheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -89,7 +82,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 
 	stop, err := testenv.StartManager(testenv.Manager{
-		Config: managerUser.Config(), Scheme: testScheme, DatabaseURL: dbURL.String(), Log: GinkgoLogr,
+		Config: managerUser.Config(), Scheme: testScheme, DatabaseURL: proxiedURL, Log: GinkgoLogr,
 		Controllers: &controllers.Settings{
 			ResyncPeriod:        time.Minute,
 			PublicURL:           "https://auth.tenancy.test",

@@ -20,26 +20,7 @@ type tenantTableWebhook struct{ *admitter }
 // Default fills the schema, the organization column and the minimum role per command, and stamps
 // the requester.
 func (w *tenantTableWebhook) Default(ctx context.Context, t *tenancyv1.TenantTable) error {
-	s := &t.Spec
-	for _, d := range []struct {
-		field *string
-		value string
-	}{{&s.Schema, "public"}, {&s.OrganizationColumn, "org_id"}} {
-		if *d.field == "" {
-			*d.field = d.value
-		}
-	}
-	for _, d := range []struct {
-		role *tenancyv1.Role
-		min  tenancyv1.Role
-	}{
-		{&s.Access.Select, tenancyv1.RoleViewer}, {&s.Access.Insert, tenancyv1.RoleMember},
-		{&s.Access.Update, tenancyv1.RoleMember}, {&s.Access.Delete, tenancyv1.RoleAdmin},
-	} {
-		if *d.role == "" {
-			*d.role = d.min
-		}
-	}
+	t.Spec = t.Spec.WithDefaults()
 	return w.stamp(ctx, t)
 }
 

@@ -142,6 +142,14 @@ func (k *APIKey) CommonStatusRef() *CommonStatus { return &k.Status.CommonStatus
 // CommonStatusRef implements Object.
 func (t *TenantTable) CommonStatusRef() *CommonStatus { return &t.Status.CommonStatus }
 
+// RoleOrDefault is spec.role, or Member (the CRD's default) when unset.
+func (m *Membership) RoleOrDefault() Role {
+	if m.Spec.Role == "" {
+		return RoleMember
+	}
+	return m.Spec.Role
+}
+
 // ProjectName is spec.project: the Project the membership is scoped to, or "" for the organization.
 func (m *Membership) ProjectName() string { return m.Spec.Project }
 

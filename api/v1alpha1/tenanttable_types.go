@@ -102,3 +102,25 @@ type TenantTableList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TenantTable `json:"items"`
 }
+
+// WithDefaults returns the spec with the CRD's defaults filled in: schema public, organization
+// column org_id, and minimum roles Viewer, Member, Member, Admin.
+func (s TenantTableSpec) WithDefaults() TenantTableSpec {
+	fill := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	fillRole := func(r *Role, def Role) {
+		if *r == "" {
+			*r = def
+		}
+	}
+	fill(&s.Schema, "public")
+	fill(&s.OrganizationColumn, "org_id")
+	fillRole(&s.Access.Select, RoleViewer)
+	fillRole(&s.Access.Insert, RoleMember)
+	fillRole(&s.Access.Update, RoleMember)
+	fillRole(&s.Access.Delete, RoleAdmin)
+	return s
+}

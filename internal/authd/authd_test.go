@@ -505,15 +505,21 @@ var _ = Describe("Signup", func() {
 })
 
 var _ = Describe("Signup that times out", func() {
-	It("answers 503 and leaves nothing behind", func(ctx SpecContext) {
-		impatient := suiteConf
-		impatient.SignupTimeout = time.Millisecond
+	It("answers 503 and leaves nothing behind, not even in a namespace that stays", func(ctx SpecContext) {
+		// The namespace exists and holds a Secret the operator did not make under the name of the
+		// Owner's invitation: the Membership stalls (SecretConflict) after its rows were written,
+		// so the undo has a Membership, an adopted namespace and a user row to clean up.
 		name := uniqueName("late")
+		Expect(kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+		Expect(kube.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "owner-invite"}})).To(Succeed())
+		impatient := suiteConf
+		impatient.SignupTimeout = 3 * time.Second
 		r := postJSON(startAuthd(impatient), "/auth/signup", map[string]string{"email": "late@example.com", "password": password, "organization": name})
 		Expect(r.StatusCode).To(Equal(http.StatusServiceUnavailable), r.Raw)
 		Expect(r.Header.Get("Retry-After")).NotTo(BeEmpty())
 		Expect(r.Body["error_description"]).To(ContainSubstring("nothing was kept"))
 		Expect(apierrors.IsNotFound(kube.Get(ctx, client.ObjectKey{Name: name}, &tenancyv1.Organization{}))).To(BeTrue())
+		Expect(apierrors.IsNotFound(kube.Get(ctx, client.ObjectKey{Namespace: name, Name: "owner"}, &tenancyv1.Membership{}))).To(BeTrue())
 		var users int
 		Expect(sqlPool.QueryRow(ctx, "SELECT count(*) FROM tenancy.users WHERE email = 'late@example.com'").Scan(&users)).To(Succeed())
 		Expect(users).To(BeZero())

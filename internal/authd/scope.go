@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
 
 // errNoAccess is a request for an organization or project the user has no active membership in.
@@ -78,7 +80,7 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 		found := slices.IndexFunc(projects, func(m membership) bool { return *m.ProjectID == project || *m.ProjectName == project })
 		if found >= 0 {
 			a.ProjectID = projects[found].ProjectID
-			if rank(projects[found].Role) > rank(a.Role) {
+			if tenancyv1.Role(projects[found].Role).Rank() > tenancyv1.Role(a.Role).Rank() {
 				a.Role = projects[found].Role
 			}
 		}
@@ -104,7 +106,3 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-func rank(role string) int {
-	return slices.Index([]string{"Viewer", "Member", "Admin", "Owner"}, role) + 1
-}

@@ -120,7 +120,7 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 		err = s.waitReady(waitCtx, org, owner)
 	}
 	if err != nil {
-		s.undoSignup(context.WithoutCancel(ctx), org, email)
+		s.undoSignup(context.WithoutCancel(ctx), org, owner, email)
 		if wait.Interrupted(err) || waitCtx.Err() != nil { // the deadline passed, whichever call saw it
 			w.Header().Set("Retry-After", "30")
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", fmt.Sprintf(
@@ -178,17 +178,23 @@ func (s *Server) waitReady(ctx context.Context, objects ...tenancyv1.Object) err
 	})
 }
 
-// undoSignup deletes the Organization (whose deletion removes its namespace, Membership and
-// rows) and, once it is gone, the user row the Membership controller made.
-func (s *Server) undoSignup(ctx context.Context, org *tenancyv1.Organization, email string) {
-	if err := s.kube.Delete(ctx, org); client.IgnoreNotFound(err) != nil {
-		s.log.Error(err, "Undoing a signup: deleting the Organization", "organization", org.Name)
-		return
+// undoSignup deletes the Owner Membership and the Organization — explicitly both, since an
+// adopted namespace outlives its Organization — and, once they are gone, the user row the
+// Membership controller made.
+func (s *Server) undoSignup(ctx context.Context, org *tenancyv1.Organization, owner *tenancyv1.Membership, email string) {
+	var err error
+	for _, obj := range []client.Object{owner, org} {
+		if err = s.kube.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			break
+		}
+		err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			err := s.kube.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		})
+		if err != nil {
+			break
+		}
 	}
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		err := s.kube.Get(ctx, client.ObjectKeyFromObject(org), &tenancyv1.Organization{})
-		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
-	})
 	if err == nil {
 		err = s.store.deleteUnusedUser(ctx, email)
 	}

@@ -18,9 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -66,22 +63,16 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	sqlPool, err = pgxpool.New(ctx, database.URL)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(sqlPool.Close)
-	u, err := url.Parse(database.URL)
-	Expect(err).NotTo(HaveOccurred())
-	dbProxy, err = testenv.NewProxy(u.Host)
+	dbProxy, authdDB, err = database.Proxied()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(dbProxy.Close)
-	u.Host = dbProxy.Addr()
-	authdDB = u.String()
 
 	env, err := testenv.NewControlPlane()
 	Expect(err).NotTo(HaveOccurred())
 	cfg, err := env.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(env.Stop)
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+	scheme := testenv.Scheme()
 	kube, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())

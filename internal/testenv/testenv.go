@@ -15,7 +15,12 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
 
 // RepoRoot is the repository's top directory.
@@ -68,6 +73,29 @@ func NewDatabase(ctx context.Context, prefix string) (*Database, error) {
 	}
 	u.Path = "/" + name
 	return &Database{URL: u.String(), name: name, serverURL: serverURL}, nil
+}
+
+// Proxied returns a Proxy to the database's server and the database's URL through it, so that a
+// test can cut the connection without stopping the server that other tests share.
+func (d *Database) Proxied() (*Proxy, string, error) {
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		return nil, "", err
+	}
+	proxy, err := NewProxy(u.Host)
+	if err != nil {
+		return nil, "", err
+	}
+	u.Host = proxy.Addr()
+	return proxy, u.String(), nil
+}
+
+// Scheme knows Kubernetes' built-in kinds and the tenancy kinds.
+func Scheme() *k8sruntime.Scheme {
+	scheme := k8sruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(tenancyv1.AddToScheme(scheme))
+	return scheme
 }
 
 // Drop removes the database, disconnecting whoever still uses it.
