@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates CRDs, RBAC, webhook configurations and deepcopy into a scratch directory and fails when the committed files
+# Regenerates CRDs, RBAC, webhook configurations, deepcopy and docs/reference.md into a scratch directory and fails when the committed files
 # differ: generated files come only from `make manifests generate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,12 +11,14 @@ trap 'rm -rf "$scratch"' EXIT
   output:crd:artifacts:config="$scratch/crd" output:rbac:artifacts:config="$scratch/rbac" \
   output:webhook:artifacts:config="$scratch/webhook"
 "$CONTROLLER_GEN" object:headerFile="hack/boilerplate.go.txt" paths="./api/..." output:object:dir="$scratch/object"
+go run ./hack/crdref --crds "$scratch/crd" --out "$scratch/reference.md"
 
 stale=0
 diff -ru config/crd/bases "$scratch/crd" || stale=1
 diff -u config/rbac/role.yaml "$scratch/rbac/role.yaml" || stale=1
 diff -u config/webhook/manifests.yaml "$scratch/webhook/manifests.yaml" || stale=1
 diff -u api/v1alpha1/zz_generated.deepcopy.go "$scratch/object/zz_generated.deepcopy.go" || stale=1
+diff -u docs/reference.md "$scratch/reference.md" || stale=1
 if [ "$stale" -ne 0 ]; then
   echo "Generated files are stale: run 'make manifests generate' and commit the result." >&2
   exit 1
