@@ -57,9 +57,20 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.databaseRole, "database-role", "tenancy_authd", "Role every database session takes (SET ROLE): authd's grants, whatever the login.")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; defaults to $KUBECONFIG, the in-cluster config, then ~/.kube/config.")
 	fs.StringVar(&c.server.OperatorNamespace, "namespace", "tenancy-system", "The operator's namespace, where the signing keys live.")
+	fs.StringVar(&c.server.UsernamePrefix, "username-prefix", "",
+		"Turns a user's email into their Kubernetes username for the self-service API; set it as the manager's --username-prefix.")
+	var platformAdmins string
+	fs.StringVar(&platformAdmins, "platform-admin-users", "",
+		"Comma-separated Kubernetes usernames the self-service API never acts as; set it as the manager's --platform-admin-users.")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	c.server.PublicURL = strings.TrimSuffix(c.publicURL, "/")
+	for _, name := range strings.Split(platformAdmins, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			c.server.PlatformAdminUsers = append(c.server.PlatformAdminUsers, name)
+		}
 	}
 	c.server.Issuer = strings.TrimSuffix(issuer, "/")
 	if c.server.Issuer == "" {
@@ -116,13 +127,17 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
+	asCaller, err := authd.NewCallerClient(restConfig, scheme, kube.RESTMapper())
+	if err != nil {
+		return err
+	}
 	store, err := authd.OpenStore(ctx, cfg.databaseURL, cfg.databaseRole)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	keys := &authd.KeySource{Reader: kube, Namespace: cfg.server.OperatorNamespace, Interval: 2 * time.Second}
-	server, err := authd.NewServer(cfg.server, store, keys, kube, log)
+	server, err := authd.NewServer(cfg.server, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, log)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package authd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,8 +28,9 @@ type loginRequest struct {
 	Project      string `json:"project"`
 }
 
-// throttled answers 429 when the account or the client address has no attempt left.
-func (s *Server) throttled(w http.ResponseWriter, r *http.Request, account string) bool {
+// throttle takes an attempt for the client address and for account (when not ""); when
+// either has none left it sets Retry-After and returns the refusal.
+func (s *Server) throttle(w http.ResponseWriter, r *http.Request, account string) error {
 	for _, t := range []struct {
 		limits *throttle
 		key    string
@@ -38,9 +40,18 @@ func (s *Server) throttled(w http.ResponseWriter, r *http.Request, account strin
 		}
 		if ok, wait := t.limits.allow(t.key); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			writeError(w, http.StatusTooManyRequests, "slow_down", "too many attempts; retry after the time in Retry-After")
-			return true
+			return &problem{Status: http.StatusTooManyRequests, Code: "slow_down",
+				Message: fmt.Sprintf("too many attempts; retry in %d seconds", retryAfterSeconds(wait))}
 		}
+	}
+	return nil
+}
+
+// throttled answers 429 when the account or the client address has no attempt left.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, account string) bool {
+	if err := s.throttle(w, r, account); err != nil {
+		s.answerError(w, r, err)
+		return true
 	}
 	return false
 }
@@ -70,35 +81,45 @@ func (s *Server) authenticate(ctx context.Context, email, password string) (user
 	return u, true, nil
 }
 
+// checkPassword checks a login's email and password for the API and the login page: throttled
+// per account and client address (429 with Retry-After), the same answer for an unknown user
+// and a wrong password, failures audited.
+func (s *Server) checkPassword(w http.ResponseWriter, r *http.Request, email, password string) (user, error) {
+	email = db.NormalizeEmail(email)
+	if email == "" || password == "" {
+		return user{}, &problem{Status: http.StatusBadRequest, Code: "invalid_request", Message: "email and password are required"}
+	}
+	if err := s.throttle(w, r, email); err != nil {
+		s.metrics.logins.WithLabelValues("throttled").Inc()
+		return user{}, err
+	}
+	if len(password) > maxPasswordLength {
+		password = password[:maxPasswordLength] // hash the same bounded work; it cannot match
+	}
+	u, ok, err := s.authenticate(r.Context(), email, password)
+	if err != nil {
+		return user{}, err
+	}
+	if !ok {
+		s.metrics.logins.WithLabelValues("failed").Inc()
+		s.audit(r, auditEntry{Actor: email, Action: "login.failed", Target: "user/" + email})
+		return user{}, &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "the email or the password is wrong"}
+	}
+	return u, nil
+}
+
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	var req loginRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	email := db.NormalizeEmail(req.Email)
-	if email == "" || req.Password == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", "email and password are required")
-		return
-	}
-	if s.throttled(w, r, email) {
-		s.metrics.logins.WithLabelValues("throttled").Inc()
-		return
-	}
-	if len(req.Password) > maxPasswordLength {
-		req.Password = req.Password[:maxPasswordLength] // hash the same bounded work; it cannot match
-	}
-	u, ok, err := s.authenticate(r.Context(), email, req.Password)
+	u, err := s.checkPassword(w, r, req.Email, req.Password)
 	if err != nil {
-		s.failed(w, r, err)
+		s.answerError(w, r, err)
 		return
 	}
-	if !ok {
-		s.metrics.logins.WithLabelValues("failed").Inc()
-		s.audit(r, auditEntry{Actor: email, Action: "login.failed", Target: "user/" + email})
-		writeError(w, http.StatusUnauthorized, "invalid_credentials", "the email or the password is wrong")
-		return
-	}
+	email := u.Email
 	memberships, err := s.store.memberships(r.Context(), u.ID)
 	if err != nil {
 		s.failed(w, r, err)
@@ -128,16 +149,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 // startSession starts a refresh token family for u and issues its first access token.
 func (s *Server) startSession(r *http.Request, u user, a access) (tokenResponse, error) {
-	refresh, err := s.store.startSession(r.Context(), u.ID, a.scope, s.sessionPolicy(), clientOf(r))
+	refresh, family, err := s.store.startSession(r.Context(), u.ID, a.scope, s.sessionPolicy(), clientOf(r))
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	return s.userTokens(r, u, a, refresh, "login")
+	return s.userTokens(r, u, a, refresh, family, "login")
 }
 
-// userTokens issues an access token for u with access a, next to refresh.
-func (s *Server) userTokens(r *http.Request, u user, a access, refresh, grantType string) (tokenResponse, error) {
-	g := grant{Subject: u.ID, ClientID: tenancy.SessionClientID, UserID: u.ID, Role: a.Role}
+// userTokens issues an access token for u with access a in session family, next to refresh.
+func (s *Server) userTokens(r *http.Request, u user, a access, refresh, family, grantType string) (tokenResponse, error) {
+	g := grant{Subject: u.ID, ClientID: tenancy.SessionClientID, UserID: u.ID, Role: a.Role, Session: family}
 	if a.OrgID != nil {
 		g.OrgID = *a.OrgID
 	}
@@ -224,7 +245,7 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 		return tokenResponse{}, "", err
 	}
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.refreshed", Target: "session/" + rot.FamilyID, OrgID: a.OrgID})
-	resp, err := s.userTokens(r, u, a, rot.Token, "refresh_token")
+	resp, err := s.userTokens(r, u, a, rot.Token, rot.FamilyID, "refresh_token")
 	return resp, "", err
 }
 

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
 
 // AcceptedAnnotation is set on a Membership when its invitation is accepted: it wakes the
@@ -98,25 +99,11 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	if s.throttled(w, r, "") {
 		return
 	}
-	claims, hasBearer := s.bearer(r)
-	inv, err := s.store.acceptInvitation(r.Context(), req.Token, func(inv invitation) (*string, error) {
-		if inv.PasswordHash == nil {
-			if err := checkNewPassword(req.Password); err != nil {
-				return nil, &errProof{err.Error()}
-			}
-			hash, err := s.hashPassword(req.Password)
-			return &hash, err
-		}
-		if hasBearer && !claims.IsAPIKey() && claims.Subject == inv.UserID {
-			return nil, nil
-		}
-		if req.Password != "" {
-			if ok, _, err := s.verifyPassword(req.Password, *inv.PasswordHash); err == nil && ok {
-				return nil, nil
-			}
-		}
-		return nil, &errProof{"this account has a password: send it, or an access token of the account"}
-	})
+	claims, ok := s.bearer(r)
+	if !ok {
+		claims = nil
+	}
+	inv, err := s.redeemInvitation(r, req.Token, req.Password, claims)
 	var proof *errProof
 	switch {
 	case errors.Is(err, errInvalidInvitation):
@@ -128,12 +115,6 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.failed(w, r, err)
 		return
-	}
-	s.audit(r, auditEntry{Actor: inv.Email, ActorUserID: &inv.UserID, Action: "invitation.accepted",
-		Target: "membership/" + inv.MembershipUID, OrgID: &inv.OrgID})
-	if err := s.wakeMembership(r.Context(), inv); err != nil {
-		// The membership is active in the database; the controller shows it at its next resync.
-		s.log.Error(err, "Waking the Membership after an accepted invitation", "membership", inv.MembershipUID)
 	}
 	u := user{ID: inv.UserID, Email: inv.Email}
 	memberships, err := s.store.memberships(r.Context(), u.ID)
@@ -153,10 +134,44 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// redeemInvitation uses an invitation token for the API and the invitation page. A user
+// without a password sets one; a user with one proves it (the password, or claims of an access
+// token of theirs; nil when there is none).
+func (s *Server) redeemInvitation(r *http.Request, token, password string, claims *tenancy.Claims) (invitation, error) {
+	inv, err := s.store.acceptInvitation(r.Context(), token, func(inv invitation) (*string, error) {
+		if inv.PasswordHash == nil {
+			if err := checkNewPassword(password); err != nil {
+				return nil, &errProof{err.Error()}
+			}
+			hash, err := s.hashPassword(password)
+			return &hash, err
+		}
+		if claims != nil && !claims.IsAPIKey() && claims.Subject == inv.UserID {
+			return nil, nil
+		}
+		if password != "" {
+			if ok, _, err := s.verifyPassword(password, *inv.PasswordHash); err == nil && ok {
+				return nil, nil
+			}
+		}
+		return nil, &errProof{"this account has a password: send it, or an access token of the account"}
+	})
+	if err != nil {
+		return inv, err
+	}
+	s.audit(r, auditEntry{Actor: inv.Email, ActorUserID: &inv.UserID, Action: "invitation.accepted",
+		Target: "membership/" + inv.MembershipUID, OrgID: &inv.OrgID})
+	if err := s.wakeMembership(r.Context(), inv); err != nil {
+		// The membership is active in the database; the controller shows it at its next resync.
+		s.log.Error(err, "Waking the Membership after an accepted invitation", "membership", inv.MembershipUID)
+	}
+	return inv, nil
+}
+
 // wakeMembership annotates the accepted Membership, so that its controller reconciles it now.
 func (s *Server) wakeMembership(ctx context.Context, inv invitation) error {
 	var list tenancyv1.MembershipList
-	if err := s.kube.List(ctx, &list, client.InNamespace(inv.Namespace)); err != nil {
+	if err := s.kube.Client.List(ctx, &list, client.InNamespace(inv.Namespace)); err != nil {
 		return fmt.Errorf("listing memberships in %s: %w", inv.Namespace, err)
 	}
 	for _, m := range list.Items {
@@ -164,7 +179,7 @@ func (s *Server) wakeMembership(ctx context.Context, inv invitation) error {
 			continue
 		}
 		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, AcceptedAnnotation, time.Now().UTC().Format(time.RFC3339))
-		return s.kube.Patch(ctx, &m, client.RawPatch(types.MergePatchType, patch))
+		return s.kube.Client.Patch(ctx, &m, client.RawPatch(types.MergePatchType, patch))
 	}
 	return fmt.Errorf("no Membership with uid %s in %s", inv.MembershipUID, inv.Namespace)
 }

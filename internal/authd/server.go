@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/signing"
@@ -54,6 +53,14 @@ type Config struct {
 	LoginBurst int
 	// SignupTimeout is how long signup waits for the new Organization and Membership to be Ready.
 	SignupTimeout time.Duration
+	// PublicURL is where people reach authd: the base of the web pages and of the cookies'
+	// Secure attribute (left off only for http://localhost and 127.0.0.1, in development).
+	PublicURL string
+	// UsernamePrefix turns a user's email into their Kubernetes username, as the manager's
+	// --username-prefix does.
+	UsernamePrefix string
+	// PlatformAdminUsers are Kubernetes usernames authd never acts as, whatever a user's email.
+	PlatformAdminUsers []string
 }
 
 // maxBodyBytes bounds request bodies; maxHeaderBytes the header block (see NewHTTPServer).
@@ -67,7 +74,7 @@ type Server struct {
 	cfg      Config
 	store    *Store
 	keys     *KeySource
-	kube     client.Client
+	kube     Kubernetes
 	tokens   *tokenIssuer
 	verifier *tenancy.Verifier
 	log      logr.Logger
@@ -79,11 +86,11 @@ type Server struct {
 	hashing   chan struct{}
 	dummyHash string
 	metrics   *metrics
+	pages     webPages
 }
 
-// NewServer wires authd. kube acts with authd's service account (signing keys, signup,
-// invitations).
-func NewServer(cfg Config, store *Store, keys *KeySource, kube client.Client, log logr.Logger) (*Server, error) {
+// NewServer wires authd.
+func NewServer(cfg Config, store *Store, keys *KeySource, kube Kubernetes, log logr.Logger) (*Server, error) {
 	if cfg.AccessTokenTTL <= 0 || cfg.AccessTokenTTL > signing.MaxTokenLifetime {
 		return nil, fmt.Errorf("the access token lifetime must be between 0 and %s", signing.MaxTokenLifetime)
 	}
@@ -104,6 +111,9 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube client.Client, lo
 		metrics:   newMetrics(),
 	}
 	s.verifier = tenancy.NewVerifier(cfg.Issuer, cfg.Audience, publishedKeys{keys})
+	if s.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -143,6 +153,16 @@ func (s *Server) Handler() http.Handler {
 	route := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.instrument(pattern, h))
 	}
+	s.jsonRoutes(route)
+	s.routeWeb(mux, route)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// jsonRoutes are the endpoints that openapi.json describes.
+func (s *Server) jsonRoutes(route func(pattern string, h http.HandlerFunc)) {
 	route("POST /auth/login", s.login)
 	route("POST /auth/refresh", s.refresh)
 	route("POST /auth/logout", s.logout)
@@ -154,10 +174,8 @@ func (s *Server) Handler() http.Handler {
 	route("POST /oauth2/introspect", s.introspect)
 	route("GET /.well-known/openid-configuration", s.discovery)
 	route("GET /.well-known/jwks.json", s.jwks)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	return mux
+	route("GET /openapi.json", serveOpenAPI)
+	s.routeAPI(route)
 }
 
 // NewHTTPServer serves h on addr with authd's limits.

@@ -43,20 +43,22 @@ type requester struct {
 	Address   string
 }
 
-// startSession creates the first refresh token of a new family.
-func (s *Store) startSession(ctx context.Context, userID string, sc scope, p sessionPolicy, c requester) (string, error) {
+// startSession creates the first refresh token of a new family; it returns the token and the
+// family's id.
+func (s *Store) startSession(ctx context.Context, userID string, sc scope, p sessionPolicy, c requester) (token, familyID string, err error) {
 	token, hash, err := newOpaqueToken(refreshTokenPrefix)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	_, err = s.pool.Exec(ctx, `
+	err = s.pool.QueryRow(ctx, `
 		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address)
-		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8)`,
-		hash, userID, sc.OrgID, sc.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address)
+		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8)
+		RETURNING family_id`,
+		hash, userID, sc.OrgID, sc.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address).Scan(&familyID)
 	if err != nil {
-		return "", fmt.Errorf("starting a session: %w", err)
+		return "", "", fmt.Errorf("starting a session: %w", err)
 	}
-	return token, nil
+	return token, familyID, nil
 }
 
 // rotation is what rotate did.

@@ -95,7 +95,7 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 		ObjectMeta: metav1.ObjectMeta{Namespace: orgName, Name: "owner", Annotations: stamp},
 		Spec:       tenancyv1.MembershipSpec{User: email, Role: tenancyv1.RoleOwner},
 	}
-	if err := s.kube.Create(ctx, org); err != nil {
+	if err := s.kube.Client.Create(ctx, org); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			writeError(w, http.StatusConflict, "organization_taken", "organization: "+orgName+" exists; choose another name")
 		} else if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
@@ -110,7 +110,7 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.SignupTimeout)
 	defer cancel()
 	err := wait.PollUntilContextCancel(waitCtx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		err := s.kube.Create(ctx, owner)
+		err := s.kube.Client.Create(ctx, owner)
 		if apierrors.IsNotFound(err) {
 			return false, nil // the namespace is not there yet
 		}
@@ -166,7 +166,7 @@ func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u us
 func (s *Server) waitReady(ctx context.Context, objects ...tenancyv1.Object) error {
 	return wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		for _, obj := range objects {
-			if err := s.kube.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			if err := s.kube.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 				return false, client.IgnoreNotFound(err)
 			}
 			ready := meta.FindStatusCondition(obj.CommonStatusRef().Conditions, tenancyv1.ReadyCondition)
@@ -184,11 +184,11 @@ func (s *Server) waitReady(ctx context.Context, objects ...tenancyv1.Object) err
 func (s *Server) undoSignup(ctx context.Context, org *tenancyv1.Organization, owner *tenancyv1.Membership, email string) {
 	var err error
 	for _, obj := range []client.Object{owner, org} {
-		if err = s.kube.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		if err = s.kube.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 			break
 		}
 		err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			err := s.kube.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+			err := s.kube.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 		})
 		if err != nil {

@@ -34,6 +34,7 @@ import (
 // the manager's controllers, and a database of its own reached through a proxy that specs cut.
 var (
 	kube      client.Client
+	asCaller  client.Client
 	sqlPool   *pgxpool.Pool
 	dbProxy   *testenv.Proxy
 	authdURL  string
@@ -74,6 +75,8 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	DeferCleanup(env.Stop)
 	scheme := testenv.Scheme()
 	kube, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	asCaller, err = authd.NewCallerClient(cfg, scheme, kube.RESTMapper())
 	Expect(err).NotTo(HaveOccurred())
 	Expect(kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
 
@@ -117,7 +120,7 @@ func startAuthd(conf authd.Config) string {
 	ts.Start()
 	conf.Issuer = ts.URL
 	keys := &authd.KeySource{Reader: kube, Namespace: operatorNamespace, Interval: 200 * time.Millisecond}
-	server, err := authd.NewServer(conf, store, keys, kube, GinkgoLogr)
+	server, err := authd.NewServer(conf, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, GinkgoLogr)
 	Expect(err).NotTo(HaveOccurred())
 	ts.Config.Handler = server.Handler()
 	done := make(chan struct{})

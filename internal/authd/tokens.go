@@ -97,6 +97,7 @@ type grant struct {
 	OrgID    string
 	Project  string
 	Role     string
+	Session  string // the refresh token family of a person's token
 }
 
 // issue signs an access token for g with the current signing key.
@@ -117,7 +118,7 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
 			ID: newJTI(),
 		},
-		ClientID: g.ClientID, Org: g.OrgID, Project: g.Project, Role: g.Role,
+		ClientID: g.ClientID, Org: g.OrgID, Project: g.Project, Role: g.Role, SessionID: g.Session,
 		Scope: strings.Join(tenancy.Permissions(g.Role), " "),
 	}
 	if g.OrgID != "" {

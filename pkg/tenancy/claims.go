@@ -36,6 +36,8 @@ type Claims struct {
 	Scope string `json:"scope,omitempty"`
 	// TCtx is the signed request context for tenancy.context (see WithTenant).
 	TCtx string `json:"tctx,omitempty"`
+	// SessionID is the session (refresh token family) a person's token was issued in.
+	SessionID string `json:"sid,omitempty"`
 }
 
 // SessionClientID is the client_id of tokens issued to people.

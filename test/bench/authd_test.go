@@ -117,11 +117,15 @@ func startAuthdBench(b *testing.B) *authdBench {
 	if err := keys.Load(ctx); err != nil {
 		b.Fatal(err)
 	}
+	asCaller, err := authd.NewCallerClient(cfg, scheme, kube.RESTMapper())
+	if err != nil {
+		b.Fatal(err)
+	}
 	server, err := authd.NewServer(authd.Config{
 		Issuer: ts.URL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: time.Hour,
 		SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second, OperatorNamespace: "tenancy-system",
 		Passwords: authd.OWASPParams, LoginRate: time.Nanosecond, LoginBurst: 1 << 20, SignupTimeout: time.Minute,
-	}, store, keys, kube, logr.Discard())
+	}, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, logr.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,287 @@
+package authd
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+)
+
+// The self-service REST API: /api/v1/organizations/{org}/… and /api/v1/me/…, for people with an
+// access token from a login. docs/openapi.json describes it.
+
+func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
+	org := "/api/v1/organizations/{org}"
+	route("GET "+org+"/projects", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
+		items, err := s.listProjects(ctx, c)
+		return answerList(w, items, err)
+	}))
+	route("POST "+org+"/projects", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		var req projectRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return badRequest("body", err.Error())
+		}
+		p, err := s.createProject(ctx, c, req)
+		s.auditChange(r, c, err, "project.created", "project/"+req.Name)
+		return answer(w, http.StatusCreated, p, err)
+	}))
+	route("DELETE "+org+"/projects/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		err := s.deleteObject(ctx, c, &tenancyv1.Project{}, r.PathValue("name"))
+		s.auditChange(r, c, err, "project.deleted", "project/"+r.PathValue("name"))
+		return answerNoContent(w, err)
+	}))
+	route("GET "+org+"/members", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
+		items, err := s.listMembers(ctx, c)
+		return answerList(w, items, err)
+	}))
+	route("POST "+org+"/members", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		var req memberRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return badRequest("body", err.Error())
+		}
+		m, err := s.inviteMember(ctx, c, req)
+		s.auditChange(r, c, err, "member.invited", "membership/"+m.Name, "email", m.Email, "role", m.Role)
+		return answer(w, http.StatusCreated, m, err)
+	}))
+	route("PATCH "+org+"/members/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		var req roleRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return badRequest("body", err.Error())
+		}
+		m, err := s.setMemberRole(ctx, c, r.PathValue("name"), req)
+		s.auditChange(r, c, err, "member.role_changed", "membership/"+r.PathValue("name"), "role", req.Role)
+		return answer(w, http.StatusOK, m, err)
+	}))
+	route("DELETE "+org+"/members/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		err := s.deleteObject(ctx, c, &tenancyv1.Membership{}, r.PathValue("name"))
+		s.auditChange(r, c, err, "member.removed", "membership/"+r.PathValue("name"))
+		return answerNoContent(w, err)
+	}))
+	route("GET "+org+"/apikeys", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
+		items, err := s.listAPIKeys(ctx, c)
+		return answerList(w, items, err)
+	}))
+	route("POST "+org+"/apikeys", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		var req apiKeyRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return badRequest("body", err.Error())
+		}
+		k, err := s.createAPIKey(ctx, c, req)
+		s.auditChange(r, c, ignorePending(err), "apikey.created", "apikey/"+req.Name, "role", req.Role)
+		return answerKey(w, http.StatusCreated, k, err)
+	}))
+	route("POST "+org+"/apikeys/{name}/rotate", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		k, err := s.rotateAPIKey(ctx, c, r.PathValue("name"))
+		s.auditChange(r, c, ignorePending(err), "apikey.rotated", "apikey/"+r.PathValue("name"))
+		return answerKey(w, http.StatusOK, k, err)
+	}))
+	route("DELETE "+org+"/apikeys/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		err := s.deleteObject(ctx, c, &tenancyv1.APIKey{}, r.PathValue("name"))
+		s.auditChange(r, c, err, "apikey.deleted", "apikey/"+r.PathValue("name"))
+		return answerNoContent(w, err)
+	}))
+	route("GET "+org+"/audit", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		before, limit, err := auditPaging(r)
+		if err != nil {
+			return err
+		}
+		items, err := s.auditPage(ctx, c, before, limit)
+		if err != nil {
+			return err
+		}
+		page := map[string]any{"items": items}
+		if len(items) == limit {
+			page["next"] = strconv.FormatInt(items[len(items)-1].ID, 10)
+		}
+		writeJSON(w, http.StatusOK, page)
+		return nil
+	}))
+
+	route("GET /api/v1/me/sessions", s.asUser(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, u user, current string) error {
+		items, err := s.store.sessions(ctx, u.ID, current)
+		return answerList(w, items, err)
+	}))
+	route("DELETE /api/v1/me/sessions/{id}", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
+		return s.endUserSessions(ctx, w, r, u, r.PathValue("id"), "")
+	}))
+	route("DELETE /api/v1/me/sessions", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
+		return s.endUserSessions(ctx, w, r, u, "", current)
+	}))
+	route("PUT /api/v1/me/password", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
+		var req passwordRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return badRequest("body", err.Error())
+		}
+		if err := s.changePassword(ctx, r, u, req, current); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}))
+}
+
+// asUser authenticates a person by their access token; the live user row must still exist and
+// be enabled. API keys have no Kubernetes identity to act as, so they are refused.
+func (s *Server) asUser(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, session string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		claims, ok := s.bearer(r)
+		if !ok || claims.IsAPIKey() {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid_token", "a valid access token of a person is required (API keys cannot use the self-service API)")
+			return
+		}
+		u, found, err := s.store.userByID(r.Context(), claims.Subject)
+		if err == nil && (!found || u.Disabled) {
+			err = &problem{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the user no longer exists or is disabled"}
+		}
+		if err == nil {
+			err = h(r.Context(), w, r, u, claims.SessionID)
+		}
+		s.answerError(w, r, err)
+	}
+}
+
+// inOrg is asUser for the organization named in the path.
+func (s *Server) inOrg(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error) http.HandlerFunc {
+	return s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
+		c, err := s.callerIn(ctx, u, r.PathValue("org"))
+		if err != nil {
+			return err
+		}
+		return h(ctx, w, r, c)
+	})
+}
+
+// answerError answers err, when there is one: a problem with its own status, a key the
+// operator has not issued yet, or a failure.
+func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) {
+	var p *problem
+	switch {
+	case err == nil:
+	case errors.As(err, &p):
+		writeJSON(w, p.Status, p)
+	default:
+		s.failed(w, r, err)
+	}
+}
+
+func answer(w http.ResponseWriter, status int, v any, err error) error {
+	if err == nil {
+		writeJSON(w, status, v)
+	}
+	return err
+}
+
+func answerList[T any](w http.ResponseWriter, items []T, err error) error {
+	return answer(w, http.StatusOK, map[string]any{"items": items}, err)
+}
+
+func answerNoContent(w http.ResponseWriter, err error) error {
+	if err == nil {
+		w.WriteHeader(http.StatusNoContent)
+	}
+	return err
+}
+
+// answerKey answers an issued key, or 202 when the APIKey exists but its key is not issued yet:
+// it then reaches the caller only through the APIKey's Secret.
+func answerKey(w http.ResponseWriter, status int, k apiKeyView, err error) error {
+	if errors.Is(err, errKeyPending) {
+		k.Message = err.Error() + "; read it from the APIKey's Secret once it is Ready"
+		writeJSON(w, http.StatusAccepted, k)
+		return nil
+	}
+	return answer(w, status, k, err)
+}
+
+func ignorePending(err error) error {
+	if errors.Is(err, errKeyPending) {
+		return nil
+	}
+	return err
+}
+
+// auditChange records a self-service change that the API server accepted.
+func (s *Server) auditChange(r *http.Request, c orgCaller, err error, action, target string, details ...string) {
+	if err != nil {
+		return
+	}
+	d := map[string]any{"via": "self-service"}
+	for i := 0; i+1 < len(details); i += 2 {
+		d[details[i]] = details[i+1]
+	}
+	s.audit(r, auditEntry{Actor: c.user.Email, ActorUserID: &c.user.ID, Action: action, Target: target, OrgID: &c.org.OrgID, Details: d})
+}
+
+// auditPaging reads ?before= (an audit row id) and ?limit= (1–200, default 50).
+func auditPaging(r *http.Request) (before int64, limit int, err error) {
+	limit = 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 200 {
+			return 0, 0, badRequest("limit", "must be a number from 1 to 200")
+		}
+	}
+	if v := r.URL.Query().Get("before"); v != "" {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+			return 0, 0, badRequest("before", "must be the id of an audit row (the next value of the previous page)")
+		}
+	}
+	return before, limit, nil
+}
+
+// endUserSessions ends one of the user's sessions (family) or all but keep.
+func (s *Server) endUserSessions(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, family, keep string) error {
+	ended, err := s.store.endSessions(ctx, u.ID, family, keep)
+	if err != nil {
+		return err
+	}
+	if family != "" && len(ended) == 0 {
+		return notFound("no live session " + family + " of " + u.Email)
+	}
+	for _, id := range ended {
+		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.ended", Target: "session/" + id})
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type passwordRequest struct {
+	CurrentPassword string `json:"currentPassword"`
+	NewPassword     string `json:"newPassword"`
+}
+
+// changePassword sets a new password once the current one is proven, and ends the user's other
+// sessions: whoever knew the old password is logged out.
+func (s *Server) changePassword(ctx context.Context, r *http.Request, u user, req passwordRequest, keep string) error {
+	if ok, _ := s.accounts.allow(u.Email); !ok {
+		return &problem{Status: http.StatusTooManyRequests, Code: "slow_down", Message: "too many attempts; retry later"}
+	}
+	current := req.CurrentPassword
+	if len(current) > maxPasswordLength {
+		current = current[:maxPasswordLength]
+	}
+	if u.PasswordHash == nil {
+		return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the account has no password"}
+	}
+	if ok, _, err := s.verifyPassword(current, *u.PasswordHash); err != nil || !ok {
+		return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the password is wrong",
+			Fields: []fieldProblem{{Field: "currentPassword", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
+	}
+	if err := checkNewPassword(req.NewPassword); err != nil {
+		return badRequest("newPassword", strings.TrimPrefix(err.Error(), "password: "))
+	}
+	hash, err := s.hashPassword(req.NewPassword)
+	if err != nil {
+		return err
+	}
+	if err := s.store.setPassword(ctx, u.ID, hash); err != nil {
+		return err
+	}
+	ended, err := s.store.endSessions(ctx, u.ID, "", keep)
+	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "password.changed", Target: "user/" + u.Email,
+		Details: map[string]any{"sessions_ended": len(ended)}})
+	return err
+}

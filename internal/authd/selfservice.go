@@ -1,0 +1,470 @@
+package authd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// The self-service operations behind the REST API and the web pages. Reads of the caller's own
+// identity come from the database; everything about an organization's Projects, Memberships and
+// APIKeys goes to the Kubernetes API as the caller (Kubernetes.AsCaller), so that RBAC and the
+// admission webhooks decide exactly as they do for that person's kubectl.
+
+// problem is a refusal or failure, for a JSON error body or a message on a page.
+type problem struct {
+	Status  int            `json:"-"`
+	Code    string         `json:"error"`
+	Message string         `json:"error_description"`
+	Fields  []fieldProblem `json:"fields,omitempty"`
+}
+
+// fieldProblem is one field the API server or a webhook refused, as kubectl shows it.
+type fieldProblem struct {
+	Field   string `json:"field"`
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+func (p *problem) Error() string { return p.Message }
+
+func badRequest(field, message string) *problem {
+	return &problem{Status: http.StatusBadRequest, Code: "invalid_request", Message: field + ": " + message,
+		Fields: []fieldProblem{{Field: field, Type: "FieldValueInvalid", Message: message}}}
+}
+
+func notFound(message string) *problem {
+	return &problem{Status: http.StatusNotFound, Code: "not_found", Message: message}
+}
+
+// kubeProblem turns an error of the Kubernetes API into the same status, reason, message and
+// field causes that kubectl shows; other errors stay as they are (failed answers them).
+func kubeProblem(err error) error {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return err
+	}
+	st := status.Status()
+	code := map[metav1.StatusReason]string{
+		metav1.StatusReasonForbidden: "forbidden", metav1.StatusReasonInvalid: "invalid", metav1.StatusReasonNotFound: "not_found",
+		metav1.StatusReasonAlreadyExists: "already_exists", metav1.StatusReasonConflict: "conflict", metav1.StatusReasonBadRequest: "invalid_request",
+	}[st.Reason]
+	if code == "" || st.Code < 400 || st.Code >= 500 {
+		return err // timeouts, unavailability, server errors: not the caller's fault
+	}
+	p := &problem{Status: int(st.Code), Code: code, Message: st.Message}
+	if st.Details != nil {
+		for _, c := range st.Details.Causes {
+			p.Fields = append(p.Fields, fieldProblem{Field: c.Field, Type: string(c.Type), Message: c.Message})
+		}
+	}
+	return p
+}
+
+// orgCaller is a user acting in one of their organizations.
+type orgCaller struct {
+	user      user
+	org       membership // the organization, with the caller's organization-wide membership if any
+	role      tenancyv1.Role
+	projects  map[string]tenancyv1.Role // project name → the caller's role there
+	namespace string
+	username  string // the caller's Kubernetes username
+}
+
+// as puts the caller into ctx for Kubernetes.AsCaller.
+func (c orgCaller) as(ctx context.Context) context.Context { return withCaller(ctx, c.username) }
+
+// canManage reports whether the caller administers the whole organization: what the
+// organization's RBAC lets write Projects, Memberships and APIKeys.
+func (c orgCaller) canManage() bool { return c.role.AtLeast(tenancyv1.RoleAdmin) }
+
+// callerIn resolves a user's access to organization orgName from their live memberships: an
+// Active one there (organization-wide or in a project) is required; the answer does not tell an
+// unknown organization from one the user does not belong to.
+func (s *Server) callerIn(ctx context.Context, u user, orgName string) (orgCaller, error) {
+	all, err := s.store.memberships(ctx, u.ID)
+	if err != nil {
+		return orgCaller{}, err
+	}
+	c := orgCaller{user: u, projects: map[string]tenancyv1.Role{}}
+	for _, m := range all {
+		if m.OrgName != orgName || m.State != string(tenancyv1.MembershipActive) {
+			continue
+		}
+		c.namespace = m.namespace
+		if m.ProjectName == nil {
+			c.org, c.role = m, tenancyv1.Role(m.Role)
+		} else {
+			c.org.OrgID, c.org.OrgName = m.OrgID, m.OrgName
+			c.projects[*m.ProjectName] = tenancyv1.Role(m.Role)
+		}
+	}
+	if c.namespace == "" {
+		return orgCaller{}, notFound(fmt.Sprintf("%s is not a member of an organization named %q", u.Email, orgName))
+	}
+	if c.username, err = s.usernameOf(u.Email); err != nil {
+		return orgCaller{}, &problem{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()}
+	}
+	return c, nil
+}
+
+// projectView is a Project as the self-service API shows it.
+type projectView struct {
+	Name        string    `json:"name"`
+	DisplayName string    `json:"displayName,omitempty"`
+	ID          string    `json:"id,omitempty"`
+	Ready       bool      `json:"ready"`
+	Message     string    `json:"message,omitempty"`
+	Created     time.Time `json:"createdAt"`
+}
+
+// memberView is a Membership as the self-service API shows it.
+type memberView struct {
+	Name          string    `json:"name"`
+	Email         string    `json:"email"`
+	Role          string    `json:"role"`
+	Project       string    `json:"project,omitempty"`
+	State         string    `json:"state,omitempty"`
+	Ready         bool      `json:"ready"`
+	Message       string    `json:"message,omitempty"`
+	InvitationURL string    `json:"invitationURL,omitempty"`
+	Created       time.Time `json:"createdAt"`
+}
+
+// apiKeyView is an APIKey as the self-service API shows it; APIKey is set only in the answer
+// that issued the key.
+type apiKeyView struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	Project   string     `json:"project,omitempty"`
+	KeyID     string     `json:"keyID,omitempty"`
+	Prefix    string     `json:"prefix,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	RotatedAt *time.Time `json:"rotatedAt,omitempty"`
+	Ready     bool       `json:"ready"`
+	Message   string     `json:"message,omitempty"`
+	APIKey    string     `json:"apiKey,omitempty"`
+}
+
+func readiness(conditions []metav1.Condition) (bool, string) {
+	c := meta.FindStatusCondition(conditions, tenancyv1.ReadyCondition)
+	if c == nil {
+		return false, "not reconciled yet"
+	}
+	if c.Status == metav1.ConditionTrue {
+		return true, ""
+	}
+	return false, c.Message
+}
+
+func timePtr(t *metav1.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.UTC()
+	return &v
+}
+
+func (s *Server) listProjects(ctx context.Context, c orgCaller) ([]projectView, error) {
+	ctx = c.as(ctx)
+	var list tenancyv1.ProjectList
+	if err := s.kube.AsCaller.List(ctx, &list, client.InNamespace(c.namespace)); err != nil {
+		return nil, kubeProblem(err)
+	}
+	views := make([]projectView, 0, len(list.Items))
+	for _, p := range list.Items {
+		ready, message := readiness(p.Status.Conditions)
+		views = append(views, projectView{Name: p.Name, DisplayName: p.Spec.DisplayName, ID: p.Status.ID, Ready: ready, Message: message,
+			Created: p.CreationTimestamp.UTC()})
+	}
+	return views, nil
+}
+
+type projectRequest struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"displayName"`
+}
+
+func (s *Server) createProject(ctx context.Context, c orgCaller, req projectRequest) (projectView, error) {
+	ctx = c.as(ctx)
+	if errs := validation.IsDNS1123Label(req.Name); len(errs) > 0 {
+		return projectView{}, badRequest("name", strings.Join(errs, "; "))
+	}
+	p := &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: req.Name, Namespace: c.namespace},
+		Spec: tenancyv1.ProjectSpec{DisplayName: req.DisplayName}}
+	if err := s.kube.AsCaller.Create(ctx, p); err != nil {
+		return projectView{}, kubeProblem(err)
+	}
+	return projectView{Name: p.Name, DisplayName: p.Spec.DisplayName, Created: p.CreationTimestamp.UTC(), Message: "not reconciled yet"}, nil
+}
+
+func (s *Server) deleteObject(ctx context.Context, c orgCaller, obj client.Object, name string) error {
+	ctx = c.as(ctx)
+	obj.SetName(name)
+	obj.SetNamespace(c.namespace)
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return badRequest("name", strings.Join(errs, "; "))
+	}
+	return kubeProblem(s.kube.AsCaller.Delete(ctx, obj))
+}
+
+func (s *Server) listMembers(ctx context.Context, c orgCaller) ([]memberView, error) {
+	ctx = c.as(ctx)
+	var list tenancyv1.MembershipList
+	if err := s.kube.AsCaller.List(ctx, &list, client.InNamespace(c.namespace)); err != nil {
+		return nil, kubeProblem(err)
+	}
+	views := make([]memberView, 0, len(list.Items))
+	for _, m := range list.Items {
+		views = append(views, memberViewOf(&m))
+	}
+	slices.SortFunc(views, func(a, b memberView) int { return strings.Compare(a.Email+"/"+a.Project, b.Email+"/"+b.Project) })
+	return views, nil
+}
+
+func memberViewOf(m *tenancyv1.Membership) memberView {
+	ready, message := readiness(m.Status.Conditions)
+	return memberView{Name: m.Name, Email: m.Spec.User, Role: string(m.RoleOrDefault()), Project: m.Spec.Project,
+		State: string(m.Status.State), Ready: ready, Message: message, Created: m.CreationTimestamp.UTC()}
+}
+
+type memberRequest struct {
+	Email   string `json:"email"`
+	Role    string `json:"role"`
+	Project string `json:"project"`
+}
+
+// inviteMember creates a Membership (the operator invites a user who has no password) and
+// answers with the invitation link when the caller may read it within a few seconds: authd
+// sends no email, the inviter passes the link on.
+func (s *Server) inviteMember(ctx context.Context, c orgCaller, req memberRequest) (memberView, error) {
+	ctx = c.as(ctx)
+	email := db.NormalizeEmail(req.Email)
+	if !emailPattern.MatchString(email) {
+		return memberView{}, badRequest("email", fmt.Sprintf("%q is not an email address", req.Email))
+	}
+	role, err := parseRole("role", req.Role, tenancyv1.RoleMember)
+	if err != nil {
+		return memberView{}, err
+	}
+	m := &tenancyv1.Membership{
+		ObjectMeta: metav1.ObjectMeta{Name: membershipName(email, req.Project), Namespace: c.namespace},
+		Spec:       tenancyv1.MembershipSpec{User: email, Role: role, Project: req.Project},
+	}
+	if err := s.kube.AsCaller.Create(ctx, m); err != nil {
+		return memberView{}, kubeProblem(err)
+	}
+	view := memberViewOf(m)
+	view.InvitationURL = s.invitationURL(ctx, c, m.Name)
+	return view, nil
+}
+
+// invitationURL waits briefly for the operator to invite and for the caller's RBAC to cover
+// the invitation Secret; it is "" for a user who already has a password, or an Owner invited by
+// an Admin (only Owners read those).
+func (s *Server) invitationURL(ctx context.Context, c orgCaller, membershipName string) string {
+	ctx = c.as(ctx)
+	var link string
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		var m tenancyv1.Membership
+		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: membershipName}, &m); err != nil {
+			return false, nil
+		}
+		if m.Status.State == tenancyv1.MembershipActive {
+			return true, nil
+		}
+		if m.Status.InviteSecretName == "" {
+			return false, nil
+		}
+		var secret corev1.Secret
+		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: m.Status.InviteSecretName}, &secret); err != nil {
+			return false, nil
+		}
+		link = string(secret.Data[controllers.InviteURLKey])
+		return link != "", nil
+	})
+	return link
+}
+
+type roleRequest struct {
+	Role string `json:"role"`
+}
+
+func (s *Server) setMemberRole(ctx context.Context, c orgCaller, name string, req roleRequest) (memberView, error) {
+	ctx = c.as(ctx)
+	role, err := parseRole("role", req.Role, "")
+	if err != nil {
+		return memberView{}, err
+	}
+	m := &tenancyv1.Membership{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.namespace}}
+	patch := fmt.Appendf(nil, `{"spec":{"role":%q}}`, role)
+	if err := s.kube.AsCaller.Patch(ctx, m, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return memberView{}, kubeProblem(err)
+	}
+	return memberViewOf(m), nil
+}
+
+func (s *Server) listAPIKeys(ctx context.Context, c orgCaller) ([]apiKeyView, error) {
+	ctx = c.as(ctx)
+	var list tenancyv1.APIKeyList
+	if err := s.kube.AsCaller.List(ctx, &list, client.InNamespace(c.namespace)); err != nil {
+		return nil, kubeProblem(err)
+	}
+	views := make([]apiKeyView, 0, len(list.Items))
+	for _, k := range list.Items {
+		views = append(views, apiKeyViewOf(&k))
+	}
+	return views, nil
+}
+
+func apiKeyViewOf(k *tenancyv1.APIKey) apiKeyView {
+	ready, message := readiness(k.Status.Conditions)
+	return apiKeyView{Name: k.Name, Role: string(k.Spec.Role), Project: k.Spec.Project, KeyID: k.Status.KeyID, Prefix: k.Status.Prefix,
+		ExpiresAt: timePtr(k.Status.ExpiresAt), RotatedAt: timePtr(k.Status.RotatedAt), Ready: ready, Message: message}
+}
+
+type apiKeyRequest struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	Project   string     `json:"project"`
+	ExpiresAt *time.Time `json:"expiresAt"`
+}
+
+// errKeyPending is an API key that was created or rotated but not issued in time.
+var errKeyPending = errors.New("the operator has not issued the key yet")
+
+// createAPIKey creates an APIKey and answers with the key itself, read as the caller from the
+// Secret the operator writes: the only answer that ever holds it.
+func (s *Server) createAPIKey(ctx context.Context, c orgCaller, req apiKeyRequest) (apiKeyView, error) {
+	ctx = c.as(ctx)
+	if errs := validation.IsDNS1123Label(req.Name); len(errs) > 0 {
+		return apiKeyView{}, badRequest("name", strings.Join(errs, "; "))
+	}
+	role, err := parseRole("role", req.Role, "")
+	if err != nil {
+		return apiKeyView{}, err
+	}
+	k := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: req.Name, Namespace: c.namespace},
+		Spec: tenancyv1.APIKeySpec{Role: role, Project: req.Project}}
+	if req.ExpiresAt != nil {
+		k.Spec.ExpiresAt = &metav1.Time{Time: *req.ExpiresAt}
+	}
+	if err := s.kube.AsCaller.Create(ctx, k); err != nil {
+		return apiKeyView{}, kubeProblem(err)
+	}
+	return s.issuedKey(ctx, c, k.Name, nil)
+}
+
+// rotateAPIKey asks the operator for a new key (the previous one works for the grace period)
+// and answers with it.
+func (s *Server) rotateAPIKey(ctx context.Context, c orgCaller, name string) (apiKeyView, error) {
+	ctx = c.as(ctx)
+	var k tenancyv1.APIKey
+	if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: name}, &k); err != nil {
+		return apiKeyView{}, kubeProblem(err)
+	}
+	previous := k.Status.KeyID
+	patch := fmt.Appendf(nil, `{"spec":{"rotation":%q}}`, "self-service/"+time.Now().UTC().Format(time.RFC3339Nano))
+	if err := s.kube.AsCaller.Patch(ctx, &k, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return apiKeyView{}, kubeProblem(err)
+	}
+	return s.issuedKey(ctx, c, name, &previous)
+}
+
+// issuedKey waits until the operator has issued the key of APIKey name (other than previous)
+// and the caller may read its Secret.
+func (s *Server) issuedKey(ctx context.Context, c orgCaller, name string, previous *string) (apiKeyView, error) {
+	ctx = c.as(ctx)
+	var view apiKeyView
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		var k tenancyv1.APIKey
+		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: name}, &k); err != nil {
+			return false, client.IgnoreNotFound(kubeProblem(err))
+		}
+		if k.Status.KeyID == "" || (previous != nil && k.Status.KeyID == *previous) {
+			return false, nil
+		}
+		var secret corev1.Secret
+		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: k.SecretNameOrDefault()}, &secret); err != nil {
+			return false, nil // the operator is still writing it, or the caller's RBAC does not list it yet
+		}
+		if string(secret.Data["keyID"]) != k.Status.KeyID {
+			return false, nil
+		}
+		view = apiKeyViewOf(&k)
+		view.APIKey = string(secret.Data["apiKey"])
+		return true, nil
+	})
+	if wait.Interrupted(err) {
+		return apiKeyView{}, fmt.Errorf("%w: APIKey %s", errKeyPending, name)
+	}
+	return view, err
+}
+
+// auditRecord is one row of an organization's audit log.
+type auditRecord struct {
+	ID        int64          `json:"id"`
+	At        time.Time      `json:"at"`
+	Actor     string         `json:"actor"`
+	Action    string         `json:"action"`
+	Target    string         `json:"target"`
+	RequestID string         `json:"requestID,omitempty"`
+	Details   map[string]any `json:"details,omitempty"`
+}
+
+// auditPage is the organization's audit log for Admins and Owners of the whole organization,
+// newest first, limit rows older than before (0: the newest).
+func (s *Server) auditPage(ctx context.Context, c orgCaller, before int64, limit int) ([]auditRecord, error) {
+	if !c.canManage() {
+		return nil, &problem{Status: http.StatusForbidden, Code: "forbidden",
+			Message: fmt.Sprintf("%s is not an Admin of %s: the audit log is for its Admins and Owners", c.user.Email, c.org.OrgName)}
+	}
+	return s.store.auditLog(ctx, c.org.OrgID, before, limit)
+}
+
+func parseRole(field, value string, fallback tenancyv1.Role) (tenancyv1.Role, error) {
+	if value == "" && fallback != "" {
+		return fallback, nil
+	}
+	role := tenancyv1.Role(value)
+	if role.Rank() == 0 {
+		return "", badRequest(field, fmt.Sprintf("%q is not a role: use Owner, Admin, Member or Viewer", value))
+	}
+	return role, nil
+}
+
+var emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+
+// membershipName names a self-service Membership after its user and project, readable in
+// kubectl; long or unusual addresses end in a hash so that names stay unique and valid.
+func membershipName(email, project string) string {
+	name := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(email, "-"), "-")
+	if project != "" {
+		name = project + "-" + name
+	}
+	if len(name) > 50 || validation.IsDNS1123Label(name) != nil {
+		sum := sha256.Sum256([]byte(project + "/" + email))
+		name = strings.Trim(name[:min(len(name), 40)], "-") + "-" + hex.EncodeToString(sum[:])[:10]
+	}
+	return name
+}
