@@ -67,12 +67,17 @@ type APIKeyStatus struct {
 // +kubebuilder:printcolumn:name="Key ID",type=string,JSONPath=`.status.keyID`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type APIKey struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   APIKeySpec   `json:"spec"`
+	Spec APIKeySpec `json:"spec"`
+	// status is what the operator last observed and did. It starts with observedGeneration -1, so
+	// that kstatus (kubectl wait, Argo CD, Flux) reads a new object as InProgress, not Current,
+	// until the operator has looked at it.
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status APIKeyStatus `json:"status,omitempty"`
 }
 

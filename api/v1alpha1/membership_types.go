@@ -64,12 +64,17 @@ type MembershipStatus struct {
 // +kubebuilder:printcolumn:name="Project",type=string,JSONPath=`.spec.project`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Membership struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   MembershipSpec   `json:"spec"`
+	Spec MembershipSpec `json:"spec"`
+	// status is what the operator last observed and did. It starts with observedGeneration -1, so
+	// that kstatus (kubectl wait, Argo CD, Flux) reads a new object as InProgress, not Current,
+	// until the operator has looked at it.
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status MembershipStatus `json:"status,omitempty"`
 }
 

@@ -103,6 +103,7 @@ type OrganizationStatus struct {
 // +kubebuilder:printcolumn:name="Projects",type=integer,JSONPath=`.status.projects`
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.status.members`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.__namespace__) ? self.spec.__namespace__ : self.metadata.name) == (has(oldSelf.spec.__namespace__) ? oldSelf.spec.__namespace__ : oldSelf.metadata.name)",message="spec.namespace is immutable",fieldPath=".spec.namespace"
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters, as it names the default namespace"
@@ -111,7 +112,11 @@ type Organization struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// +kubebuilder:default={}
-	Spec   OrganizationSpec   `json:"spec,omitempty"`
+	Spec OrganizationSpec `json:"spec,omitempty"`
+	// status is what the operator last observed and did. It starts with observedGeneration -1, so
+	// that kstatus (kubectl wait, Argo CD, Flux) reads a new object as InProgress, not Current,
+	// until the operator has looked at it.
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status OrganizationStatus `json:"status,omitempty"`
 }
 

@@ -30,13 +30,18 @@ type ProjectStatus struct {
 // +kubebuilder:resource:scope=Namespaced,shortName=proj,categories=tenancy
 // +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Project struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// +kubebuilder:default={}
-	Spec   ProjectSpec   `json:"spec,omitempty"`
+	Spec ProjectSpec `json:"spec,omitempty"`
+	// status is what the operator last observed and did. It starts with observedGeneration -1, so
+	// that kstatus (kubectl wait, Argo CD, Flux) reads a new object as InProgress, not Current,
+	// until the operator has looked at it.
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status ProjectStatus `json:"status,omitempty"`
 }
 

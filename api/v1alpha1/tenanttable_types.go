@@ -85,12 +85,17 @@ type TenantTableStatus struct {
 // +kubebuilder:printcolumn:name="Schema",type=string,JSONPath=`.spec.schema`
 // +kubebuilder:printcolumn:name="Table",type=string,JSONPath=`.spec.table`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TenantTable struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   TenantTableSpec   `json:"spec"`
+	Spec TenantTableSpec `json:"spec"`
+	// status is what the operator last observed and did. It starts with observedGeneration -1, so
+	// that kstatus (kubectl wait, Argo CD, Flux) reads a new object as InProgress, not Current,
+	// until the operator has looked at it.
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status TenantTableStatus `json:"status,omitempty"`
 }
 
