@@ -61,6 +61,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 test: verify-generated verify-fmt vet lint ## Run every check and test: generated files, lint, unit, envtest and PostgreSQL.
 	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
+	export TENANCY_CHROMIUM="$$(hack/chromium.sh)"; \
 	go test -race -timeout $(TEST_TIMEOUT) -count=1 ./... $(TEST_ARGS)
 
 .PHONY: bench

@@ -270,7 +270,9 @@ Tenancy is running.
   database:    psql '%[3]s' -c 'select name, tier from tenancy.organizations'
   logs:        %[4]s
   environment: %[5]s (source it from scripts)
-  authd:       %[6]s (discovery: %[6]s/.well-known/openid-configuration)
+  authd:       %[6]s (discovery: %[6]s/.well-known/openid-configuration, API: %[6]s/openapi.json)
+  web:         %[6]s/login as %[7]s with the password %[8]s
+               (the sample Owner: members, projects, API keys and the audit log of acme)
   log in:      curl -s %[6]s/auth/login -H 'Content-Type: application/json' \
                  -d '{"email":"%[7]s","password":"%[8]s"}'
                (the sample Owner; the script accepted the invitation with this password)

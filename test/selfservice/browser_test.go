@@ -1,0 +1,276 @@
+package selfservice_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
+)
+
+// chromiumPath is Debian's Chromium, installed by hack/chromium.sh when missing.
+func chromiumPath() string {
+	GinkgoHelper()
+	if path := os.Getenv("TENANCY_CHROMIUM"); path != "" {
+		return path
+	}
+	out, err := exec.Command(filepath.Join(testenv.RepoRoot(), "hack", "chromium.sh")).Output()
+	Expect(err).NotTo(HaveOccurred(), "hack/chromium.sh")
+	return strings.TrimSpace(string(out))
+}
+
+// browser drives one headless Chromium; it keeps a screenshot of every step and writes them
+// under .test-output/browser/<spec> (or $TENANCY_TEST_OUTPUT) when the spec fails.
+type browser struct {
+	ctx   context.Context
+	shots []screenshot
+}
+
+type screenshot struct {
+	step string
+	png  []byte
+}
+
+func newBrowser() *browser {
+	GinkgoHelper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath()),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(GinkgoT().TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	Expect(chromedp.Do(ctx)).To(Succeed(), "starting Chromium")
+	b := &browser{ctx: ctx}
+	DeferCleanup(func() {
+		if CurrentSpecReport().Failed() {
+			b.saveScreenshots()
+		}
+		cancel()
+		cancelAlloc()
+	})
+	return b
+}
+
+// step runs actions with a deadline and keeps a screenshot of the page they leave.
+func (b *browser) step(name string, actions ...chromedp.Action[chromedp.Void]) {
+	GinkgoHelper()
+	By(name)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx, actions...)
+	if png, shotErr := chromedp.Run(b.ctx, chromedp.FullScreenshot(80)); shotErr == nil {
+		b.shots = append(b.shots, screenshot{step: name, png: png})
+	}
+	Expect(err).NotTo(HaveOccurred(), "step %q", name)
+}
+
+// read runs an action that reads the page.
+func read[T any](b *browser, action chromedp.Action[T]) T {
+	GinkgoHelper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, action)
+	Expect(err).NotTo(HaveOccurred())
+	return v
+}
+
+func (b *browser) text(sel string) string {
+	GinkgoHelper()
+	return read(b, chromedp.Text(chromedp.CSS(sel)))
+}
+
+func (b *browser) value(sel string) string {
+	GinkgoHelper()
+	return read(b, chromedp.Value(chromedp.CSS(sel)))
+}
+
+func (b *browser) saveScreenshots() {
+	dir := os.Getenv("TENANCY_TEST_OUTPUT")
+	if dir == "" {
+		dir = filepath.Join(testenv.RepoRoot(), ".test-output")
+	}
+	dir = filepath.Join(dir, "browser", regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(CurrentSpecReport().LeafNodeText, "-"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		GinkgoWriter.Printf("screenshots: %v\n", err)
+		return
+	}
+	for i, shot := range b.shots {
+		name := fmt.Sprintf("%02d-%s.png", i+1, regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(shot.step, "-"))
+		_ = os.WriteFile(filepath.Join(dir, name), shot.png, 0o644)
+	}
+	GinkgoWriter.Printf("screenshots of %d steps in %s\n", len(b.shots), dir)
+}
+
+// path reads the page's path.
+func (b *browser) path() string {
+	GinkgoHelper()
+	u, err := url.Parse(read(b, chromedp.Location()))
+	Expect(err).NotTo(HaveOccurred())
+	return u.Path
+}
+
+// choose selects value in a <select> and lets the page react as to a person's choice.
+func choose(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS(sel), value),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector(%q).dispatchEvent(new Event("change", {bubbles: true}))`, sel))(ctx, t)
+			return err
+		}),
+	)
+}
+
+var _ = Describe("The web pages in a browser", func() {
+	It("take an invited Admin from the invitation link to an API key that works", func(ctx SpecContext) {
+		t := newTenant(ctx)
+		second := newTenant(ctx)
+		newbie := uniqueName("newbie") + "@example.com"
+		invite := &tenancyv1.Membership{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns(), Name: uniqueName("newbie")},
+			Spec: tenancyv1.MembershipSpec{User: newbie, Role: tenancyv1.RoleAdmin}}
+		Expect(admin.Create(ctx, invite)).To(Succeed())
+		var link string
+		Eventually(func(g Gomega) {
+			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(invite), invite)).To(Succeed())
+			g.Expect(invite.Status.InviteSecretName).NotTo(BeEmpty())
+			var secret corev1.Secret
+			g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: t.ns(), Name: invite.Status.InviteSecretName}, &secret)).To(Succeed())
+			link = string(secret.Data[controllers.InviteURLKey])
+		}).WithContext(ctx).Should(Succeed())
+		Expect(link).To(HavePrefix(authdURL + "/invite?token="))
+
+		b := newBrowser()
+		b.step("open the invitation link and choose a password",
+			chromedp.Navigate(link),
+			chromedp.WaitVisible(chromedp.CSS("#invite-form")),
+		)
+		text := b.text("main")
+		Expect(text).To(ContainSubstring("Join " + t.org.Name))
+		Expect(text).To(ContainSubstring("You are invited as Admin"))
+		b.step("accept the invitation",
+			chromedp.SendKeys(chromedp.CSS("#password"), password),
+			chromedp.SendKeys(chromedp.CSS("#confirm"), password),
+			chromedp.Click(chromedp.CSS("#accept")),
+			chromedp.WaitVisible(chromedp.CSS("#flash")),
+		)
+		text = b.text("#flash")
+		Expect(text).To(Equal("Welcome to " + t.org.Name + "."))
+		Expect(b.path()).To(Equal("/orgs/" + t.org.Name + "/members"))
+		Eventually(func(g Gomega) {
+			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(invite), invite)).To(Succeed())
+			g.Expect(invite.Status.State).To(Equal(tenancyv1.MembershipActive))
+		}).WithContext(ctx).Should(Succeed())
+
+		b.step("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+		Expect(b.path()).To(Equal("/login"))
+
+		// The newbie belongs to a second organization too (active at once: they have a password now).
+		addMember(ctx, second.ns(), newbie, tenancyv1.RoleMember)
+		b.step("log in",
+			chromedp.SendKeys(chromedp.CSS("#email"), newbie),
+			chromedp.SendKeys(chromedp.CSS("#password"), password),
+			chromedp.Click(chromedp.CSS("#login-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#memberships")),
+		)
+		text = b.text("#memberships")
+		Expect(b.path()).To(Equal("/account"))
+		Expect(text).To(And(ContainSubstring(t.org.Name), ContainSubstring(second.org.Name), ContainSubstring("Admin"), ContainSubstring("Member")))
+
+		b.step("switch to the second organization",
+			choose("#org-selector", second.org.Name),
+			chromedp.WaitVisible(chromedp.CSS("#members")),
+		)
+		text = b.text("#members")
+		Expect(b.path()).To(Equal("/orgs/" + second.org.Name + "/members"))
+		Expect(text).To(ContainSubstring(second.owner))
+		Expect(read(b, chromedp.Evaluate[int](`document.querySelectorAll("#invite-member").length`))).To(Equal(0), "a Member gets no invitation form")
+
+		b.step("switch back to the first organization",
+			choose("#org-selector", t.org.Name),
+			chromedp.WaitVisible(chromedp.CSS("#invite-member")),
+		)
+		Expect(b.path()).To(Equal("/orgs/" + t.org.Name + "/members"))
+
+		colleague := uniqueName("colleague") + "@example.com"
+		b.step("invite a member",
+			chromedp.SendKeys(chromedp.CSS("#member-email"), colleague),
+			chromedp.SetValue(chromedp.CSS("#member-role"), "Member"),
+			chromedp.Click(chromedp.CSS("#invite-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#invited")),
+		)
+		invitationURL := b.value("#invitation-url")
+		text = b.text("#members")
+		Expect(invitationURL).To(HavePrefix(authdURL + "/invite?token="))
+		Expect(text).To(ContainSubstring(colleague))
+
+		b.step("see the webhook refuse an Admin granting Owner",
+			chromedp.SendKeys(chromedp.CSS("#member-email"), "chief@example.com"),
+			chromedp.SetValue(chromedp.CSS("#member-role"), "Owner"),
+			chromedp.Click(chromedp.CSS("#invite-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#problem")),
+		)
+		text = b.text("#problem")
+		Expect(text).To(ContainSubstring("spec.role: Forbidden: " + newbie + " is Admin in " + t.org.Name + " and cannot grant Owner"))
+		Expect(text).To(ContainSubstring("spec.role"))
+
+		b.step("create an API key and copy it",
+			chromedp.Navigate(authdURL+"/orgs/"+t.org.Name+"/apikeys"),
+			chromedp.WaitVisible(chromedp.CSS("#new-key")),
+			chromedp.SendKeys(chromedp.CSS("#key-name"), "from-the-browser"),
+			chromedp.SetValue(chromedp.CSS("#key-role"), "Viewer"),
+			chromedp.Click(chromedp.CSS("#create-key")),
+			chromedp.WaitVisible(chromedp.CSS("#issued")),
+			chromedp.Click(chromedp.CSS("#issued button[data-copy]")),
+		)
+		key := b.value("#issued-key")
+		keyID := b.text("#issued-key-id")
+		copied := b.text("#issued button[data-copy]")
+		Expect(key).To(HavePrefix("tnc_"))
+		Expect(copied).To(Equal("Copied"))
+		Expect(clientCredentials(keyID, key)).To(Equal(http.StatusOK), "the shown key trades for a token")
+
+		b.step("reload the keys: the key is not shown again",
+			chromedp.Navigate(authdURL+"/orgs/"+t.org.Name+"/apikeys"),
+			chromedp.WaitVisible(chromedp.CSS("#apikeys")),
+		)
+		text = read(b, chromedp.OuterHTML(chromedp.CSS("main")))
+		Expect(text).To(ContainSubstring("from-the-browser"))
+		Expect(text).NotTo(ContainSubstring(key))
+
+		b.step("read the audit log",
+			chromedp.Click(chromedp.CSS(`a[href$="/audit"]`)),
+			chromedp.WaitVisible(chromedp.CSS("#audit")),
+		)
+		text = b.text("#audit")
+		Expect(text).To(And(ContainSubstring("apikey.created"), ContainSubstring("member.invited"), ContainSubstring(newbie)))
+
+		b.step("log out at the end", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+		b.step("the account page needs a login again",
+			chromedp.Navigate(authdURL+"/account"),
+			chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		)
+		Expect(b.path()).To(Equal("/login"))
+	})
+})
