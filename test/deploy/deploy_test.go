@@ -68,7 +68,15 @@ func TestOverlaysApplyToAnAPIServer(t *testing.T) {
 				createNamespace(ctx, t, c, ns)
 			}
 			for _, obj := range objects {
-				err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
+				namespaced, err := c.IsObjectNamespaced(obj)
+				if err != nil {
+					t.Errorf("config/%s: %s %s: the API server does not know the kind: %v", overlay, obj.GetKind(), nameOf(obj), err)
+					continue
+				}
+				if !namespaced && obj.GetNamespace() != "" {
+					t.Errorf("config/%s: %s %s is cluster-scoped but has a namespace", overlay, obj.GetKind(), nameOf(obj))
+				}
+				err = c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
 					client.FieldOwner(fieldOwner), client.ForceOwnership, client.DryRunAll)
 				if err != nil {
 					t.Errorf("config/%s: %s %s: the API server refuses it: %v", overlay, obj.GetKind(), nameOf(obj), err)
@@ -119,7 +127,11 @@ func TestWiring(t *testing.T) {
 func build(t *testing.T, overlay string) []*unstructured.Unstructured {
 	t.Helper()
 	dir := filepath.Join(testenv.RepoRoot(), "config", overlay)
-	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	options := krusty.MakeDefaultOptions()
+	// As `kustomize build` and `kubectl apply -k`: the kustomization's sortOptions, else the
+	// legacy order (Namespaces and CRDs first).
+	options.Reorder = krusty.ReorderOptionUnspecified
+	resources, err := krusty.MakeKustomizer(options).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		t.Fatalf("kustomize build config/%s: %v", overlay, err)
 	}
