@@ -8,6 +8,7 @@ package deploy_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +58,7 @@ const fieldOwner = "tenancy-deploy-test"
 func TestOverlaysApplyToAnAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := startAPIServer(t)
+	c := admin
 
 	for _, overlay := range overlays {
 		t.Run(overlay, func(t *testing.T) {
@@ -154,49 +155,66 @@ func build(t *testing.T, overlay string) []*unstructured.Unstructured {
 	return objects
 }
 
-// startAPIServer starts envtest with the tenancy CRDs and the third-party ones, and returns a
-// cluster admin's client.
-func startAPIServer(t *testing.T) client.Client {
-	t.Helper()
-	certManager := moduleDir(t, certManagerModule)
-	prometheusOperator := moduleDir(t, prometheusOperatorModule)
-	env, err := testenv.NewControlPlane()
+// The control plane that the tests share: envtest with the tenancy CRDs and the third-party ones.
+var (
+	controlPlane *envtest.Environment
+	admin        client.Client // a cluster admin (system:masters)
+)
+
+func TestMain(m *testing.M) {
+	code, err := runWithControlPlane(m)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	env.CRDInstallOptions = envtest.CRDInstallOptions{Paths: []string{
+	os.Exit(code)
+}
+
+func runWithControlPlane(m *testing.M) (int, error) {
+	certManager, err := moduleDir(certManagerModule)
+	if err != nil {
+		return 0, err
+	}
+	prometheusOperator, err := moduleDir(prometheusOperatorModule)
+	if err != nil {
+		return 0, err
+	}
+	controlPlane, err = testenv.NewControlPlane()
+	if err != nil {
+		return 0, err
+	}
+	controlPlane.CRDInstallOptions = envtest.CRDInstallOptions{Paths: []string{
 		filepath.Join(certManager, "deploy", "crds", "cert-manager.io_certificates.yaml"),
 		filepath.Join(certManager, "deploy", "crds", "cert-manager.io_issuers.yaml"),
 		filepath.Join(prometheusOperator, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"),
 	}, ErrorIfPathMissing: true}
-	cfg, err := env.Start()
+	cfg, err := controlPlane.Start()
 	if err != nil {
-		t.Fatalf("starting the API server: %v", err)
+		return 0, fmt.Errorf("starting the API server: %w", err)
 	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping the API server: %v", err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
+	defer func() { _ = controlPlane.Stop() }()
+	if admin, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return 0, err
 	}
-	return c
+	return m.Run(), nil
 }
 
 // moduleDir downloads a module (once, into the module cache) and returns its directory.
-func moduleDir(t *testing.T, module string) string {
-	t.Helper()
+func moduleDir(module string) (string, error) {
+	tmp, err := os.MkdirTemp("", "tenancy-deploy-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
 	cmd := exec.Command("go", "mod", "download", "-json", module)
-	cmd.Dir = t.TempDir() // outside this module, so that go.mod stays as it is
+	cmd.Dir = tmp // outside this module, so that go.mod stays as it is
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	out, err := cmd.Output()
 	var info struct{ Dir, Error string }
 	if jsonErr := json.Unmarshal(out, &info); jsonErr != nil || info.Error != "" || err != nil {
-		t.Fatalf("go mod download %s: %v %s %v", module, err, info.Error, jsonErr)
+		return "", fmt.Errorf("go mod download %s: %v %s %v", module, err, info.Error, jsonErr)
 	}
-	return info.Dir
+	return info.Dir, nil
 }
 
 func namespacesOf(objects []*unstructured.Unstructured) []string {
