@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -58,15 +60,27 @@ const fieldOwner = "tenancy-deploy-test"
 func TestOverlaysApplyToAnAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := admin
+	// The API server's warnings matter too: Pod Security admission only warns about a Deployment
+	// whose pods its namespace would refuse.
+	warnings := &warningRecorder{}
+	cfg := rest.CopyConfig(controlPlane.Config)
+	cfg.WarningHandlerWithContext = warnings
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, overlay := range overlays {
 		t.Run(overlay, func(t *testing.T) {
 			objects := build(t, overlay)
 			// A dry run creates nothing, so the namespaces that the objects go to must exist first,
-			// as they do once kubectl has applied the Namespace objects before the rest.
-			for _, ns := range namespacesOf(objects) {
-				createNamespace(ctx, t, c, ns)
+			// labels (Pod Security) included, as they do once kubectl has applied them.
+			for _, ns := range objects {
+				if ns.GetKind() == "Namespace" {
+					if err := c.Create(ctx, ns.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+						t.Fatalf("config/%s: creating namespace %s: %v", overlay, ns.GetName(), err)
+					}
+				}
 			}
 			for _, obj := range objects {
 				namespaced, err := c.IsObjectNamespaced(obj)
@@ -77,14 +91,40 @@ func TestOverlaysApplyToAnAPIServer(t *testing.T) {
 				if !namespaced && obj.GetNamespace() != "" {
 					t.Errorf("config/%s: %s %s is cluster-scoped but has a namespace", overlay, obj.GetKind(), nameOf(obj))
 				}
+				warnings.reset()
 				err = c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
 					client.FieldOwner(fieldOwner), client.ForceOwnership, client.DryRunAll)
 				if err != nil {
 					t.Errorf("config/%s: %s %s: the API server refuses it: %v", overlay, obj.GetKind(), nameOf(obj), err)
 				}
+				for _, w := range warnings.take() {
+					t.Errorf("config/%s: %s %s: the API server warns: %s", overlay, obj.GetKind(), nameOf(obj), w)
+				}
 			}
 		})
 	}
+}
+
+// warningRecorder keeps the API server's warnings of the requests in flight.
+type warningRecorder struct {
+	mu       sync.Mutex
+	messages []string
+}
+
+func (w *warningRecorder) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, message string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.messages = append(w.messages, message)
+}
+
+func (w *warningRecorder) reset() { w.take() }
+
+func (w *warningRecorder) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	taken := w.messages
+	w.messages = nil
+	return taken
 }
 
 // TestDefaultNeedsNoPrometheusOperator: config/default must apply to a cluster without the
@@ -215,16 +255,6 @@ func moduleDir(module string) (string, error) {
 		return "", fmt.Errorf("go mod download %s: %v %s %v", module, err, info.Error, jsonErr)
 	}
 	return info.Dir, nil
-}
-
-func namespacesOf(objects []*unstructured.Unstructured) []string {
-	var names []string
-	for _, obj := range objects {
-		if obj.GetKind() == "Namespace" {
-			names = append(names, obj.GetName())
-		}
-	}
-	return names
 }
 
 func createNamespace(ctx context.Context, t *testing.T, c client.Client, name string) {
