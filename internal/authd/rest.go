@@ -25,12 +25,10 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 			return badRequest("body", err.Error())
 		}
 		p, err := s.createProject(ctx, c, req)
-		s.auditChange(r, c, err, "project.created", "project/"+req.Name)
 		return answer(w, http.StatusCreated, p, err)
 	}))
 	route("DELETE "+org+"/projects/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
 		err := s.deleteObject(ctx, c, &tenancyv1.Project{}, r.PathValue("name"))
-		s.auditChange(r, c, err, "project.deleted", "project/"+r.PathValue("name"))
 		return answerNoContent(w, err)
 	}))
 	route("GET "+org+"/members", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
@@ -43,7 +41,6 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 			return badRequest("body", err.Error())
 		}
 		m, err := s.inviteMember(ctx, c, req)
-		s.auditChange(r, c, err, "member.invited", "membership/"+m.Name, "email", m.Email, "role", m.Role)
 		return answer(w, http.StatusCreated, m, err)
 	}))
 	route("PATCH "+org+"/members/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
@@ -52,12 +49,10 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 			return badRequest("body", err.Error())
 		}
 		m, err := s.setMemberRole(ctx, c, r.PathValue("name"), req)
-		s.auditChange(r, c, err, "member.role_changed", "membership/"+r.PathValue("name"), "role", req.Role)
 		return answer(w, http.StatusOK, m, err)
 	}))
 	route("DELETE "+org+"/members/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
 		err := s.deleteObject(ctx, c, &tenancyv1.Membership{}, r.PathValue("name"))
-		s.auditChange(r, c, err, "member.removed", "membership/"+r.PathValue("name"))
 		return answerNoContent(w, err)
 	}))
 	route("GET "+org+"/apikeys", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
@@ -70,17 +65,14 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 			return badRequest("body", err.Error())
 		}
 		k, err := s.createAPIKey(ctx, c, req)
-		s.auditChange(r, c, ignorePending(err), "apikey.created", "apikey/"+req.Name, "role", req.Role)
 		return answerKey(w, http.StatusCreated, k, err)
 	}))
 	route("POST "+org+"/apikeys/{name}/rotate", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
 		k, err := s.rotateAPIKey(ctx, c, r.PathValue("name"))
-		s.auditChange(r, c, ignorePending(err), "apikey.rotated", "apikey/"+r.PathValue("name"))
 		return answerKey(w, http.StatusOK, k, err)
 	}))
 	route("DELETE "+org+"/apikeys/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
 		err := s.deleteObject(ctx, c, &tenancyv1.APIKey{}, r.PathValue("name"))
-		s.auditChange(r, c, err, "apikey.deleted", "apikey/"+r.PathValue("name"))
 		return answerNoContent(w, err)
 	}))
 	route("GET "+org+"/audit", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
@@ -195,25 +187,6 @@ func answerKey(w http.ResponseWriter, status int, k apiKeyView, err error) error
 		return nil
 	}
 	return answer(w, status, k, err)
-}
-
-func ignorePending(err error) error {
-	if errors.Is(err, errKeyPending) {
-		return nil
-	}
-	return err
-}
-
-// auditChange records a self-service change that the API server accepted.
-func (s *Server) auditChange(r *http.Request, c orgCaller, err error, action, target string, details ...string) {
-	if err != nil {
-		return
-	}
-	d := map[string]any{"via": "self-service"}
-	for i := 0; i+1 < len(details); i += 2 {
-		d[details[i]] = details[i+1]
-	}
-	s.audit(r, auditEntry{Actor: c.user.Email, ActorUserID: &c.user.ID, Action: action, Target: target, OrgID: &c.org.OrgID, Details: d})
 }
 
 // auditPaging reads ?before= (an audit row id) and ?limit= (1–200, default 50).

@@ -136,7 +136,7 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, v view) 
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer") // invitation links carry their token in the URL
+	h.Set("Referrer-Policy", "same-origin") // invitation links carry their token: never to other sites
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if err := s.pages[page].ExecuteTemplate(w, "layout", v); err != nil {
@@ -584,20 +584,17 @@ func (s *Server) orgAction(tab string, act func(r *http.Request, c orgCaller) (o
 func (s *Server) createProjectSubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	req := projectRequest{Name: r.PostFormValue("name"), DisplayName: r.PostFormValue("displayName")}
 	_, err := s.createProject(r.Context(), c, req)
-	s.auditChange(r, c, err, "project.created", "project/"+req.Name)
 	return orgData{}, "Project " + req.Name + " created.", err
 }
 
 func (s *Server) deleteProjectSubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	err := s.deleteObject(r.Context(), c, &tenancyv1.Project{}, r.PathValue("name"))
-	s.auditChange(r, c, err, "project.deleted", "project/"+r.PathValue("name"))
 	return orgData{}, "Project " + r.PathValue("name") + " deleted.", err
 }
 
 func (s *Server) inviteMemberSubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	req := memberRequest{Email: r.PostFormValue("email"), Role: r.PostFormValue("role"), Project: r.PostFormValue("project")}
 	m, err := s.inviteMember(r.Context(), c, req)
-	s.auditChange(r, c, err, "member.invited", "membership/"+m.Name, "email", m.Email, "role", m.Role)
 	if err != nil {
 		return orgData{}, "", err
 	}
@@ -607,13 +604,11 @@ func (s *Server) inviteMemberSubmit(r *http.Request, c orgCaller) (orgData, stri
 func (s *Server) memberRoleSubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	req := roleRequest{Role: r.PostFormValue("role")}
 	m, err := s.setMemberRole(r.Context(), c, r.PathValue("name"), req)
-	s.auditChange(r, c, err, "member.role_changed", "membership/"+r.PathValue("name"), "role", req.Role)
 	return orgData{}, m.Email + " is now " + req.Role + ".", err
 }
 
 func (s *Server) removeMemberSubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	err := s.deleteObject(r.Context(), c, &tenancyv1.Membership{}, r.PathValue("name"))
-	s.auditChange(r, c, err, "member.removed", "membership/"+r.PathValue("name"))
 	return orgData{}, "Membership " + r.PathValue("name") + " removed.", err
 }
 
@@ -628,7 +623,6 @@ func (s *Server) createKeySubmit(r *http.Request, c orgCaller) (orgData, string,
 		req.ExpiresAt = &at
 	}
 	k, err := s.createAPIKey(r.Context(), c, req)
-	s.auditChange(r, c, ignorePending(err), "apikey.created", "apikey/"+req.Name, "role", req.Role)
 	if err != nil {
 		return orgData{}, "", err
 	}
@@ -637,7 +631,6 @@ func (s *Server) createKeySubmit(r *http.Request, c orgCaller) (orgData, string,
 
 func (s *Server) rotateKeySubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	k, err := s.rotateAPIKey(r.Context(), c, r.PathValue("name"))
-	s.auditChange(r, c, ignorePending(err), "apikey.rotated", "apikey/"+r.PathValue("name"))
 	if err != nil {
 		return orgData{}, "", err
 	}
@@ -646,6 +639,5 @@ func (s *Server) rotateKeySubmit(r *http.Request, c orgCaller) (orgData, string,
 
 func (s *Server) deleteKeySubmit(r *http.Request, c orgCaller) (orgData, string, error) {
 	err := s.deleteObject(r.Context(), c, &tenancyv1.APIKey{}, r.PathValue("name"))
-	s.auditChange(r, c, err, "apikey.deleted", "apikey/"+r.PathValue("name"))
 	return orgData{}, "API key " + r.PathValue("name") + " deleted.", err
 }

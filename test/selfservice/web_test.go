@@ -95,7 +95,7 @@ var _ = Describe("The web pages over HTTP", func() {
 			Expect(page.Header.Get("Content-Security-Policy")).To(And(ContainSubstring("default-src 'none'"), ContainSubstring("script-src 'self'"),
 				ContainSubstring("frame-ancestors 'none'")), path)
 			Expect(page.Header.Get("X-Frame-Options")).To(Equal("DENY"), path)
-			Expect(page.Header.Get("Referrer-Policy")).To(Equal("no-referrer"), path)
+			Expect(page.Header.Get("Referrer-Policy")).To(Equal("same-origin"), path)
 			Expect(page.Raw).NotTo(MatchRegexp(`https?://(?:127\.0\.0\.1|localhost)[^"]*\.(?:js|css)|//cdn`), "only the page's own assets")
 		}
 		css := b.get("/static/style.css")
