@@ -1,8 +1,9 @@
-// Package deploy checks the kustomize overlays under config/ as a cluster would take them: each is
-// built with kustomize's Go API and every object goes to a real API server (envtest) with
-// server-side apply and dry-run, next to the CRDs of cert-manager and the Prometheus Operator as
-// their projects publish them. It also checks the wiring the API server does not: Services,
-// NetworkPolicies, probes and ServiceMonitors name ports that the pods they select have.
+// Package deploy checks what config/ gives a cluster. Each kustomize overlay is built with
+// kustomize's Go API and every object goes to a real API server (envtest) with server-side apply
+// and dry-run, next to cert-manager's and the Prometheus Operator's CRDs as their projects publish
+// them; the wiring the API server does not check (ports, selectors, Secrets, certificates) is
+// checked here; the leader-election Role is exercised with client-go's leader election; the CRDs
+// must explain every field; and the Argo CD health checks must agree with kstatus.
 package deploy_test
 
 import (
@@ -57,6 +58,8 @@ var (
 // fieldOwner is the field manager of the dry-run applies.
 const fieldOwner = "tenancy-deploy-test"
 
+// TestOverlaysApplyToAnAPIServer: the API server takes every object of every overlay, without a
+// refusal or a warning.
 func TestOverlaysApplyToAnAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
