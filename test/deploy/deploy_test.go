@@ -251,7 +251,6 @@ func moduleDir(module string) (string, error) {
 	defer func() { _ = os.RemoveAll(tmp) }()
 	cmd := exec.Command("go", "mod", "download", "-json", module)
 	cmd.Dir = tmp // outside this module, so that go.mod stays as it is
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	out, err := cmd.Output()
 	var info struct{ Dir, Error string }
 	if jsonErr := json.Unmarshal(out, &info); jsonErr != nil || info.Error != "" || err != nil {
