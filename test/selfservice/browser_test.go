@@ -37,7 +37,8 @@ func chromiumPath() string {
 }
 
 // browser drives one headless Chromium; it keeps a screenshot of every step and writes them
-// under .test-output/browser/<spec> (or $TENANCY_TEST_OUTPUT) when the spec fails.
+// under .test-output/browser/<spec> (or $TENANCY_TEST_OUTPUT) when the spec fails, or always
+// with TENANCY_TEST_SCREENSHOTS=always (to look at the pages).
 type browser struct {
 	ctx   context.Context
 	shots []screenshot
@@ -65,7 +66,7 @@ func newBrowser() *browser {
 	Expect(chromedp.Do(ctx)).To(Succeed(), "starting Chromium")
 	b := &browser{ctx: ctx}
 	DeferCleanup(func() {
-		if CurrentSpecReport().Failed() {
+		if CurrentSpecReport().Failed() || os.Getenv("TENANCY_TEST_SCREENSHOTS") == "always" {
 			b.saveScreenshots()
 		}
 		cancel()
@@ -204,6 +205,10 @@ var _ = Describe("The web pages in a browser", func() {
 
 		// The newbie belongs to a second organization too (active at once: they have a password now).
 		addMember(ctx, second.ns(), newbie, tenancyv1.RoleMember)
+		// The organization's RoleBindings follow its Memberships a moment later.
+		Eventually(func() error {
+			return kubectlAs(newbie).List(ctx, &tenancyv1.MembershipList{}, client.InNamespace(second.ns()))
+		}).WithContext(ctx).Should(Succeed())
 		b.step("log in",
 			chromedp.SendKeys(chromedp.CSS("#email"), newbie),
 			chromedp.SendKeys(chromedp.CSS("#password"), password),
