@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,6 +114,33 @@ func TestDevStack(t *testing.T) {
 	if login.StatusCode != http.StatusOK || tokens["access_token"] == nil || tokens["organization"] != "acme" {
 		t.Fatalf("logging in as the sample Owner: %s %v", login.Status, tokens)
 	}
+	// The self-service API acts as the Owner in the cluster (authd impersonates them), and the
+	// login page that make dev prints is served.
+	members, _ := http.NewRequest(http.MethodGet, env["TENANCY_AUTHD_URL"]+"/api/v1/organizations/acme/members", nil)
+	members.Header.Set("Authorization", "Bearer "+tokens["access_token"].(string))
+	listed, err := http.DefaultClient.Do(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var memberList struct {
+		Items []struct{ Email, Role string } `json:"items"`
+	}
+	_ = json.NewDecoder(listed.Body).Decode(&memberList)
+	_ = listed.Body.Close()
+	if listed.StatusCode != http.StatusOK || !slices.ContainsFunc(memberList.Items, func(m struct{ Email, Role string }) bool {
+		return m.Email == "owner@acme.example" && m.Role == "Owner"
+	}) {
+		t.Fatalf("listing acme's members through the self-service API: %s %+v", listed.Status, memberList)
+	}
+	loginPage, err := http.Get(env["TENANCY_AUTHD_URL"] + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = loginPage.Body.Close()
+	if loginPage.StatusCode != http.StatusOK || !strings.Contains(loginPage.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Fatalf("the login page: %s, CSP %q", loginPage.Status, loginPage.Header.Get("Content-Security-Policy"))
+	}
+
 	keyID, err := base64.StdEncoding.DecodeString(kubectl("get", "secret", "-n", "acme", "ci-apikey", "-o", "jsonpath={.data.keyID}"))
 	if err != nil {
 		t.Fatal(err)
