@@ -30,6 +30,7 @@ import (
 
 type config struct {
 	listen       string
+	metrics      string
 	publicURL    string
 	databaseURL  string
 	databaseRole string
@@ -42,7 +43,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	c := config{server: authd.Config{Passwords: authd.OWASPParams, LoginBurst: 10, LoginRate: 6 * time.Second}}
 	var issuer string
 	fs := flag.NewFlagSet("authd", flag.ContinueOnError)
-	fs.StringVar(&c.listen, "listen", ":8090", "Address to serve HTTP on.")
+	fs.StringVar(&c.listen, "listen", ":8090", "Address to serve the API, the web pages and the probes on.")
+	fs.StringVar(&c.metrics, "metrics-listen", ":9090", "Address to serve /metrics on, apart from the public port; 0 turns it off.")
 	fs.StringVar(&c.publicURL, "public-url", "http://localhost:8090", "authd's public URL.")
 	fs.StringVar(&issuer, "issuer", "", "The iss of tokens; defaults to --public-url.")
 	fs.StringVar(&c.server.Audience, "audience", "tenancy", "The aud of access tokens.")
@@ -142,6 +144,10 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		return err
 	}
 	httpServer := authd.NewHTTPServer(cfg.listen, server.Handler())
+	servers := []*http.Server{httpServer}
+	if cfg.metrics != "0" {
+		servers = append(servers, authd.NewHTTPServer(cfg.metrics, server.MetricsHandler()))
+	}
 	// Background work outlives the HTTP server, so that the audit rows of the last requests are
 	// written before the store closes.
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
@@ -153,13 +159,27 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = httpServer.Shutdown(shutdown)
+		for _, s := range servers {
+			_ = s.Shutdown(shutdown)
+		}
 		close(drained)
 	}()
-	log.Info("Serving", "listen", cfg.listen, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
-	if err := httpServer.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	log.Info("Serving", "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
+	failed := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() {
+			if err := s.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				failed <- fmt.Errorf("serving %s: %w", s.Addr, err)
+			}
+		}()
 	}
-	<-drained // requests in flight have finished
-	return nil
+	select {
+	case err := <-failed:
+		for _, s := range servers {
+			_ = s.Close()
+		}
+		return err
+	case <-drained: // requests in flight have finished
+		return nil
+	}
 }

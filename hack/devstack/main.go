@@ -216,7 +216,7 @@ func run(ctx context.Context, o options) error {
 	say("Starting authd on %s (logs: %s)", authdURL, filepath.Join(logs, "authd.log"))
 	// authd logs in as the superuser here and takes the role tenancy_authd for every session.
 	if err := startProcess(ctx, &s, logs, "authd", nil, authdBin,
-		"--kubeconfig="+authdKubeconfig, "--database-url="+databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort),
+		"--kubeconfig="+authdKubeconfig, "--database-url="+databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort), "--metrics-listen=127.0.0.1:0",
 		"--public-url="+authdURL, "--allow-signup", "--zap-devel"); err != nil {
 		return err
 	}

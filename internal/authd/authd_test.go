@@ -325,7 +325,10 @@ var _ = Describe("Refresh tokens", func() {
 		Expect(reused.Body["error"]).To(Equal("invalid_grant"))
 		Expect(reused.Body["error_description"]).To(ContainSubstring("every session of its family is revoked"))
 		Expect(refresh(second).StatusCode).To(Equal(http.StatusBadRequest), "the thief's and the owner's tokens die together")
-		Expect(get("/metrics").Raw).To(ContainSubstring("tenancy_authd_refresh_reuse_detected_total 1"))
+		metrics, err := http.NewRequest(http.MethodGet, metricsURLs[authdURL]+"/metrics", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(do(metrics).Raw).To(ContainSubstring("tenancy_authd_refresh_reuse_detected_total 1"))
+		Expect(get("/metrics").StatusCode).To(Equal(http.StatusNotFound), "metrics stay off the public port")
 	})
 
 	It("end with logout and with revocation, and answer introspection", func(ctx SpecContext) {

@@ -157,6 +157,13 @@ func (s *Server) Handler() http.Handler {
 	s.routeWeb(mux, route)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /readyz", s.ready)
+	return mux
+}
+
+// MetricsHandler serves the Prometheus metrics, on a listener of their own: authd's main port
+// faces browsers and the Internet.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -123,16 +123,22 @@ func startAuthd(conf authd.Config) string {
 	server, err := authd.NewServer(conf, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, GinkgoLogr)
 	Expect(err).NotTo(HaveOccurred())
 	ts.Config.Handler = server.Handler()
+	metrics := httptest.NewServer(server.MetricsHandler())
+	metricsURLs[ts.URL] = metrics.URL
 	done := make(chan struct{})
 	go func() { server.Run(ctx); close(done) }()
 	DeferCleanup(func() {
 		cancel()
 		<-done
 		ts.Close()
+		metrics.Close()
 		store.Close()
 	})
 	return ts.URL
 }
+
+// metricsURLs are the metrics listeners of the authds startAuthd started, by their URLs.
+var metricsURLs = map[string]string{}
 
 var nameCounter int
 
