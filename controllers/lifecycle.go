@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
 // addFinalizer makes sure the object cannot go before its rows are removed.
@@ -36,6 +37,26 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
+}
+
+// processStart and migrationGrace bound the silent wait for the schema check at start: a
+// database that stays unreachable longer is reported on the objects as usual.
+var processStart = time.Now()
+
+const migrationGrace = 30 * time.Second
+
+// newObjectGrace is how long a new object may wait for its Organization or Project without
+// saying so in its status: applied in one pass with them (GitOps), it usually waits less than a
+// second, and reporting that wait would cost a status write per object. Until its first status
+// it reads as InProgress all the same.
+const newObjectGrace = 10 * time.Second
+
+// briefWait reports whether err is such a wait of an object that has no status yet.
+func briefWait(obj tenancyv1.Object, err error) bool {
+	var wait *waitingError
+	return errors.As(err, &wait) &&
+		(wait.reason == tenancyv1.OrganizationNotReadyReason || wait.reason == tenancyv1.ProjectNotReadyReason) &&
+		len(obj.CommonStatusRef().Conditions) == 0 && time.Since(obj.GetCreationTimestamp().Time) < newObjectGrace
 }
 
 // lifecycle is the frame every tenancy reconciler shares: fetch, then either clean up and drop
@@ -70,6 +91,17 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 		// A bug must not read as success: report a panic as the reconcile's error.
 		if p := recover(); p != nil {
 			retErr = fmt.Errorf("reconciler panic: %v", p)
+		}
+		if errors.Is(retErr, db.ErrNotMigrated) && time.Since(processStart) < migrationGrace {
+			// The manager checks the schema as it starts: until then, wait without a word, or
+			// every restart would turn Ready objects not Ready for a moment (and write them).
+			result, retErr = ctrl.Result{RequeueAfter: time.Second}, nil
+			return
+		}
+		if briefWait(obj, retErr) {
+			// The watch on the Organization or Project wakes the object when that gets its row.
+			result, retErr = ctrl.Result{RequeueAfter: jitter(waitDelay)}, nil
+			return
 		}
 		result, retErr = finishReconcile(obj, result, retErr, l.resync)
 		retErr = errors.Join(retErr, patcher.patch(ctx, l.client, obj))

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
@@ -275,15 +277,42 @@ func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&tenancyv1.Organization{}, builder.WithPredicates(specChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.organizationsForNamespace),
 			builder.WithPredicates(namespaceBindingChanged)).
-		Watches(&tenancyv1.Project{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+		Watches(&tenancyv1.Project{}, enqueueAfter(organizationBatchDelay, requestsForOrganizationsNaming(r.Client)),
 			builder.WithPredicates(rowIDChanged)).
-		Watches(&tenancyv1.Membership{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+		Watches(&tenancyv1.Membership{}, enqueueAfter(organizationBatchDelay, requestsForOrganizationsNaming(r.Client)),
 			builder.WithPredicates(predicate.Or(rowIDChanged, specChanged))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(requestsForOrganizationsNaming(r.Client)),
+		Watches(&corev1.Secret{}, enqueueAfter(organizationBatchDelay, requestsForOrganizationsNaming(r.Client)),
 			builder.WithPredicates(createdOrDeleted)).
 		WithOptions(r.Options).
 		Named("organization").
 		Complete(r)
+}
+
+// organizationBatchDelay is how long an Organization waits after a change to its projects,
+// members or Secrets before it recounts them and updates its RBAC: a tenant applied in one pass
+// changes those a few dozen times within a second, and each change would otherwise cost a
+// reconcile, a status write and Role and RoleBinding updates.
+const organizationBatchDelay = time.Second
+
+// enqueueAfter maps events to requests like handler.EnqueueRequestsFromMapFunc, but queues them
+// after delay; the queue keeps one entry per request, so the events within delay make one reconcile.
+func enqueueAfter(delay time.Duration, toRequests handler.MapFunc) handler.EventHandler {
+	add := func(ctx context.Context, obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range toRequests(ctx, obj) {
+			q.AddAfter(req, delay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+	}
 }
 
 // organizationsForNamespace wakes the organization a namespace is labelled for and every
