@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -106,6 +107,7 @@ var _ = Describe("The manager killed", func() {
 		m.Kill()
 		m = s.startManager("manager-4", opts)
 		Eventually(func(g Gomega) { expectPassDone(g, ctx, s, m) }).WithContext(ctx).Should(Succeed())
-		Expect(currentState(ctx, s)).To(Equal(before))
+		changes := currentState(ctx, s).changesSince(before)
+		Expect(changes).To(BeEmpty(), "%d changes, the first: %s", len(changes), strings.Join(changes[:min(len(changes), 20)], "; "))
 	}, SpecTimeout(10*time.Minute))
 })

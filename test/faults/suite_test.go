@@ -98,7 +98,7 @@ func newStack(ctx context.Context, databaseURL string) *stack {
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {
 			data, _ := os.ReadFile(apiServerLog.Name())
-			fmt.Fprintf(GinkgoWriter, "\n===== kube-apiserver (last 100 lines) =====\n%s\n", lastLines(string(data), 100))
+			GinkgoWriter.Printf("\n===== kube-apiserver (last 100 lines) =====\n%s\n", lastLines(string(data), 100))
 		}
 		Expect(s.env.Stop()).To(Succeed())
 	})
@@ -197,7 +197,7 @@ func (s *stack) stopWithSpec(p *testenv.Process) {
 		_ = p.Stop(30 * time.Second)
 		log := p.Log()
 		if CurrentSpecReport().Failed() {
-			fmt.Fprintf(GinkgoWriter, "\n===== %s (last 200 lines of %s) =====\n%s\n", p.Name, p.LogPath, lastLines(log, 200))
+			GinkgoWriter.Printf("\n===== %s (last 200 lines of %s) =====\n%s\n", p.Name, p.LogPath, lastLines(log, 200))
 		}
 		Expect(log).NotTo(ContainSubstring("WARNING: DATA RACE"), "%s: the race detector found a data race; see %s", p.Name, p.LogPath)
 	})

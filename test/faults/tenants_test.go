@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,6 +228,32 @@ type state struct {
 	Versions map[string]string
 	Rows     map[string]string
 	Audit    int
+}
+
+// changesSince lists what differs from an earlier state.
+func (st state) changesSince(earlier state) []string {
+	var changes []string
+	diff := func(what string, before, after map[string]string) {
+		for key, v := range after {
+			if old, ok := before[key]; !ok {
+				changes = append(changes, fmt.Sprintf("%s %s: new", what, key))
+			} else if old != v {
+				changes = append(changes, fmt.Sprintf("%s %s: %s → %s", what, key, old, v))
+			}
+		}
+		for key := range before {
+			if _, ok := after[key]; !ok {
+				changes = append(changes, fmt.Sprintf("%s %s: gone", what, key))
+			}
+		}
+	}
+	diff("resourceVersion of", earlier.Versions, st.Versions)
+	diff("xmin of row", earlier.Rows, st.Rows)
+	if st.Audit != earlier.Audit {
+		changes = append(changes, fmt.Sprintf("audit log: %d → %d rows", earlier.Audit, st.Audit))
+	}
+	slices.Sort(changes)
+	return changes
 }
 
 func currentState(ctx context.Context, s *stack) state {
