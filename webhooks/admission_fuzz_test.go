@@ -81,6 +81,10 @@ func fuzzWebhooks(tb testing.TB) []fuzzKind {
 		WithIndex(&tenancyv1.Organization{}, tenant.OrganizationNamespace, func(o client.Object) []string {
 			return []string{o.(*tenancyv1.Organization).NamespaceName()}
 		}).
+		// The API server's selectable field, for the webhooks' live reads.
+		WithIndex(&tenancyv1.Organization{}, "spec.namespace", func(o client.Object) []string {
+			return []string{o.(*tenancyv1.Organization).Spec.Namespace}
+		}).
 		WithIndex(&tenancyv1.Membership{}, tenant.MembershipUser, func(o client.Object) []string {
 			return []string{db.NormalizeEmail(o.(*tenancyv1.Membership).Spec.User)}
 		}).

@@ -74,11 +74,23 @@ func (a *admitter) orgNamespaceOf(ctx context.Context, ns string) (orgNamespace,
 	return t, nil
 }
 
-// liveOrganizationsNaming lists, from the API server, the Organizations whose namespace is ns.
+// liveOrganizationsNaming asks the API server for the Organizations whose namespace is ns: those
+// whose spec.namespace is ns (a selectable field, so the API server filters; listing every
+// Organization on each request grew with their number and dominated a 2,000-tenant apply) and the
+// one named ns, whose namespace defaults to its name.
 func (a *admitter) liveOrganizationsNaming(ctx context.Context, ns string) ([]tenancyv1.Organization, error) {
 	var orgs tenancyv1.OrganizationList
-	if err := a.live.List(ctx, &orgs); err != nil {
+	if err := a.live.List(ctx, &orgs, client.MatchingFields{"spec.namespace": ns}); err != nil {
 		return nil, fmt.Errorf("listing organizations: %w", err)
+	}
+	named := &tenancyv1.Organization{}
+	switch err := a.live.Get(ctx, client.ObjectKey{Name: ns}, named); {
+	case err == nil:
+		if !slices.ContainsFunc(orgs.Items, func(o tenancyv1.Organization) bool { return o.Name == named.Name }) {
+			orgs.Items = append(orgs.Items, *named)
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("getting organization %s: %w", ns, err)
 	}
 	return slices.DeleteFunc(orgs.Items, func(o tenancyv1.Organization) bool { return o.NamespaceName() != ns }), nil
 }

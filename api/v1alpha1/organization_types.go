@@ -97,6 +97,7 @@ type OrganizationStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=org,categories=tenancy
+// +kubebuilder:selectablefield:JSONPath=`.spec.namespace`
 // +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`
 // +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.spec.tier`
 // +kubebuilder:printcolumn:name="Namespace",type=string,JSONPath=`.status.namespace`
