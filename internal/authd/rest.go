@@ -3,11 +3,13 @@ package authd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
 
 // The self-service REST API: /api/v1/organizations/{org}/… and /api/v1/me/…, for people with an
@@ -75,18 +77,14 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 		err := s.deleteObject(ctx, c, &tenancyv1.APIKey{}, r.PathValue("name"))
 		return answerNoContent(w, err)
 	}))
-	route("GET "+org+"/audit", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		before, limit, err := auditPaging(r)
-		if err != nil {
-			return err
-		}
-		items, err := s.auditPage(ctx, c, before, limit)
+	route("GET "+org+"/audit", s.inOrg(func(_ context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		items, next, err := s.auditFromRequest(r, c)
 		if err != nil {
 			return err
 		}
 		page := map[string]any{"items": items}
-		if len(items) == limit {
-			page["next"] = strconv.FormatInt(items[len(items)-1].ID, 10)
+		if next != "" {
+			page["next"] = next
 		}
 		writeJSON(w, http.StatusOK, page)
 		return nil
@@ -97,17 +95,17 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 		return answerList(w, items, err)
 	}))
 	route("DELETE /api/v1/me/sessions/{id}", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
-		return s.endUserSessions(ctx, w, r, u, r.PathValue("id"), "")
+		return s.endUserSessions(w, r, u, r.PathValue("id"), "")
 	}))
 	route("DELETE /api/v1/me/sessions", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
-		return s.endUserSessions(ctx, w, r, u, "", current)
+		return s.endUserSessions(w, r, u, "", current)
 	}))
 	route("PUT /api/v1/me/password", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
 		var req passwordRequest
 		if err := decodeJSON(r, &req); err != nil {
 			return badRequest("body", err.Error())
 		}
-		if err := s.changePassword(ctx, r, u, req, current); err != nil {
+		if err := s.changePassword(w, r, u, req, current); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -130,21 +128,39 @@ func (s *Server) asUser(h func(ctx context.Context, w http.ResponseWriter, r *ht
 			err = &problem{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the user no longer exists or is disabled"}
 		}
 		if err == nil {
-			err = h(r.Context(), w, r, u, claims.SessionID)
+			err = h(withClaims(r.Context(), claims), w, r, u, claims.SessionID)
 		}
 		s.answerError(w, r, err)
 	}
 }
 
-// inOrg is asUser for the organization named in the path.
+// inOrg is asUser for the organization named in the path. The token must be one for that
+// organization as a whole: a token for another organization, or narrowed to a project, does not
+// carry the caller's authority over this one.
 func (s *Server) inOrg(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error) http.HandlerFunc {
 	return s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
 		c, err := s.callerIn(ctx, u, r.PathValue("org"))
 		if err != nil {
 			return err
 		}
+		if claims := claimsOf(ctx); claims.Org != c.org.OrgID || claims.Project != "" {
+			return &problem{Status: http.StatusForbidden, Code: "forbidden", Message: fmt.Sprintf(
+				"the access token is not for the organization %s as a whole: log in (or refresh) with \"organization\": %q and no project",
+				c.org.OrgName, c.org.OrgName)}
+		}
 		return h(ctx, w, r, c)
 	})
+}
+
+type claimsKey struct{}
+
+func withClaims(ctx context.Context, claims *tenancy.Claims) context.Context {
+	return context.WithValue(ctx, claimsKey{}, claims)
+}
+
+func claimsOf(ctx context.Context) *tenancy.Claims {
+	claims, _ := ctx.Value(claimsKey{}).(*tenancy.Claims)
+	return claims
 }
 
 // answerError answers err, when there is one: a problem with its own status, a key the
@@ -189,6 +205,20 @@ func answerKey(w http.ResponseWriter, status int, k apiKeyView, err error) error
 	return answer(w, status, k, err)
 }
 
+// auditFromRequest reads the page of the audit log that r asks for, and the before of the
+// following page ("" at the end).
+func (s *Server) auditFromRequest(r *http.Request, c orgCaller) ([]auditRecord, string, error) {
+	before, limit, err := auditPaging(r)
+	if err != nil {
+		return nil, "", err
+	}
+	items, err := s.auditPage(r.Context(), c, before, limit)
+	if err != nil || len(items) < limit {
+		return items, "", err
+	}
+	return items, strconv.FormatInt(items[len(items)-1].ID, 10), nil
+}
+
 // auditPaging reads ?before= (an audit row id) and ?limit= (1–200, default 50).
 func auditPaging(r *http.Request) (before int64, limit int, err error) {
 	limit = 50
@@ -205,20 +235,27 @@ func auditPaging(r *http.Request) (before int64, limit int, err error) {
 	return before, limit, nil
 }
 
-// endUserSessions ends one of the user's sessions (family) or all but keep.
-func (s *Server) endUserSessions(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, family, keep string) error {
-	ended, err := s.store.endSessions(ctx, u.ID, family, keep)
+// endUserSessions ends one of the user's sessions (family) or all but keep, for the API.
+func (s *Server) endUserSessions(w http.ResponseWriter, r *http.Request, u user, family, keep string) error {
+	ended, err := s.endSessionsOf(r, u, family, keep)
 	if err != nil {
 		return err
 	}
-	if family != "" && len(ended) == 0 {
+	if family != "" && ended == 0 {
 		return notFound("no live session " + family + " of " + u.Email)
-	}
-	for _, id := range ended {
-		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.ended", Target: "session/" + id})
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// endSessionsOf ends the user's live session family, or all but keep, audits each, and says
+// how many it ended.
+func (s *Server) endSessionsOf(r *http.Request, u user, family, keep string) (int, error) {
+	ended, err := s.store.endSessions(r.Context(), u.ID, family, keep)
+	for _, id := range ended {
+		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.ended", Target: "session/" + id})
+	}
+	return len(ended), err
 }
 
 type passwordRequest struct {
@@ -228,23 +265,18 @@ type passwordRequest struct {
 
 // changePassword sets a new password once the current one is proven, and ends the user's other
 // sessions: whoever knew the old password is logged out.
-func (s *Server) changePassword(ctx context.Context, r *http.Request, u user, req passwordRequest, keep string) error {
-	if ok, _ := s.accounts.allow(u.Email); !ok {
-		return &problem{Status: http.StatusTooManyRequests, Code: "slow_down", Message: "too many attempts; retry later"}
-	}
-	current := req.CurrentPassword
-	if len(current) > maxPasswordLength {
-		current = current[:maxPasswordLength]
-	}
-	if u.PasswordHash == nil {
-		return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the account has no password"}
-	}
-	if ok, _, err := s.verifyPassword(current, *u.PasswordHash); err != nil || !ok {
-		return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the password is wrong",
-			Fields: []fieldProblem{{Field: "currentPassword", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
-	}
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, req passwordRequest, keep string) error {
+	ctx := r.Context()
 	if err := checkNewPassword(req.NewPassword); err != nil {
 		return badRequest("newPassword", strings.TrimPrefix(err.Error(), "password: "))
+	}
+	if _, err := s.checkPassword(w, r, u.Email, req.CurrentPassword); err != nil {
+		var p *problem
+		if errors.As(err, &p) && p.Code == "invalid_credentials" {
+			return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the password is wrong",
+				Fields: []fieldProblem{{Field: "currentPassword", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
+		}
+		return err
 	}
 	hash, err := s.hashPassword(req.NewPassword)
 	if err != nil {

@@ -70,7 +70,11 @@ func kubeProblem(err error) error {
 		metav1.StatusReasonAlreadyExists: "already_exists", metav1.StatusReasonConflict: "conflict", metav1.StatusReasonBadRequest: "invalid_request",
 	}[st.Reason]
 	if code == "" || st.Code < 400 || st.Code >= 500 {
-		return err // timeouts, unavailability, server errors: not the caller's fault
+		return err // timeouts, unavailability, server errors: not the caller's fault (failed answers 503)
+	}
+	if st.Reason == metav1.StatusReasonForbidden && strings.Contains(st.Message, "cannot impersonate") {
+		// authd's own RBAC is missing: a deployment fault, not the caller's.
+		return fmt.Errorf("authd may not impersonate the caller (config/authd/role.yaml): %w", err)
 	}
 	p := &problem{Status: int(st.Code), Code: code, Message: st.Message}
 	if st.Details != nil {
@@ -84,9 +88,8 @@ func kubeProblem(err error) error {
 // orgCaller is a user acting in one of their organizations.
 type orgCaller struct {
 	user      user
-	org       membership // the organization, with the caller's organization-wide membership if any
-	role      tenancyv1.Role
-	projects  map[string]tenancyv1.Role // project name → the caller's role there
+	org       membership     // the organization, with the caller's organization-wide membership if any
+	role      tenancyv1.Role // organization-wide; "" for a member of projects only
 	namespace string
 	username  string // the caller's Kubernetes username
 }
@@ -106,17 +109,15 @@ func (s *Server) callerIn(ctx context.Context, u user, orgName string) (orgCalle
 	if err != nil {
 		return orgCaller{}, err
 	}
-	c := orgCaller{user: u, projects: map[string]tenancyv1.Role{}}
+	c := orgCaller{user: u}
 	for _, m := range all {
 		if m.OrgName != orgName || m.State != string(tenancyv1.MembershipActive) {
 			continue
 		}
 		c.namespace = m.namespace
+		c.org.OrgID, c.org.OrgName = m.OrgID, m.OrgName
 		if m.ProjectName == nil {
-			c.org, c.role = m, tenancyv1.Role(m.Role)
-		} else {
-			c.org.OrgID, c.org.OrgName = m.OrgID, m.OrgName
-			c.projects[*m.ProjectName] = tenancyv1.Role(m.Role)
+			c.role = tenancyv1.Role(m.Role)
 		}
 	}
 	if c.namespace == "" {
@@ -399,8 +400,9 @@ func (s *Server) issuedKey(ctx context.Context, c orgCaller, name string, previo
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
 		var k tenancyv1.APIKey
 		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: name}, &k); err != nil {
-			return false, client.IgnoreNotFound(kubeProblem(err))
+			return false, kubeProblem(client.IgnoreNotFound(err)) // not found: the cache of the API server lags the create
 		}
+		view = apiKeyViewOf(&k)
 		if k.Status.KeyID == "" || (previous != nil && k.Status.KeyID == *previous) {
 			return false, nil
 		}
@@ -411,12 +413,12 @@ func (s *Server) issuedKey(ctx context.Context, c orgCaller, name string, previo
 		if string(secret.Data["keyID"]) != k.Status.KeyID {
 			return false, nil
 		}
-		view = apiKeyViewOf(&k)
 		view.APIKey = string(secret.Data["apiKey"])
 		return true, nil
 	})
 	if wait.Interrupted(err) {
-		return apiKeyView{}, fmt.Errorf("%w: APIKey %s", errKeyPending, name)
+		view.Name = name
+		return view, fmt.Errorf("%w: APIKey %s", errKeyPending, name)
 	}
 	return view, err
 }
@@ -455,16 +457,15 @@ func parseRole(field, value string, fallback tenancyv1.Role) (tenancyv1.Role, er
 
 var emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
 
+var notInLabel = regexp.MustCompile(`[^a-z0-9]+`)
+
 // membershipName names a self-service Membership after its user and project, readable in
-// kubectl; long or unusual addresses end in a hash so that names stay unique and valid.
+// kubectl, and ends it in a hash of both: a.b@x.com and a-b@x.com read alike but differ.
 func membershipName(email, project string) string {
-	name := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(email, "-"), "-")
+	readable := notInLabel.ReplaceAllString(email, "-")
 	if project != "" {
-		name = project + "-" + name
+		readable = project + "-" + readable
 	}
-	if len(name) > 50 || validation.IsDNS1123Label(name) != nil {
-		sum := sha256.Sum256([]byte(project + "/" + email))
-		name = strings.Trim(name[:min(len(name), 40)], "-") + "-" + hex.EncodeToString(sum[:])[:10]
-	}
-	return name
+	sum := sha256.Sum256([]byte(project + "/" + email))
+	return strings.Trim(readable[:min(len(readable), 40)], "-") + "-" + hex.EncodeToString(sum[:])[:10]
 }

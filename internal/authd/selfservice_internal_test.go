@@ -66,8 +66,8 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func TestMembershipNameIsAValidUniqueLabel(t *testing.T) {
 	long := "very.long.address.of.somebody.important@a-subdomain.example.com"
 	for _, tc := range []struct{ reason, email, project, want string }{
-		{reason: "an organization membership", email: "bob@example.com", want: "bob-example-com"},
-		{reason: "a project membership", email: "bob@example.com", project: "web", want: "web-bob-example-com"},
+		{reason: "an organization membership", email: "bob@example.com", want: "bob-example-com-" + hashSuffix("/bob@example.com")},
+		{reason: "a project membership", email: "bob@example.com", project: "web", want: "web-bob-example-com-" + hashSuffix("web/bob@example.com")},
 		{reason: "a long address ends in a hash", email: long, want: "very-long-address-of-somebody-important-" + hashSuffix("/"+long)},
 	} {
 		got := membershipName(tc.email, tc.project)
@@ -78,8 +78,14 @@ func TestMembershipNameIsAValidUniqueLabel(t *testing.T) {
 			t.Errorf("%s: membershipName(%q, %q) = %q, want %q", tc.reason, tc.email, tc.project, got, tc.want)
 		}
 	}
-	if membershipName(long, "web") == membershipName(long, "api") {
-		t.Error("two projects' memberships of one long address share a name")
+	for _, pair := range [][2][2]string{
+		{{long, "web"}, {long, "api"}},
+		{{"a.b@x.com", ""}, {"a-b@x.com", ""}},
+		{{"p-a@x.com", ""}, {"a@x.com", "p"}},
+	} {
+		if membershipName(pair[0][0], pair[0][1]) == membershipName(pair[1][0], pair[1][1]) {
+			t.Errorf("%v and %v share a Membership name", pair[0], pair[1])
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 func (s *Store) auditLog(ctx context.Context, orgID string, before int64, limit int) ([]auditRecord, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, at, actor, action, target, request_id, details FROM tenancy.audit_log
-		WHERE organization_id = $1 AND ($2 = 0 OR id < $2)
+		WHERE organization_id = $1 AND ($2::bigint = 0 OR id < $2::bigint)
 		ORDER BY id DESC LIMIT $3`, orgID, before, limit)
 	if err != nil {
 		return nil, err
@@ -69,14 +69,16 @@ func (s *Store) sessions(ctx context.Context, userID, current string) ([]session
 	return list, nil
 }
 
-// endSessions revokes the user's sessions: the one with id family, or, with family "", every
-// one but keep. It returns the ids of the sessions it ended.
+// endSessions revokes the user's live sessions (those that sessions lists): the one with id
+// family, or, with family "", every one but keep. It returns the ids of the sessions it ended.
 func (s *Store) endSessions(ctx context.Context, userID, family, keep string) ([]string, error) {
 	var ended []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-			SELECT DISTINCT family_id::text FROM tenancy.refresh_tokens
-			WHERE user_id = $1 AND revoked_at IS NULL AND ($2 = '' OR family_id::text = $2) AND family_id::text <> $3
+			SELECT DISTINCT family_id::text FROM tenancy.refresh_tokens t
+			WHERE user_id = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND now() < expires_at AND now() < family_expires_at
+			  AND ($2 = '' OR family_id::text = $2) AND family_id::text <> $3
+			  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)
 			ORDER BY 1`, userID, family, keep)
 		if err != nil {
 			return err

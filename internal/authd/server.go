@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/signing"
@@ -310,13 +311,22 @@ func writeError(w http.ResponseWriter, status int, code, description string) {
 // failed answers an unexpected error: 503 with Retry-After when the database is unreachable
 // (clients should retry), 500 otherwise; the details go to the log, never to the client.
 func (s *Server) failed(w http.ResponseWriter, r *http.Request, err error) {
-	if db.IsUnavailable(err) || errors.Is(err, errNoSigningKey) {
+	if unavailable(err) {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable; retry shortly")
 		return
 	}
 	s.log.Error(err, "Request failed", "path", r.URL.Path)
 	writeError(w, http.StatusInternalServerError, "server_error", "the server failed; try again")
+}
+
+// unavailable reports a failure that retrying later fixes: the database or the Kubernetes API
+// unreachable, overloaded or timing out, or no signing key loaded yet.
+func unavailable(err error) bool {
+	var netErr net.Error
+	return db.IsUnavailable(err) || errors.Is(err, errNoSigningKey) || errors.As(err, &netErr) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServerTimeout(err) || apierrors.IsInternalError(err)
 }
 
 func firstNonEmpty(a, b string) string {

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
-	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
 // The web pages: server-rendered, no third-party assets, one small script (copy buttons and
@@ -154,7 +153,7 @@ func (s *Server) renderFailure(w http.ResponseWriter, r *http.Request, page stri
 		p = &problem{Status: http.StatusAccepted, Message: err.Error() + "; it appears in the list once it is Ready"}
 	default:
 		p = &problem{Status: http.StatusInternalServerError, Message: "Something failed on our side; try again."}
-		if db.IsUnavailable(err) || errors.Is(err, errNoSigningKey) {
+		if unavailable(err) {
 			p = &problem{Status: http.StatusServiceUnavailable, Message: "The service is temporarily unavailable; try again in a few seconds."}
 			w.Header().Set("Retry-After", "5")
 		} else {
@@ -176,13 +175,22 @@ func (s *Server) secureCookies() bool {
 	return host != "localhost" && host != "127.0.0.1" && host != "::1"
 }
 
+// cookieName is name with the __Host- prefix when cookies are Secure: the browser then takes
+// the cookie only from this host, over TLS, for every path, so a sibling subdomain cannot plant one.
+func (s *Server) cookieName(name string) string {
+	if s.secureCookies() {
+		return "__Host-" + name
+	}
+	return name
+}
+
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: int(maxAge.Seconds()),
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(name), Value: value, Path: "/", MaxAge: int(maxAge.Seconds()),
 		HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
 }
 
 func (s *Server) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(name), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
 }
 
 // flash shows a message on the next page, after a redirect.
@@ -191,7 +199,7 @@ func (s *Server) flash(w http.ResponseWriter, message string) {
 }
 
 func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) string {
-	c, err := r.Cookie(flashCookie)
+	c, err := r.Cookie(s.cookieName(flashCookie))
 	if err != nil {
 		return ""
 	}
@@ -230,7 +238,7 @@ var errCSRF = &problem{Status: http.StatusForbidden, Code: "csrf",
 // loginCSRF returns the double-submit token of the pre-session forms, setting its cookie when
 // the browser has none.
 func (s *Server) loginCSRF(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(loginCSRFCookie); err == nil && len(c.Value) >= 32 {
+	if c, err := r.Cookie(s.cookieName(loginCSRFCookie)); err == nil && len(c.Value) >= 32 {
 		return c.Value
 	}
 	b := make([]byte, 32)
@@ -242,7 +250,7 @@ func (s *Server) loginCSRF(w http.ResponseWriter, r *http.Request) string {
 
 // checkLoginCSRF verifies a pre-session form.
 func (s *Server) checkLoginCSRF(r *http.Request) bool {
-	c, err := r.Cookie(loginCSRFCookie)
+	c, err := r.Cookie(s.cookieName(loginCSRFCookie))
 	return err == nil && s.sameOrigin(r) && csrfMatches(r.PostFormValue(csrfField), c.Value)
 }
 
@@ -250,7 +258,7 @@ func (s *Server) checkLoginCSRF(r *http.Request) bool {
 // other browsers go to the login page.
 func (s *Server) inSession(h func(w http.ResponseWriter, r *http.Request, ws webSession)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(sessionCookie)
+		c, err := r.Cookie(s.cookieName(sessionCookie))
 		var ws webSession
 		if err == nil {
 			ws, err = s.store.webSession(r.Context(), c.Value, s.sessionPolicy())
@@ -294,9 +302,13 @@ func (s *Server) baseView(w http.ResponseWriter, r *http.Request, ws webSession,
 	return v, all, err
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: a path, nothing a browser could read as
+// another host (browsers drop tabs and newlines and read \\ as /, so /\t/evil.example is
+// //evil.example to them).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(next, "/") ||
+		strings.HasPrefix(next, "//") || strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
 		return "/account"
 	}
 	return next
@@ -339,9 +351,15 @@ func (s *Server) passwordLogin(w http.ResponseWriter, r *http.Request, email, pa
 	return u, nil
 }
 
-// startWebSession starts a session for u and gives the browser its cookie. The session is not
-// tied to one organization: pages act in the one they show.
+// startWebSession starts a session for u and gives the browser its cookie, ending the session
+// the browser had (nobody could see or end it otherwise). The session is not tied to one
+// organization: pages act in the one they show.
 func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u user) error {
+	if previous, err := r.Cookie(s.cookieName(sessionCookie)); err == nil {
+		if err := s.endSession(r, previous.Value, "logout"); err != nil {
+			return err
+		}
+	}
 	token, _, err := s.store.startSession(r.Context(), u.ID, scope{}, s.sessionPolicy(), clientOf(r))
 	if err != nil {
 		return err
@@ -352,7 +370,7 @@ func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u user)
 }
 
 func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request, _ webSession) {
-	c, _ := r.Cookie(sessionCookie)
+	c, _ := r.Cookie(s.cookieName(sessionCookie))
 	if err := s.endSession(r, c.Value, "logout"); err != nil {
 		s.renderFailure(w, r, "error", view{Title: "Log out"}, err)
 		return
@@ -458,7 +476,7 @@ func (s *Server) passwordSubmit(w http.ResponseWriter, r *http.Request, ws webSe
 		s.renderAccount(w, r, ws, http.StatusBadRequest, badRequest("confirm", "the two new passwords differ"))
 		return
 	}
-	if err := s.changePassword(r.Context(), r, ws.User, req, ws.FamilyID); err != nil {
+	if err := s.changePassword(w, r, ws.User, req, ws.FamilyID); err != nil {
 		s.renderAccount(w, r, ws, http.StatusBadRequest, err)
 		return
 	}
@@ -471,15 +489,12 @@ func (s *Server) sessionEndSubmit(w http.ResponseWriter, r *http.Request, ws web
 	if family == "" {
 		keep = ws.FamilyID
 	}
-	ended, err := s.store.endSessions(r.Context(), ws.User.ID, family, keep)
+	ended, err := s.endSessionsOf(r, ws.User, family, keep)
 	if err != nil {
 		s.renderAccount(w, r, ws, http.StatusInternalServerError, err)
 		return
 	}
-	for _, id := range ended {
-		s.audit(r, auditEntry{Actor: ws.User.Email, ActorUserID: &ws.User.ID, Action: "session.ended", Target: "session/" + id})
-	}
-	s.flash(w, fmt.Sprintf("%d session(s) ended.", len(ended)))
+	s.flash(w, fmt.Sprintf("%d session(s) ended.", ended))
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 }
 
@@ -523,14 +538,7 @@ func (s *Server) renderOrg(w http.ResponseWriter, r *http.Request, ws webSession
 			data.Keys, err = s.listAPIKeys(r.Context(), c)
 			data.Keys = filterByProject(data.Keys, data.Project, func(k apiKeyView) string { return k.Project })
 		case "audit":
-			var before int64
-			var limit int
-			if before, limit, err = auditPaging(r); err == nil {
-				data.Audit, err = s.auditPage(r.Context(), c, before, limit)
-			}
-			if len(data.Audit) == limit {
-				data.Next = strconv.FormatInt(data.Audit[len(data.Audit)-1].ID, 10)
-			}
+			data.Audit, data.Next, err = s.auditFromRequest(r, c)
 		}
 	}
 	v.Data = data

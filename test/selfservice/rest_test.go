@@ -3,6 +3,7 @@ package selfservice_test
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -68,8 +69,10 @@ var _ = Describe("The self-service REST API", func() {
 		resp := post(orgPath(t.org.Name, "/members"), login(t.admin, t.org.Name), map[string]string{"email": "boss@example.com", "role": "Owner"})
 		Expect(resp.StatusCode).To(Equal(http.StatusUnprocessableEntity), resp.Raw)
 
+		name := regexp.MustCompile(`Membership.tenancy.dev "([^"]+)"`).FindStringSubmatch(resp.Body["error_description"].(string))
+		Expect(name).To(HaveLen(2), resp.Raw)
 		kubectl := kubectlAs(t.admin).Create(ctx, &tenancyv1.Membership{
-			ObjectMeta: metav1.ObjectMeta{Namespace: t.ns(), Name: "boss-example-com"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: t.ns(), Name: name[1]},
 			Spec:       tenancyv1.MembershipSpec{User: "boss@example.com", Role: tenancyv1.RoleOwner},
 		})
 		status, ok := kubectl.(apierrors.APIStatus)
@@ -188,6 +191,9 @@ var _ = Describe("The self-service REST API", func() {
 			Expect(paged[i]["id"].(float64)).To(BeNumerically("<", paged[i-1]["id"].(float64)))
 		}
 
+		beyond := do(http.MethodGet, orgPath(t.org.Name, "/audit?limit=1&before=99999999999"), adminToken, nil)
+		Expect(beyond.StatusCode).To(Equal(http.StatusOK), "audit ids are 64-bit: %s", beyond.Raw)
+		Expect(items(beyond)).To(Equal(all[:1]))
 		bad := do(http.MethodGet, orgPath(t.org.Name, "/audit?limit=5000"), adminToken, nil)
 		Expect(bad.StatusCode).To(Equal(http.StatusBadRequest))
 		Expect(bad.Body["fields"]).To(ConsistOf(HaveKeyWithValue("field", "limit")))
@@ -228,7 +234,8 @@ var _ = Describe("The self-service REST API", func() {
 
 	It("changes a password only with the current one, and ends the other sessions", func(ctx SpecContext) {
 		other := post("/auth/login", "", map[string]string{"email": t.viewer, "password": password})
-		token := login(t.viewer, t.org.Name)
+		mine := post("/auth/login", "", map[string]string{"email": t.viewer, "password": password, "organization": t.org.Name})
+		token := mine.Body["access_token"].(string)
 		wrong := do(http.MethodPut, "/api/v1/me/password", token, map[string]string{"currentPassword": "nope", "newPassword": "a brand new passphrase"})
 		Expect(wrong.StatusCode).To(Equal(http.StatusUnauthorized))
 		Expect(wrong.Body["fields"]).To(ConsistOf(HaveKeyWithValue("field", "currentPassword")))
@@ -240,6 +247,8 @@ var _ = Describe("The self-service REST API", func() {
 		Expect(changed.StatusCode).To(Equal(http.StatusNoContent), changed.Raw)
 		Expect(post("/auth/refresh", "", map[string]string{"refresh_token": other.Body["refresh_token"].(string)}).Body).
 			To(HaveKeyWithValue("error", "invalid_grant"))
+		kept := post("/auth/refresh", "", map[string]string{"refresh_token": mine.Body["refresh_token"].(string)})
+		Expect(kept.StatusCode).To(Equal(http.StatusOK), "the session that changed the password goes on: %s", kept.Raw)
 		Expect(post("/auth/login", "", map[string]string{"email": t.viewer, "password": "a brand new passphrase"}).StatusCode).To(Equal(http.StatusOK))
 		Expect(post("/auth/login", "", map[string]string{"email": t.viewer, "password": password}).StatusCode).To(Equal(http.StatusUnauthorized))
 	})
@@ -253,6 +262,21 @@ var _ = Describe("The self-service REST API", func() {
 		Expect(viaKey.Header.Get("WWW-Authenticate")).To(ContainSubstring("invalid_token"))
 
 		Expect(do(http.MethodGet, orgPath(t.org.Name, "/members"), "", nil).StatusCode).To(Equal(http.StatusUnauthorized))
+
+		// A token carries the authority of its organization only, and only unnarrowed.
+		other := newTenant(ctx)
+		addMember(ctx, other.ns(), t.admin, tenancyv1.RoleMember, "")
+		elsewhere := do(http.MethodGet, orgPath(t.org.Name, "/members"), login(t.admin, other.org.Name), nil)
+		Expect(elsewhere.StatusCode).To(Equal(http.StatusForbidden), elsewhere.Raw)
+		Expect(elsewhere.Body["error_description"]).To(ContainSubstring("not for the organization " + t.org.Name + " as a whole"))
+		project := &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns(), Name: "narrow"}}
+		Expect(admin.Create(ctx, project)).To(Succeed())
+		eventuallyReady(ctx, project)
+		projectMember := uniqueName("dev") + "@example.com"
+		addMember(ctx, t.ns(), projectMember, tenancyv1.RoleAdmin, "narrow")
+		narrowed := do(http.MethodGet, orgPath(t.org.Name, "/members"), login(projectMember, t.org.Name), nil)
+		Expect(narrowed.StatusCode).To(Equal(http.StatusForbidden), narrowed.Raw)
+		Expect(narrowed.Body["error_description"]).To(ContainSubstring("as a whole"))
 		req, err := http.NewRequest(http.MethodPost, authdURL+orgPath(t.org.Name, "/members"), strings.NewReader("{not json"))
 		Expect(err).NotTo(HaveOccurred())
 		req.Header.Set("Authorization", "Bearer "+login(t.admin, t.org.Name))

@@ -21,6 +21,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -185,17 +186,18 @@ func newTenant(ctx context.Context) tenant {
 		role  tenancyv1.Role
 	}{{&t.owner, tenancyv1.RoleOwner}, {&t.admin, tenancyv1.RoleAdmin}, {&t.member, tenancyv1.RoleMember}, {&t.viewer, tenancyv1.RoleViewer}} {
 		*m.email = fmt.Sprintf("%s@%s.example", strings.ToLower(string(m.role)), name)
-		addMember(ctx, name, *m.email, m.role)
+		addMember(ctx, name, *m.email, m.role, "")
 	}
 	return t
 }
 
-// addMember creates a Membership as a platform admin and, when the user has no password yet,
-// accepts its invitation with the suite's password.
-func addMember(ctx context.Context, ns, email string, role tenancyv1.Role) {
+// addMember creates a Membership as a platform admin, when the user has no password yet accepts
+// its invitation with the suite's password, and waits until the organization's RBAC lets them do
+// what the role allows (RoleBindings follow Memberships a moment later).
+func addMember(ctx context.Context, ns, email string, role tenancyv1.Role, project string) {
 	GinkgoHelper()
 	m := &tenancyv1.Membership{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniqueName("m")},
-		Spec: tenancyv1.MembershipSpec{User: email, Role: role}}
+		Spec: tenancyv1.MembershipSpec{User: email, Role: role, Project: project}}
 	Expect(admin.Create(ctx, m)).To(Succeed())
 	Eventually(func(g Gomega) {
 		g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
@@ -206,6 +208,17 @@ func addMember(ctx context.Context, ns, email string, role tenancyv1.Role) {
 		Expect(resp.StatusCode).To(Equal(http.StatusOK), resp.Raw)
 	}
 	eventuallyReady(ctx, m)
+	verb := "list"
+	if project == "" && role.AtLeast(tenancyv1.RoleAdmin) {
+		verb = "create"
+	}
+	Eventually(func(g Gomega) {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: tenancyv1.GroupVersion.Group, Resource: "memberships"},
+		}}
+		g.Expect(kubectlAs(email).Create(ctx, review)).To(Succeed())
+		g.Expect(review.Status.Allowed).To(BeTrue(), "%s may not %s memberships in %s yet", email, verb, ns)
+	}).WithContext(ctx).Should(Succeed())
 }
 
 func inviteToken(ctx context.Context, m *tenancyv1.Membership) string {

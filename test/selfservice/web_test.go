@@ -129,7 +129,10 @@ var _ = Describe("The web pages over HTTP", func() {
 		startAuthd(listener, conf, authdDatabaseURL)
 		page := newBrowserish("http://" + listener.Addr().String()).get("/login")
 		Expect(page.StatusCode).To(Equal(http.StatusOK))
-		Expect(cookie(page, "tenancy_csrf").Secure).To(BeTrue())
+		csrf := cookie(page, "__Host-tenancy_csrf")
+		Expect(csrf).NotTo(BeNil(), "Secure cookies take the __Host- prefix")
+		Expect(csrf.Secure).To(BeTrue())
+		Expect(csrf.Path).To(Equal("/"))
 	})
 
 	It("refuse a form without its CSRF token, with another session's token, or from another origin", func() {
@@ -184,11 +187,31 @@ var _ = Describe("The web pages over HTTP", func() {
 	})
 
 	It("keep a post-login redirect on the site", func() {
+		for _, next := range []string{"//evil.example/x", "/\\evil.example", "/\t/evil.example", "https://evil.example/", "/\n/evil.example"} {
+			b := newBrowserish(authdURL)
+			page := b.get("/login?next=" + url.QueryEscape(next))
+			resp := b.postForm("/login", url.Values{"csrf_token": {csrfOf(page)}, "email": {t.owner}, "password": {password}, "next": {next}})
+			Expect(resp.StatusCode).To(Equal(http.StatusSeeOther))
+			Expect(resp.Header.Get("Location")).To(Equal("/account"), "next=%q", next)
+		}
 		b := newBrowserish(authdURL)
-		page := b.get("/login?next=//evil.example/x")
-		resp := b.postForm("/login", url.Values{"csrf_token": {csrfOf(page)}, "email": {t.owner}, "password": {password}, "next": {"//evil.example/x"}})
-		Expect(resp.StatusCode).To(Equal(http.StatusSeeOther))
-		Expect(resp.Header.Get("Location")).To(Equal("/account"))
+		page := b.get("/login")
+		resp := b.postForm("/login", url.Values{"csrf_token": {csrfOf(page)}, "email": {t.owner}, "password": {password}, "next": {"/orgs/" + t.org.Name + "/apikeys?project=web"}})
+		Expect(resp.Header.Get("Location")).To(Equal("/orgs/" + t.org.Name + "/apikeys?project=web"))
+	})
+
+	It("show a malformed audit page request as a refusal, and end the old session at a new login", func() {
+		b := newBrowserish(authdURL)
+		b.logIn(t.admin)
+		for _, query := range []string{"?limit=0", "?limit=x", "?before=-1"} {
+			page := b.get("/orgs/" + t.org.Name + "/audit" + query)
+			Expect(page.StatusCode).To(Equal(http.StatusBadRequest), query)
+			Expect(page.Raw).To(ContainSubstring("must be"), query)
+		}
+		first := items(do(http.MethodGet, "/api/v1/me/sessions", login(t.admin, t.org.Name), nil))
+		b.logIn(t.admin)
+		second := items(do(http.MethodGet, "/api/v1/me/sessions", login(t.admin, t.org.Name), nil))
+		Expect(second).To(HaveLen(len(first)+1), "the token logins add one; the browser's second login replaced its first")
 	})
 
 	It("log out: the session's refresh token stops working", func() {
