@@ -354,7 +354,10 @@ type auditWriter struct {
 	entries chan auditEntry
 }
 
-// run writes until ctx ends, then writes what is left.
+// auditShutdownGrace bounds how long a stopping authd keeps retrying the audit rows it holds.
+const auditShutdownGrace = 30 * time.Second
+
+// run writes until ctx ends, then writes what is left, retrying for up to auditShutdownGrace.
 func (a *auditWriter) run(ctx context.Context) {
 	for {
 		var batch []auditEntry
@@ -362,12 +365,14 @@ func (a *auditWriter) run(ctx context.Context) {
 		case e := <-a.entries:
 			batch = append(batch, e)
 		case <-ctx.Done():
+			last, cancel := context.WithTimeout(context.Background(), auditShutdownGrace)
+			defer cancel()
 			for batch := a.drain(nil); len(batch) > 0; batch = a.drain(nil) {
-				a.write(batch)
+				a.write(last, batch)
 			}
 			return
 		}
-		a.write(a.drain(batch))
+		a.write(ctx, a.drain(batch))
 	}
 }
 
@@ -384,26 +389,26 @@ func (a *auditWriter) drain(batch []auditEntry) []auditEntry {
 	return batch
 }
 
-// write stores a batch, retrying for a while when the database is away. A batch the database
-// refuses is written row by row, so that one bad row cannot lose the others; rows it cannot store
-// are logged with their actions.
-func (a *auditWriter) write(batch []auditEntry) {
+// write stores a batch. While the database is away it keeps retrying (until ctx ends), so an
+// outage delays audit rows rather than losing them; requests meanwhile queue theirs, up to the
+// queue's capacity. A batch the database refuses is written row by row, so that one bad row
+// cannot lose the others; rows it cannot store are logged with their actions.
+func (a *auditWriter) write(ctx context.Context, batch []auditEntry) {
 	if len(batch) == 0 {
 		return
 	}
 	var err error
-	for attempt := range 5 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = a.store.audit(ctx, batch)
+	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
+		attempt, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = a.store.audit(attempt, batch)
 		cancel()
-		if err == nil || !db.IsUnavailable(err) {
+		if err == nil || !db.IsUnavailable(err) || !sleep(ctx, wait) {
 			break
 		}
-		time.Sleep(time.Duration(attempt+1) * time.Second)
 	}
 	if err != nil && !db.IsUnavailable(err) && len(batch) > 1 {
 		for _, e := range batch {
-			a.write([]auditEntry{e})
+			a.write(ctx, []auditEntry{e})
 		}
 		return
 	}
@@ -413,6 +418,16 @@ func (a *auditWriter) write(batch []auditEntry) {
 			actions = append(actions, e.Action+" "+e.Target)
 		}
 		a.log.Error(err, "Writing the audit log; these rows are lost", "rows", actions)
+	}
+}
+
+// sleep waits for d, or less when ctx ends first; it reports whether the whole time passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 

@@ -156,7 +156,7 @@ func (s *stack) startAuthd(publicURL string) *testenv.Process {
 	u, err := url.Parse(publicURL)
 	Expect(err).NotTo(HaveOccurred())
 	p, err := testenv.StartProcess("authd", filepath.Join(s.dir, "authd.log"), filepath.Join(binDir, "authd"),
-		"--kubeconfig="+s.authdKubeconfig, "--database-url="+s.databaseURL, "--listen="+u.Host,
+		"--kubeconfig="+s.authdKubeconfig, "--database-url="+s.databaseURL, "--listen="+u.Host, "--metrics-listen=127.0.0.1:0",
 		"--public-url="+publicURL, "--namespace="+operatorNamespace)
 	Expect(err).NotTo(HaveOccurred())
 	s.stopWithSpec(p)
