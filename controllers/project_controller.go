@@ -98,7 +98,8 @@ func (r *ProjectReconciler) reconcileRow(ctx context.Context, s *projectScope) (
 
 // organizationOfNamespace returns the Organization bound to namespace ns once it has a row. It
 // waits while an Organization names the namespace but has not bound it yet (GitOps applies a
-// tenant's objects in one pass), and stalls when no Organization claims the namespace.
+// tenant's objects in one pass) and while the Organization is being deleted, and stalls when no
+// Organization claims the namespace.
 func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*tenancyv1.Organization, error) {
 	namespace := &corev1.Namespace{}
 	if err := c.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
@@ -110,6 +111,10 @@ func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*
 		// Only a label that matches the Organization's own spec binds: a label put on some other
 		// namespace by hand must not let its objects into that organization.
 		if err == nil && org.NamespaceName() == ns {
+			// Its rows go first when it is deleted: nothing may be written for it any more.
+			if !org.DeletionTimestamp.IsZero() {
+				return nil, waiting(tenancyv1.OrganizationNotReadyReason, "Organization %s is being deleted", owner)
+			}
 			if org.Status.ID == "" {
 				return nil, waiting(tenancyv1.OrganizationNotReadyReason, "Organization %s has no database row yet", owner)
 			}
