@@ -99,8 +99,9 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 			return
 		}
 		if briefWait(obj, retErr) {
-			// The watch on the Organization or Project wakes the object when that gets its row.
-			result, retErr = ctrl.Result{RequeueAfter: jitter(waitDelay)}, nil
+			// The watch on the Organization or Project wakes the object when that gets its row;
+			// the requeue is a safety net, after which a wait that lasts is reported.
+			result, retErr = ctrl.Result{RequeueAfter: jitter(newObjectGrace)}, nil
 			return
 		}
 		result, retErr = finishReconcile(obj, result, retErr, l.resync)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -122,21 +123,22 @@ func BenchmarkScale(b *testing.B) {
 	apiBefore := apiserver.writes(b)
 	start := time.Now()
 	var retries atomic.Int64
-	inputDone := make(chan time.Duration, 1)
+	var input time.Duration
+	inputErr := make(chan error, 1)
 	go func() {
-		parallel(b, inputWorkers, orgs, func(i int) error {
+		err := parallelUntilError(inputWorkers, orgs, func(i int) error {
 			for _, obj := range tenantObjects(i, orgs) {
 				if err := createRetrying(ctx, c, obj, &retries); err != nil {
-					return err
+					return fmt.Errorf("creating %T %s/%s: %w", obj, obj.GetNamespace(), obj.GetName(), err)
 				}
 			}
 			return nil
 		})
-		inputDone <- time.Since(start)
+		input = time.Since(start)
+		inputErr <- err
 	}()
-	objects.waitAllReady(b, total, start)
+	objects.waitAllReady(b, total, start, inputErr)
 	elapsed := time.Since(start)
-	input := <-inputDone
 	readyRate := float64(total) / elapsed.Seconds()
 	b.Logf("%d objects Ready in %s (%.1f/s); input applied in %s (%.1f creates/s, %d retried); API writes until then %d %v",
 		total, elapsed.Round(time.Millisecond), readyRate, input.Round(time.Millisecond), float64(total)/input.Seconds(), retries.Load(),
@@ -193,6 +195,30 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(float64(coldDB.total()), "cold-start-db-rows")
 	b.ReportMetric(float64(resyncAPI.total()), "resync-api-writes")
 	b.ReportMetric(float64(resyncDB.total()), "resync-db-rows")
+}
+
+// parallelUntilError runs do(0..n-1) on workers goroutines and returns the first error; unlike
+// parallel it may run outside the benchmark's goroutine.
+func parallelUntilError(workers, n int, do func(int) error) error {
+	next := make(chan int)
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := do(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
 }
 
 func tenantName(i int) string { return fmt.Sprintf("t%d", i) }
@@ -707,11 +733,21 @@ func (o objectCache) each(b *testing.B, visit func(tenancyv1.Object)) {
 	}
 }
 
-// waitAllReady waits until total objects are Ready for their current generation.
-func (o objectCache) waitAllReady(b *testing.B, total int, start time.Time) {
+// waitAllReady waits until total objects are Ready for their current generation, and for the
+// input to be applied (inputErr delivers its outcome); a failed input fails the benchmark.
+func (o objectCache) waitAllReady(b *testing.B, total int, start time.Time, inputErr <-chan error) {
 	b.Helper()
 	lastReport := time.Now()
+	inputDone := false
 	for {
+		select {
+		case err := <-inputErr:
+			if err != nil {
+				b.Fatalf("applying the tenants: %v", err)
+			}
+			inputDone = true
+		default:
+		}
 		ready := 0
 		o.each(b, func(obj tenancyv1.Object) {
 			status := obj.CommonStatusRef()
@@ -719,7 +755,7 @@ func (o objectCache) waitAllReady(b *testing.B, total int, start time.Time) {
 				ready++
 			}
 		})
-		if ready >= total {
+		if ready >= total && inputDone {
 			return
 		}
 		if time.Since(start) > scaleReadyTimeout {
