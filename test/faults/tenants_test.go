@@ -201,8 +201,29 @@ func expectRowsMatch(g Gomega, ctx context.Context, s *stack) {
 			got[uid] = id
 		}
 		g.Expect(dbRows.Err()).NotTo(HaveOccurred())
-		g.Expect(got).To(Equal(rows), "tenancy.%s (uid → id) against the objects' status", table)
+		g.Expect(rowDifferences(rows, got)).To(BeEmpty(), "tenancy.%s against the live objects (%d objects, %d rows)", table, len(rows), len(got))
 	}
+}
+
+// rowDifferences lists the objects (uid → the row id in their status) without their row, the
+// rows of no live object, and rows whose id differs from the status.
+func rowDifferences(objects, rows map[string]string) []string {
+	var diffs []string
+	for uid, id := range objects {
+		switch rowID, ok := rows[uid]; {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("object %s has no row", uid))
+		case rowID != id:
+			diffs = append(diffs, fmt.Sprintf("object %s shows row %s, its row is %s", uid, id, rowID))
+		}
+	}
+	for uid, id := range rows {
+		if _, ok := objects[uid]; !ok {
+			diffs = append(diffs, fmt.Sprintf("row %s belongs to no live object (uid %s)", id, uid))
+		}
+	}
+	slices.Sort(diffs)
+	return diffs
 }
 
 func keysOf(m map[string]string) []string {
