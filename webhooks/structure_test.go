@@ -55,7 +55,10 @@ var _ = Describe("Tier quotas", func() {
 		cfg.WarningHandlerWithContext = warnings
 		warnedClient, err := client.New(cfg, client.Options{Scheme: testScheme})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(admin.Create(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p3"}})).To(Succeed())
+		// The webhooks read the tier from the manager's cache, which follows the patch a moment later.
+		Eventually(func() error {
+			return admin.Create(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p3"}})
+		}).WithContext(ctx).Should(Succeed())
 		eventuallyReady(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p3"}})
 		Eventually(func(g Gomega) {
 			warnings.take()
