@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -296,9 +297,15 @@ const organizationBatchDelay = time.Second
 
 // enqueueAfter maps events to requests like handler.EnqueueRequestsFromMapFunc, but queues them
 // after delay; the queue keeps one entry per request, so the events within delay make one reconcile.
+// They go in with low priority: an Organization seen for the first time, which its projects,
+// members and keys wait for, comes before recounting one that is already Ready.
 func enqueueAfter(delay time.Duration, toRequests handler.MapFunc) handler.EventHandler {
 	add := func(ctx context.Context, obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		for _, req := range toRequests(ctx, obj) {
+			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+				pq.AddWithOpts(priorityqueue.AddOpts{After: delay, Priority: new(handler.LowPriority)}, req)
+				continue
+			}
 			q.AddAfter(req, delay)
 		}
 	}

@@ -762,7 +762,8 @@ func (o objectCache) waitAllReady(b *testing.B, total int, start time.Time, inpu
 			b.Fatalf("%d of %d objects Ready after %s", ready, total, scaleReadyTimeout)
 		}
 		if time.Since(lastReport) > 30*time.Second {
-			b.Logf("%s: %d of %d objects Ready", time.Since(start).Round(time.Second), ready, total)
+			// On stderr: a benchmark's log keeps only its first lines, and the results come last.
+			fmt.Fprintf(os.Stderr, "%s: %d of %d objects Ready\n", time.Since(start).Round(time.Second), ready, total)
 			lastReport = time.Now()
 		}
 		time.Sleep(100 * time.Millisecond)
