@@ -295,22 +295,27 @@ func (s *Server) bearer(r *http.Request) (*tenancy.Claims, bool) {
 	return claims, err == nil
 }
 
-// me answers who the token's user is and where they belong; tokens without an organization are
-// accepted here (and only here).
-func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+// person authenticates a person by their access token: API keys are refused, and the user row
+// must still exist and be enabled.
+func (s *Server) person(w http.ResponseWriter, r *http.Request) (user, *tenancy.Claims, error) {
 	claims, ok := s.bearer(r)
 	if !ok || claims.IsAPIKey() {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "invalid_token", "a valid access token of a user is required")
-		return
+		return user{}, nil, &problem{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "a valid access token of a person is required"}
 	}
 	u, found, err := s.store.userByID(r.Context(), claims.Subject)
-	if err != nil {
-		s.failed(w, r, err)
-		return
+	if err == nil && (!found || u.Disabled) {
+		err = &problem{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the user no longer exists or is disabled"}
 	}
-	if !found || u.Disabled {
-		writeError(w, http.StatusUnauthorized, "invalid_token", "the user no longer exists or is disabled")
+	return u, claims, err
+}
+
+// me answers who the token's user is and where they belong; tokens without an organization are
+// accepted here (and only here).
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	u, claims, err := s.person(w, r)
+	if err != nil {
+		s.answerError(w, r, err)
 		return
 	}
 	memberships, err := s.store.memberships(r.Context(), u.ID)

@@ -113,20 +113,11 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 	}))
 }
 
-// asUser authenticates a person by their access token; the live user row must still exist and
-// be enabled. API keys have no Kubernetes identity to act as, so they are refused.
+// asUser authenticates a person by their access token (person). API keys have no Kubernetes
+// identity to act as, so they are refused.
 func (s *Server) asUser(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, session string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		claims, ok := s.bearer(r)
-		if !ok || claims.IsAPIKey() {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid_token", "a valid access token of a person is required (API keys cannot use the self-service API)")
-			return
-		}
-		u, found, err := s.store.userByID(r.Context(), claims.Subject)
-		if err == nil && (!found || u.Disabled) {
-			err = &problem{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the user no longer exists or is disabled"}
-		}
+		u, claims, err := s.person(w, r)
 		if err == nil {
 			err = h(withClaims(r.Context(), claims), w, r, u, claims.SessionID)
 		}

@@ -52,6 +52,9 @@ func parsePages() (webPages, error) {
 			return t.UTC().Format("2006-01-02 15:04 MST")
 		},
 		"roles": func() []string { return []string{"Owner", "Admin", "Member", "Viewer"} },
+		"button": func(action, csrf, label, class string) postButton {
+			return postButton{Action: action, CSRF: csrf, Label: label, Class: class}
+		},
 	}
 	names, err := fs.Glob(webFiles, "web/templates/*.html")
 	if err != nil {
@@ -71,6 +74,9 @@ func parsePages() (webPages, error) {
 	}
 	return pages, nil
 }
+
+// postButton is a form of one button that posts to Action, for the "button" template.
+type postButton struct{ Action, CSRF, Label, Class string }
 
 // view is what every page template gets.
 type view struct {
@@ -380,19 +386,32 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request, _ webSessi
 }
 
 func (s *Server) invitePage(w http.ResponseWriter, r *http.Request) {
-	token := r.URL.Query().Get("token")
+	if v, ok := s.invitationView(w, r, r.URL.Query().Get("token")); ok {
+		s.render(w, http.StatusOK, "invite", v)
+	}
+}
+
+// invitationView previews the invitation of token for its page; when there is none it answers
+// the error page itself and returns false.
+func (s *Server) invitationView(w http.ResponseWriter, r *http.Request, token string) (view, bool) {
 	v := view{Title: "Invitation", CSRF: s.loginCSRF(w, r)}
 	preview, err := s.store.previewInvitation(r.Context(), token)
-	if errors.Is(err, errInvalidInvitation) || len(token) > 128 {
+	switch {
+	case errors.Is(err, errInvalidInvitation) || len(token) > 128:
 		s.render(w, http.StatusNotFound, "error", view{Title: "Invitation", Problem: errUnknownInvitation})
-		return
-	}
-	if err != nil {
+		return v, false
+	case err != nil:
 		s.renderFailure(w, r, "error", v, err)
-		return
+		return v, false
 	}
-	v.Data = map[string]any{"Token": token, "Invitation": preview}
-	s.render(w, http.StatusOK, "invite", v)
+	v.Data = inviteData{Token: token, Invitation: preview}
+	return v, true
+}
+
+// inviteData is the invitation page's content.
+type inviteData struct {
+	Token      string
+	Invitation invitationPreview
 }
 
 var errUnknownInvitation = &problem{Status: http.StatusNotFound, Code: "invalid_invitation",
@@ -400,24 +419,17 @@ var errUnknownInvitation = &problem{Status: http.StatusNotFound, Code: "invalid_
 
 func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 	token := r.PostFormValue("token")
-	v := view{Title: "Invitation", CSRF: s.loginCSRF(w, r)}
-	preview, err := s.store.previewInvitation(r.Context(), token)
-	if errors.Is(err, errInvalidInvitation) {
-		s.render(w, http.StatusNotFound, "error", view{Title: "Invitation", Problem: errUnknownInvitation})
+	v, ok := s.invitationView(w, r, token)
+	if !ok {
 		return
 	}
-	if err != nil {
-		s.renderFailure(w, r, "error", v, err)
-		return
-	}
-	v.Data = map[string]any{"Token": token, "Invitation": preview}
 	if !s.checkLoginCSRF(r) {
 		v.Problem = errCSRF
 		s.render(w, http.StatusForbidden, "invite", v)
 		return
 	}
 	password := r.PostFormValue("password")
-	if !preview.HasPassword && password != r.PostFormValue("confirm") {
+	if !v.Data.(inviteData).Invitation.HasPassword && password != r.PostFormValue("confirm") {
 		v.Problem = &problem{Status: http.StatusBadRequest, Message: "The two passwords differ."}
 		s.render(w, http.StatusBadRequest, "invite", v)
 		return

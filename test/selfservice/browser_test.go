@@ -276,6 +276,14 @@ var _ = Describe("The web pages in a browser", func() {
 		Expect(text).To(ContainSubstring("from-the-browser"))
 		Expect(text).NotTo(ContainSubstring(key))
 
+		b.step("rotate the key: the new one is shown once",
+			chromedp.Click(chromedp.CSS(`tr[data-key="from-the-browser"] button.secondary`)),
+			chromedp.WaitVisible(chromedp.CSS("#issued")),
+		)
+		rotated := b.value("#issued-key")
+		Expect(rotated).To(And(HavePrefix("tnc_"), Not(Equal(key))))
+		Expect(clientCredentials(b.text("#issued-key-id"), rotated)).To(Equal(http.StatusOK))
+
 		b.step("read the audit log",
 			chromedp.Click(chromedp.CSS(`a[href$="/audit"]`)),
 			chromedp.WaitVisible(chromedp.CSS("#audit")),
