@@ -44,7 +44,7 @@ var _ = Describe("The manager killed", func() {
 		}()
 
 		By("killing the manager once a third of the projects have rows")
-		Eventually(func() int { return countRows(ctx, s, "SELECT count(*) FROM tenancy.projects") }).
+		Eventually(rowCount(ctx, s, "SELECT count(*) FROM tenancy.projects")).
 			WithContext(ctx).WithPolling(20 * time.Millisecond).Should(BeNumerically(">=", totalProjects/3))
 		m.Kill()
 		rowsAtKill := countRows(ctx, s, "SELECT count(*) FROM tenancy.projects")
@@ -78,7 +78,7 @@ var _ = Describe("The manager killed", func() {
 			deleted <- deleteAll(ctx, s.kube, doomed)
 		}()
 		remainingProjects := totalProjects - 5*killProjects - 10*(killProjects-5)
-		Eventually(func() int { return countRows(ctx, s, "SELECT count(*) FROM tenancy.projects") }).
+		Eventually(rowCount(ctx, s, "SELECT count(*) FROM tenancy.projects")).
 			WithContext(ctx).WithPolling(20 * time.Millisecond).Should(BeNumerically("<=", totalProjects-(totalProjects-remainingProjects)/3))
 		m.Kill()
 		Expect(countRows(ctx, s, "SELECT count(*) FROM tenancy.projects")).To(BeNumerically(">", remainingProjects),

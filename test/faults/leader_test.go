@@ -49,7 +49,7 @@ var _ = Describe("The leader killed", func() {
 			defer GinkgoRecover()
 			created <- applyAll(ctx, s.kube, namespaced)
 		}()
-		Eventually(func() int { return countRows(ctx, s, "SELECT count(*) FROM tenancy.projects") }).
+		Eventually(rowCount(ctx, s, "SELECT count(*) FROM tenancy.projects")).
 			WithContext(ctx).WithPolling(20 * time.Millisecond).Should(BeNumerically(">=", 20))
 		samples, err := metrics(ctx, standby.metricsURL)
 		Expect(err).NotTo(HaveOccurred())

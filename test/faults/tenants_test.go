@@ -242,6 +242,16 @@ func countRows(ctx context.Context, s *stack, query string, args ...any) int {
 	return n
 }
 
+// rowCount is countRows for Eventually: a failing query (a manager that has not migrated the
+// schema yet) fails the attempt, not the spec.
+func rowCount(ctx context.Context, s *stack, query string) func(g Gomega) int {
+	return func(g Gomega) int {
+		var n int
+		g.Expect(s.sql.QueryRow(ctx, query).Scan(&n)).To(Succeed())
+		return n
+	}
+}
+
 // state is what a reconcile could write: the resourceVersion of every tenancy object and of
 // every Namespace, Secret, Role and RoleBinding in organization namespaces; the row version
 // (xmin) of every identity row; and the length of the audit log.
