@@ -68,7 +68,7 @@ test: verify-generated verify-fmt vet lint ## Run every check and test: generate
 bench: ## Run the benchmarks (figures belong in docs/benchmarks.md).
 	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
-	go test -run '^$$' -bench . -benchmem -timeout 60m ./... $(TEST_ARGS)
+	go test -run '^$$' -bench . -benchmem -timeout 120m ./... $(TEST_ARGS)
 
 .PHONY: envtest
 envtest: ## Build (once) the kube-apiserver, etcd, kubectl and kube-controller-manager binaries.
