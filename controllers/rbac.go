@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
-	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // Names of the Roles and RoleBindings the operator keeps in every organization namespace.
@@ -56,7 +56,7 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 		}
 		role := m.RoleOrDefault()
 		roleOfMembership[m.UID] = role
-		subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: usernamePrefix + db.NormalizeEmail(m.Spec.User)}
+		subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: tenant.Username(usernamePrefix, m.Spec.User)}
 		switch {
 		case m.Spec.Project == "" && role == tenancyv1.RoleOwner:
 			owners = append(owners, subject)

@@ -26,6 +26,7 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/authd"
 	"github.com/tenancy-dev/tenancy/internal/signing"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 type config struct {
@@ -69,11 +70,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	c.server.PublicURL = strings.TrimSuffix(c.publicURL, "/")
-	for _, name := range strings.Split(platformAdmins, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			c.server.PlatformAdminUsers = append(c.server.PlatformAdminUsers, name)
-		}
-	}
+	c.server.PlatformAdminUsers = tenant.SplitList(platformAdmins)
 	c.server.Issuer = strings.TrimSuffix(issuer, "/")
 	if c.server.Issuer == "" {
 		c.server.Issuer = strings.TrimSuffix(c.publicURL, "/")

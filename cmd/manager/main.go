@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -110,8 +109,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
-	c.platformAdminGroups = splitList(*platformAdminGroups)
-	c.platformAdminUsers = splitList(*platformAdminUsers)
+	c.platformAdminGroups = tenant.SplitList(*platformAdminGroups)
+	c.platformAdminUsers = tenant.SplitList(*platformAdminUsers)
 	switch {
 	case c.databaseURL == "":
 		return config{}, errors.New("--database-url: required (or set TENANCY_DATABASE_URL)")
@@ -271,17 +270,6 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, restConfig *rest.Confi
 		return err
 	}
 	return mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker())
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(v string) []string {
-	var items []string
-	for item := range strings.SplitSeq(v, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			items = append(items, item)
-		}
-	}
-	return items
 }
 
 func loadRESTConfig(kubeconfig string) (*rest.Config, error) {

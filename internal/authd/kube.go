@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // TenancyUsersGroup is the group authd adds when it acts as a tenancy user, so that the API
@@ -67,7 +69,7 @@ func (t callerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // usernameOf is the Kubernetes username of a tenancy user, as the operator's RoleBindings name
 // them; it refuses names authd must never act as.
 func (s *Server) usernameOf(email string) (string, error) {
-	username := s.cfg.UsernamePrefix + email
+	username := tenant.Username(s.cfg.UsernamePrefix, email)
 	if strings.HasPrefix(username, "system:") || slices.Contains(s.cfg.PlatformAdminUsers, username) {
 		return "", fmt.Errorf("authd does not act as %s: it is a Kubernetes or platform administrator name", username)
 	}

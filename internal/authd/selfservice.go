@@ -109,6 +109,11 @@ func (s *Server) callerIn(ctx context.Context, u user, orgName string) (orgCalle
 	if err != nil {
 		return orgCaller{}, err
 	}
+	return s.callerFrom(u, all, orgName)
+}
+
+// callerFrom is callerIn with the user's memberships already read.
+func (s *Server) callerFrom(u user, all []membership, orgName string) (orgCaller, error) {
 	c := orgCaller{user: u}
 	for _, m := range all {
 		if m.OrgName != orgName || m.State != string(tenancyv1.MembershipActive) {
@@ -123,9 +128,11 @@ func (s *Server) callerIn(ctx context.Context, u user, orgName string) (orgCalle
 	if c.namespace == "" {
 		return orgCaller{}, notFound(fmt.Sprintf("%s is not a member of an organization named %q", u.Email, orgName))
 	}
-	if c.username, err = s.usernameOf(u.Email); err != nil {
+	username, err := s.usernameOf(u.Email)
+	if err != nil {
 		return orgCaller{}, &problem{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()}
 	}
+	c.username = username
 	return c, nil
 }
 

@@ -6,13 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/rest"
 )
 
 func TestUsernameOfRefusesAdministrativeNames(t *testing.T) {
@@ -56,6 +62,41 @@ func TestCallerTransportNeverSendsAuthdsOwnIdentity(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{TenancyUsersGroup}, seen.Values("Impersonate-Group")); diff != "" {
 		t.Error(diff)
+	}
+}
+
+// TestCallerClientImpersonatesOnEveryRequest checks the client NewCallerClient builds, not only
+// its transport: requests carry the caller, and one without a caller never reaches the server.
+func TestCallerClientImpersonatesOnEveryRequest(t *testing.T) {
+	var requests []http.Header
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests = append(requests, r.Header.Clone())
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"NamespaceList","apiVersion":"v1","items":[]}`))
+	}))
+	defer server.Close()
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(corev1.SchemeGroupVersion.WithKind("Namespace"), meta.RESTScopeRoot)
+	c, err := NewCallerClient(&rest.Config{Host: server.URL}, scheme, mapper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(context.Background(), &corev1.NamespaceList{}); !errors.Is(err, errNoCaller) {
+		t.Fatalf("a list without a caller: %v", err)
+	}
+	if len(requests) != 0 {
+		t.Fatal("a request without a caller reached the API server")
+	}
+	if err := c.List(withCaller(context.Background(), "alice@example.com"), &corev1.NamespaceList{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(requests) != 1 || requests[0].Get("Impersonate-User") != "alice@example.com" ||
+		!slices.Equal(requests[0].Values("Impersonate-Group"), []string{TenancyUsersGroup}) {
+		t.Errorf("requests = %v, want one as alice@example.com in %s only", requests, TenancyUsersGroup)
 	}
 }
 

@@ -88,6 +88,7 @@ type Server struct {
 	dummyHash string
 	metrics   *metrics
 	pages     webPages
+	site      webSite
 }
 
 // NewServer wires authd.
@@ -112,6 +113,7 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube Kubernetes, log l
 		metrics:   newMetrics(),
 	}
 	s.verifier = tenancy.NewVerifier(cfg.Issuer, cfg.Audience, publishedKeys{keys})
+	s.site = newWebSite(cfg.PublicURL)
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,33 +171,44 @@ func (s *Server) renderFailure(w http.ResponseWriter, r *http.Request, page stri
 	s.render(w, p.Status, page, v)
 }
 
-// secureCookies is false only for a public URL on http://localhost or 127.0.0.1, so that
-// development works without TLS.
-func (s *Server) secureCookies() bool {
-	u, err := url.Parse(s.cfg.PublicURL)
-	if err != nil || u.Scheme == "https" {
-		return true
+// webSite is what the pages derive from the public URL, once.
+type webSite struct {
+	// origin is the Origin header of the site's own forms.
+	origin string
+	// secure cookies everywhere but on http://localhost and 127.0.0.1, so that development
+	// works without TLS.
+	secure bool
+}
+
+func newWebSite(publicURL string) webSite {
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return webSite{secure: true}
 	}
-	host := u.Hostname()
-	return host != "localhost" && host != "127.0.0.1" && host != "::1"
+	site := webSite{secure: u.Scheme == "https" || !slices.Contains([]string{"localhost", "127.0.0.1", "::1"}, u.Hostname())}
+	if u.Host != "" {
+		site.origin = u.Scheme + "://" + u.Host
+	}
+	return site
 }
 
 // cookieName is name with the __Host- prefix when cookies are Secure: the browser then takes
 // the cookie only from this host, over TLS, for every path, so a sibling subdomain cannot plant one.
 func (s *Server) cookieName(name string) string {
-	if s.secureCookies() {
+	if s.site.secure {
 		return "__Host-" + name
 	}
 	return name
 }
 
+// setCookie sets a cookie of the site; a negative maxAge removes it.
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{Name: s.cookieName(name), Value: value, Path: "/", MaxAge: int(maxAge.Seconds()),
-		HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: s.site.secure, SameSite: http.SameSiteLaxMode})
 }
 
 func (s *Server) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: s.cookieName(name), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
+	s.setCookie(w, name, "", -time.Second)
 }
 
 // flash shows a message on the next page, after a redirect.
@@ -230,8 +242,7 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	if origin == "" || origin == "null" {
 		return origin == "" // "null": a sandboxed or privacy-redirected form, never ours
 	}
-	public, err := url.Parse(s.cfg.PublicURL)
-	return err == nil && strings.EqualFold(origin, public.Scheme+"://"+public.Host)
+	return s.site.origin != "" && strings.EqualFold(origin, s.site.origin)
 }
 
 func csrfMatches(form, want string) bool {
@@ -530,11 +541,11 @@ func (s *Server) orgPage(tab string) http.HandlerFunc {
 }
 
 func (s *Server) renderOrg(w http.ResponseWriter, r *http.Request, ws webSession, tab string, status int, data orgData, failure error) {
-	v, _, err := s.baseView(w, r, ws, r.PathValue("org"))
+	v, all, err := s.baseView(w, r, ws, r.PathValue("org"))
 	v.Org, v.Tab = r.PathValue("org"), tab
 	var c orgCaller
 	if err == nil {
-		c, err = s.callerIn(r.Context(), ws.User, v.Org)
+		c, err = s.callerFrom(ws.User, all, v.Org)
 	}
 	if err == nil {
 		v.Manage = c.canManage()
