@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -91,13 +93,13 @@ var _ = Describe("Project controller", func() {
 		eventuallyReady(ctx, adopter)
 		eventuallyReady(ctx, proj)
 		Expect(proj.Status.OrganizationID).To(Equal(adopter.Status.ID))
-		Eventually(func(g Gomega) {
+		// Events are sent in the background: give a wrong one time to arrive.
+		Consistently(func(g Gomega) {
 			var events corev1.EventList
 			g.Expect(k8sClient.List(ctx, &events, client.InNamespace(nsName))).To(Succeed())
-			g.Expect(events.Items).To(ContainElement(HaveField("Reason", "RowCreated")))
 			g.Expect(events.Items).NotTo(ContainElement(HaveField("Reason", "DriftRestored")),
 				"a first row after a stall is no drift")
-		}).WithContext(ctx).Should(Succeed())
+		}).WithContext(ctx).WithTimeout(3 * time.Second).Should(Succeed())
 	})
 
 	It("does not trust an organization label on a namespace the organization does not name", func(ctx SpecContext) {

@@ -185,14 +185,14 @@ func actorOf(obj client.Object, controller string) db.Actor {
 	return db.Actor{Name: "system:tenancy:" + controller, RequestID: string(obj.GetUID())}
 }
 
-// reportRowChange tells, through an Event, that a row was created, updated for a new spec, or put
-// back after someone changed or deleted it by hand (a write although the spec was already observed).
-// previousID is the row id the status held before the upsert.
+// reportRowChange tells, through an Event, that a row was updated for a new spec, or put back
+// after someone changed or deleted it by hand (a write although the spec was already observed).
+// previousID is the row id the status held before the upsert. The first row of a new object gets
+// no Event: its Ready condition and status.id say as much, and an Event per object would be one
+// more API write per object at scale.
 func reportRowChange(recorder events.EventRecorder, obj tenancyv1.Object, previousID string, res db.UpsertResult) {
 	switch {
-	case !res.Changed:
-	case previousID == "":
-		recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RowCreated", "UpsertRow", "Created database row %s", res.ID)
+	case !res.Changed, previousID == "":
 	case obj.CommonStatusRef().ObservedGeneration == obj.GetGeneration():
 		recorder.Eventf(obj, nil, corev1.EventTypeWarning, "DriftRestored", "UpsertRow",
 			"Database row %s was changed or deleted outside the operator and has been restored", res.ID)

@@ -25,7 +25,7 @@ func (w *apiKeyWebhook) Default(ctx context.Context, k *tenancyv1.APIKey) error 
 	if k.Spec.SecretName == "" && k.Name != "" {
 		k.Spec.SecretName = k.SecretNameOrDefault()
 	}
-	return w.stamp(ctx, k)
+	return w.defaultMetadata(ctx, k)
 }
 
 // ValidateCreate checks the organization, project, the API keys quota, the expiry and authority.

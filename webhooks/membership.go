@@ -26,7 +26,7 @@ func (w *membershipWebhook) Default(ctx context.Context, m *tenancyv1.Membership
 		return err
 	}
 	m.Spec.User = user
-	return w.stamp(ctx, m)
+	return w.defaultMetadata(ctx, m)
 }
 
 // ValidateCreate checks the organization, project, duplicates, the members quota and authority.

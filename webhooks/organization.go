@@ -31,7 +31,7 @@ func (w *organizationWebhook) Default(ctx context.Context, org *tenancyv1.Organi
 	if org.Spec.DeletionPolicy == "" {
 		org.Spec.DeletionPolicy = tenancyv1.DeletionPolicyRetain
 	}
-	return w.stamp(ctx, org)
+	return w.defaultMetadata(ctx, org)
 }
 
 // ValidateCreate refuses a namespace that belongs to the cluster, the operator or another

@@ -17,7 +17,7 @@ type projectWebhook struct{ *admitter }
 
 // Default stamps the requester; a Project has no other defaults.
 func (w *projectWebhook) Default(ctx context.Context, p *tenancyv1.Project) error {
-	return w.stamp(ctx, p)
+	return w.defaultMetadata(ctx, p)
 }
 
 // ValidateCreate checks the organization, the projects quota and that the requester is an

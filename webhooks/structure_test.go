@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -256,5 +257,31 @@ var _ = Describe("The finalizer", func() {
 		Expect(sqlPool.QueryRow(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1 AND revoked_at IS NOT NULL", key.UID).Scan(&revoked)).To(Succeed())
 		Expect(revoked).To(Equal(1))
 		Expect(actorsOf(ctx, "apikey.revoked", "apikey/ci")).To(ContainElement(orgAdmin))
+	})
+})
+
+var _ = Describe("The finalizer of a new object", func() {
+	It("comes with its create, and a later server-side apply without it keeps it", func(ctx SpecContext) {
+		org := newOrganization(ctx, "applied", tenancyv1.TierPro)
+		manifest := func(displayName string) *unstructured.Unstructured {
+			return &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": tenancyv1.GroupVersion.String(), "kind": "Project",
+				"metadata": map[string]any{"name": "web", "namespace": org.Name},
+				"spec":     map[string]any{"displayName": displayName},
+			}}
+		}
+		applied := manifest("Web")
+		Expect(admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(applied), client.FieldOwner("gitops"))).To(Succeed())
+		Expect(applied.GetFinalizers()).To(ConsistOf(tenancyv1.Finalizer), "the create's own response holds it: no controller write came first")
+		for _, entry := range applied.GetManagedFields() {
+			Expect(string(entry.FieldsV1.Raw)).NotTo(ContainSubstring("f:finalizers"), "%s must not own the finalizer", entry.Manager)
+		}
+		eventuallyReady(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: org.Name, Name: "web"}})
+
+		By("applying the manifest again, changed, leaves the finalizer alone")
+		reapplied := manifest("Web shop")
+		Expect(admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(reapplied), client.FieldOwner("gitops"))).To(Succeed())
+		Expect(reapplied.GetFinalizers()).To(ConsistOf(tenancyv1.Finalizer))
+		Expect(reapplied.GetGeneration()).To(Equal(int64(2)))
 	})
 })

@@ -21,7 +21,7 @@ type tenantTableWebhook struct{ *admitter }
 // the requester.
 func (w *tenantTableWebhook) Default(ctx context.Context, t *tenancyv1.TenantTable) error {
 	t.Spec = t.Spec.WithDefaults()
-	return w.stamp(ctx, t)
+	return w.defaultMetadata(ctx, t)
 }
 
 // ValidateCreate refuses a second TenantTable for the same table: two would fight over its
