@@ -47,6 +47,8 @@ type APIKeyReconciler struct {
 	RotationGrace time.Duration
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
+	// ownStatus holds its last status writes until the cache shows them.
+	ownStatus ownStatusWrites
 }
 
 type apiKeyScope struct {
@@ -62,6 +64,7 @@ type apiKeyScope struct {
 func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return lifecycle[*tenancyv1.APIKey]{
 		client:    r.Client,
+		ownWrites: &r.ownStatus,
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.APIKey { return &tenancyv1.APIKey{} },
 		reconcileNormal: func(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
@@ -181,9 +184,8 @@ func (r *APIKeyReconciler) issueKey(ctx context.Context, k *tenancyv1.APIKey, wa
 	if err != nil {
 		return db.APIKeyRow{}, err
 	}
-	if reason == "created" {
-		r.Recorder.Eventf(k, secret, corev1.EventTypeNormal, "KeyIssued", "IssueKey", "Issued key %s into Secret %s", key.ID, secret.Name)
-	} else {
+	// The first key is told by the status (keyID, prefix); a rotation gets an Event.
+	if reason != "created" {
 		r.Recorder.Eventf(k, secret, corev1.EventTypeNormal, "KeyRotated", "RotateKey",
 			"Issued key %s into Secret %s because %s; the previous key works for %s more", key.ID, secret.Name, reason, r.RotationGrace)
 	}

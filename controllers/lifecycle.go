@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -72,12 +75,44 @@ type lifecycle[T tenancyv1.Object] struct {
 	// cleanUp removes what the object owns outside Kubernetes' garbage collection; the finalizer
 	// goes once it succeeds.
 	cleanUp func(ctx context.Context, obj T) error
+	// ownWrites holds the controller's status patches that its cache may not show yet.
+	ownWrites *ownStatusWrites
 }
+
+// ownStatusWrites remembers, per object, the resourceVersion that the controller's last status
+// patch replaced. While the cache still shows that version, a reconcile (woken by a Secret or
+// Namespace the previous one wrote) would start from the old status and write the same status
+// again: at scale that was one more API write for every other APIKey.
+type ownStatusWrites struct{ replaced sync.Map }
+
+// cacheBehind reports whether obj, read from the cache, predates the controller's own last
+// status patch; once the cache has caught up the entry goes.
+func (w *ownStatusWrites) cacheBehind(key types.NamespacedName, obj client.Object) bool {
+	replaced, ok := w.replaced.Load(key)
+	if !ok {
+		return false
+	}
+	if replaced == obj.GetResourceVersion() {
+		return true
+	}
+	w.replaced.CompareAndDelete(key, replaced)
+	return false
+}
+
+// cacheLagRetry is how soon a reconcile that found the cache behind runs again: the status
+// update that it waits for wakes no reconcile by itself (specChanged filters it).
+const cacheLagRetry = 100 * time.Millisecond
 
 func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := l.newObject()
 	if err := l.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			l.ownWrites.replaced.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if l.ownWrites.cacheBehind(req.NamespacedName, obj) {
+		return ctrl.Result{RequeueAfter: cacheLagRetry}, nil
 	}
 	if !obj.GetDeletionTimestamp().IsZero() {
 		return l.reconcileDelete(ctx, obj)
@@ -105,7 +140,12 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 			return
 		}
 		result, retErr = finishReconcile(obj, result, retErr, l.resync)
-		retErr = errors.Join(retErr, patcher.patch(ctx, l.client, obj))
+		before := obj.GetResourceVersion()
+		err := patcher.patch(ctx, l.client, obj)
+		if err == nil && obj.GetResourceVersion() != before {
+			l.ownWrites.replaced.Store(req.NamespacedName, before)
+		}
+		retErr = errors.Join(retErr, err)
 	}()
 	return l.reconcileNormal(ctx, obj)
 }

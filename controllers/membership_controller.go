@@ -54,6 +54,8 @@ type MembershipReconciler struct {
 	InvitationTTL time.Duration
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
+	// ownStatus holds its last status writes until the cache shows them.
+	ownStatus ownStatusWrites
 }
 
 type membershipScope struct {
@@ -76,6 +78,7 @@ const (
 func (r *MembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return lifecycle[*tenancyv1.Membership]{
 		client:    r.Client,
+		ownWrites: &r.ownStatus,
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.Membership { return &tenancyv1.Membership{} },
 		reconcileNormal: func(ctx context.Context, m *tenancyv1.Membership) (ctrl.Result, error) {
@@ -158,7 +161,10 @@ func (r *MembershipReconciler) membershipWithUID(ctx context.Context, namespace,
 func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membershipScope) (ctrl.Result, error) {
 	m := s.membership
 	name := m.Name + "-invite"
-	secret, found, err := getSecret(ctx, r.Client, r.APIReader, m.Namespace, name)
+	// From the cache alone, unlike an API key's Secret: should a Secret of that name exist that the
+	// operator did not make, creating ours fails and says so (the invitation just recorded then
+	// goes unused). A new membership costs one API read fewer.
+	secret, found, err := cachedSecret(ctx, r.Client, m.Namespace, name)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -269,10 +275,9 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 		return err
 	}
 	expires := time.Now().Add(r.InvitationTTL).Truncate(time.Second)
-	if err := r.Store.ReplaceInvitation(ctx, m.Status.ID, s.org.Status.ID, hashToken([]byte(token)), expires, actorOf(m, "membership")); err != nil {
-		return err
-	}
-
+	// The Secret first, then the record that makes its token work: a Secret somebody else made
+	// under our name stops us before anything is recorded, and a token written without its record
+	// (the database failed) works for nobody and is replaced by the next reconcile.
 	err = writeOwnedSecret(ctx, r.Client, r.APIReader, m, secret, exists, m.Name+"-invite",
 		map[string]string{
 			invitedRoleAnnotation:        string(m.RoleOrDefault()),
@@ -283,9 +288,16 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 	if err != nil {
 		return err
 	}
+	if err := r.Store.ReplaceInvitation(ctx, m.Status.ID, s.org.Status.ID, hashToken([]byte(token)), expires, actorOf(m, "membership")); err != nil {
+		return err
+	}
+	// A membership's first invitation is told by its status (state Invited, inviteSecretName); one
+	// that replaces an earlier invitation gets an Event.
+	if exists || m.Status.InviteSecretName != "" {
+		r.Recorder.Eventf(m, secret, corev1.EventTypeNormal, "InvitationIssued", "IssueInvitation",
+			"Issued a new invitation, valid until %s, in Secret %s; the previous one no longer works", expires.UTC().Format(time.RFC3339), secret.Name)
+	}
 	m.Status.InviteSecretName = secret.Name
-	r.Recorder.Eventf(m, secret, corev1.EventTypeNormal, "InvitationIssued", "IssueInvitation",
-		"Issued an invitation valid until %s in Secret %s", expires.UTC().Format(time.RFC3339), secret.Name)
 	return nil
 }
 
@@ -293,12 +305,17 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 // and falls back to the API server so that a Secret somebody else made is seen before anything is
 // written for a new one.
 func getSecret(ctx context.Context, c client.Reader, apiReader client.Reader, namespace, name string) (*corev1.Secret, bool, error) {
-	secret := &corev1.Secret{}
-	key := client.ObjectKey{Namespace: namespace, Name: name}
-	err := c.Get(ctx, key, secret)
-	if apierrors.IsNotFound(err) {
-		err = apiReader.Get(ctx, key, secret)
+	secret, found, err := cachedSecret(ctx, c, namespace, name)
+	if found || err != nil {
+		return secret, found, err
 	}
+	return cachedSecret(ctx, apiReader, namespace, name)
+}
+
+// cachedSecret reads a Secret from c; a missing one is returned empty, with found false.
+func cachedSecret(ctx context.Context, c client.Reader, namespace, name string) (*corev1.Secret, bool, error) {
+	secret := &corev1.Secret{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, secret)
 	if apierrors.IsNotFound(err) {
 		return &corev1.Secret{}, false, nil
 	}

@@ -49,6 +49,8 @@ type OrganizationReconciler struct {
 	OperatorNamespace string
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
+	// ownStatus holds its last status writes until the cache shows them.
+	ownStatus ownStatusWrites
 }
 
 type organizationScope struct {
@@ -69,6 +71,7 @@ type organizationScope struct {
 func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return lifecycle[*tenancyv1.Organization]{
 		client:    r.Client,
+		ownWrites: &r.ownStatus,
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.Organization { return &tenancyv1.Organization{} },
 		reconcileNormal: func(ctx context.Context, org *tenancyv1.Organization) (ctrl.Result, error) {

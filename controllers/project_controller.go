@@ -37,6 +37,8 @@ type ProjectReconciler struct {
 	ResyncPeriod time.Duration
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
+	// ownStatus holds its last status writes until the cache shows them.
+	ownStatus ownStatusWrites
 }
 
 type projectScope struct {
@@ -52,6 +54,7 @@ type projectScope struct {
 func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return lifecycle[*tenancyv1.Project]{
 		client:    r.Client,
+		ownWrites: &r.ownStatus,
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.Project { return &tenancyv1.Project{} },
 		reconcileNormal: func(ctx context.Context, p *tenancyv1.Project) (ctrl.Result, error) {

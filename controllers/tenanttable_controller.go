@@ -37,6 +37,8 @@ type TenantTableReconciler struct {
 	// did not exist yet is found.
 	ResyncPeriod time.Duration
 	Options      controller.Options
+	// ownStatus holds its last status writes until the cache shows them.
+	ownStatus ownStatusWrites
 }
 
 // +kubebuilder:rbac:groups=tenancy.dev,resources=tenanttables,verbs=get;list;watch;update;patch
@@ -46,6 +48,7 @@ type TenantTableReconciler struct {
 // Reconcile brings one TenantTable's policies in line with its spec.
 func (r *TenantTableReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return lifecycle[*tenancyv1.TenantTable]{
+		ownWrites:       &r.ownStatus,
 		client:          r.Client,
 		resync:          r.ResyncPeriod,
 		newObject:       func() *tenancyv1.TenantTable { return &tenancyv1.TenantTable{} },

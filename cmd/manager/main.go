@@ -43,6 +43,7 @@ type config struct {
 	kubeconfig              string
 	metricsAddr             string
 	probeAddr               string
+	pprofAddr               string
 	leaderElect             bool
 	namespace               string
 	resyncPeriod            time.Duration
@@ -74,6 +75,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"Path to a kubeconfig; defaults to $KUBECONFIG, the in-cluster config, then ~/.kube/config.")
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	fs.StringVar(&c.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles, for profiling a running manager; 0 turns it off.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
 	fs.StringVar(&c.namespace, "namespace", "tenancy-system", "The operator's own namespace (leader election lease).")
 	fs.DurationVar(&c.resyncPeriod, "resync-period", 10*time.Minute,
@@ -178,6 +180,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:  cfg.probeAddr,
+		PprofBindAddress:        cfg.pprofAddr,
 		LeaderElection:          cfg.leaderElect,
 		LeaderElectionID:        "manager.tenancy.dev",
 		LeaderElectionNamespace: cfg.namespace,

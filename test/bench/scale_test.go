@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -45,6 +47,8 @@ const (
 	scaleObjectsPerOrg     = 1 + scaleProjectsPerOrg + scaleMembershipsPerOrg + scaleAPIKeysPerOrg
 	scaleOrganizationsEnv  = "TENANCY_SCALE_ORGANIZATIONS"
 	scaleManagerFlagsEnv   = "TENANCY_SCALE_MANAGER_FLAGS"
+	scaleProfileEnv        = "TENANCY_SCALE_PROFILE"
+	scaleProfileSeconds    = 10
 	scaleCeilingNamespaces = 20
 	scaleOperatorNamespace = "tenancy-system"
 	scaleReadyTimeout      = 60 * time.Minute
@@ -65,7 +69,9 @@ const (
 //   - resync-api-writes and resync-db-rows: the same for one periodic resync of every object.
 //
 // TENANCY_SCALE_ORGANIZATIONS runs it with fewer organizations (same shape per organization);
-// TENANCY_SCALE_MANAGER_FLAGS adds manager flags (space-separated), to compare knobs.
+// TENANCY_SCALE_MANAGER_FLAGS adds manager flags (space-separated), to compare knobs;
+// TENANCY_SCALE_PROFILE=<dir> writes CPU profiles of the API server and the manager over the
+// first 10 seconds of the input there (go tool pprof reads them).
 func BenchmarkScale(b *testing.B) {
 	ctx := context.Background()
 	orgs := scaleOrganizations
@@ -120,8 +126,9 @@ func BenchmarkScale(b *testing.B) {
 		return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tenantName(i)}})
 	})
 	cpu := newCPUMeter(b, env, first)
-	apiBefore := apiserver.writes(b)
+	apiBefore, readsBefore := apiserver.writes(b), apiserver.reads(b)
 	start := time.Now()
+	profiled := profileCPU(b, apiserver, first)
 	var retries atomic.Int64
 	var input time.Duration
 	inputErr := make(chan error, 1)
@@ -139,16 +146,20 @@ func BenchmarkScale(b *testing.B) {
 	}()
 	objects.waitAllReady(b, total, start, inputErr)
 	elapsed := time.Since(start)
+	b.Logf("not-Ready statuses written on the way (by kind and reason): %v", objects.waits)
 	readyRate := float64(total) / elapsed.Seconds()
 	b.Logf("%d objects Ready in %s (%.1f/s); input applied in %s (%.1f creates/s, %d retried); API writes until then %d %v",
 		total, elapsed.Round(time.Millisecond), readyRate, input.Round(time.Millisecond), float64(total)/input.Seconds(), retries.Load(),
 		apiserver.writes(b).since(apiBefore).total(), apiserver.writes(b).since(apiBefore))
+	b.Logf("reads until then (gets and lists; the manager's and the benchmark's watches apart) %d %v",
+		apiserver.reads(b).since(readsBefore).total(), apiserver.reads(b).since(readsBefore))
 	// Organizations go on counting and granting after everything is Ready: wait until the
 	// manager has nothing left to do, so that the cold start below finds the final state.
 	converged := first.waitIdle(b).Sub(start)
 	peakRSS := first.peakRSS(b)
 	b.Logf("manager idle %s after the first create; API writes %d %v; peak RSS %.1f MiB; CPU seconds used %s",
 		converged.Round(time.Millisecond), apiserver.writes(b).since(apiBefore).total(), apiserver.writes(b).since(apiBefore), peakRSS, cpu.used(b))
+	profiled.Wait()
 	first.stop(b)
 
 	// A cold start: a new manager finds everything Ready and must write nothing.
@@ -352,6 +363,7 @@ type managerProcess struct {
 	done    chan struct{}
 	log     string
 	metrics string
+	pprof   string
 	started time.Time
 	stopped bool
 }
@@ -361,13 +373,14 @@ func startManagerProcess(b *testing.B, bin string, args []string) *managerProces
 	m := &managerProcess{
 		log:     filepath.Join(b.TempDir(), "manager.log"),
 		metrics: fmt.Sprintf("127.0.0.1:%d", freePort(b)),
+		pprof:   fmt.Sprintf("127.0.0.1:%d", freePort(b)),
 		done:    make(chan struct{}),
 	}
 	logFile, err := os.Create(m.log)
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.cmd = exec.Command(bin, append(args, "--metrics-bind-address="+m.metrics)...)
+	m.cmd = exec.Command(bin, append(args, "--metrics-bind-address="+m.metrics, "--pprof-bind-address="+m.pprof)...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	// The manager must not outlive an interrupted benchmark.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -635,12 +648,63 @@ func newAPIServerMetrics(b *testing.B, cfg *rest.Config) apiServerMetrics {
 	return apiServerMetrics{rest: cs.Discovery().RESTClient()}
 }
 
-// writeCounts are write requests the API server served, by verb and resource.
+// profileCPU writes, when TENANCY_SCALE_PROFILE names a directory, CPU profiles of the API server
+// and of the manager taken at the same time over the next scaleProfileSeconds.
+func profileCPU(b *testing.B, a apiServerMetrics, m *managerProcess) *sync.WaitGroup {
+	b.Helper()
+	var wg sync.WaitGroup
+	dir := os.Getenv(scaleProfileEnv)
+	if dir == "" {
+		return &wg
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	save := func(name string, fetch func() ([]byte, error)) {
+		defer wg.Done()
+		data, err := fetch()
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), data, 0o644)
+		}
+		if err != nil {
+			b.Errorf("profiling %s: %v", name, err)
+		}
+	}
+	seconds := strconv.Itoa(scaleProfileSeconds)
+	wg.Add(2)
+	go save("kube-apiserver.pprof", func() ([]byte, error) {
+		return a.rest.Get().AbsPath("/debug/pprof/profile").Param("seconds", seconds).DoRaw(context.Background())
+	})
+	go save("manager.pprof", func() ([]byte, error) {
+		resp, err := http.Get("http://" + m.pprof + "/debug/pprof/profile?seconds=" + seconds)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("status %s", resp.Status)
+		}
+		return io.ReadAll(resp.Body)
+	})
+	return &wg
+}
+
+// writeCounts are requests the API server served, by verb and resource.
 type writeCounts map[string]float64
+
+var (
+	writeVerbs = []string{"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
+	readVerbs  = []string{"GET", "LIST"}
+)
 
 // writes counts write requests by verb and resource, leaving out the leases the API server
 // renews for itself (nothing else uses leases here: the manager runs without leader election).
-func (a apiServerMetrics) writes(b *testing.B) writeCounts {
+func (a apiServerMetrics) writes(b *testing.B) writeCounts { return a.requests(b, writeVerbs) }
+
+// reads counts gets and lists (not watches) the same way.
+func (a apiServerMetrics) reads(b *testing.B) writeCounts { return a.requests(b, readVerbs) }
+
+func (a apiServerMetrics) requests(b *testing.B, verbs []string) writeCounts {
 	b.Helper()
 	data, err := a.rest.Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
@@ -653,15 +717,18 @@ func (a apiServerMetrics) writes(b *testing.B) writeCounts {
 	counts := writeCounts{}
 	for _, s := range samples {
 		verb := s.labels["verb"]
-		if s.name != "apiserver_request_total" || s.labels["resource"] == "leases" ||
-			!slices.Contains([]string{"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}, verb) {
+		if s.name != "apiserver_request_total" || s.labels["resource"] == "" || s.labels["resource"] == "leases" || !slices.Contains(verbs, verb) {
 			continue
 		}
 		resource := s.labels["resource"]
 		if sub := s.labels["subresource"]; sub != "" {
 			resource += "/" + sub
 		}
-		counts[verb+" "+resource] += s.value
+		key := verb + " " + resource
+		if code := s.labels["code"]; !strings.HasPrefix(code, "2") {
+			key += " " + code // refused or failed, and most likely retried
+		}
+		counts[key] += s.value
 	}
 	return counts
 }
@@ -686,7 +753,37 @@ func (w writeCounts) total() int {
 
 // objectCache watches the four kinds for the benchmark: counting Ready objects from a watch
 // costs the API server far less than listing 34,000 objects again and again.
-type objectCache struct{ cache cache.Cache }
+type objectCache struct {
+	cache cache.Cache
+	// waits counts the not-Ready statuses the manager wrote, by kind and reason: each is a status
+	// write besides the one that makes the object Ready.
+	waits *statusTally
+}
+
+type statusTally struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (t *statusTally) observe(obj any) {
+	o, ok := obj.(tenancyv1.Object)
+	if !ok {
+		return
+	}
+	ready := meta.FindStatusCondition(o.CommonStatusRef().Conditions, tenancyv1.ReadyCondition)
+	if ready == nil || ready.Status == metav1.ConditionTrue {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.counts[fmt.Sprintf("%T %s", o, ready.Reason)]++
+}
+
+func (t *statusTally) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Sprint(t.counts)
+}
 
 func startObjectCache(b *testing.B, cfg *rest.Config) objectCache {
 	b.Helper()
@@ -695,8 +792,15 @@ func startObjectCache(b *testing.B, cfg *rest.Config) objectCache {
 	if err != nil {
 		b.Fatal(err)
 	}
+	waits := &statusTally{counts: map[string]int{}}
 	for _, obj := range []client.Object{&tenancyv1.Organization{}, &tenancyv1.Project{}, &tenancyv1.Membership{}, &tenancyv1.APIKey{}} {
-		if _, err := cc.GetInformer(ctx, obj); err != nil {
+		informer, err := cc.GetInformer(ctx, obj)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			UpdateFunc: func(_, obj any) { waits.observe(obj) },
+		}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -704,7 +808,7 @@ func startObjectCache(b *testing.B, cfg *rest.Config) objectCache {
 	if !cc.WaitForCacheSync(ctx) {
 		b.Fatal("the benchmark's cache did not sync")
 	}
-	return objectCache{cache: cc}
+	return objectCache{cache: cc, waits: waits}
 }
 
 func (o objectCache) each(b *testing.B, visit func(tenancyv1.Object)) {
