@@ -54,12 +54,22 @@ const migrationGrace = 30 * time.Second
 // it reads as InProgress all the same.
 const newObjectGrace = 10 * time.Second
 
+// queuedBlockerGrace is the longer silence while that Organization or Project has not been
+// reconciled even once: thousands of tenants applied at once queue their Organizations, and a
+// waiting status on each of their objects (then the Ready one) was 28,000 more writes at
+// 2,000 tenants, which slowed the Organizations further.
+const queuedBlockerGrace = 5 * time.Minute
+
 // briefWait reports whether err is such a wait of an object that has no status yet.
 func briefWait(obj tenancyv1.Object, err error) bool {
 	var wait *waitingError
-	return errors.As(err, &wait) &&
-		(wait.reason == tenancyv1.OrganizationNotReadyReason || wait.reason == tenancyv1.ProjectNotReadyReason) &&
-		len(obj.CommonStatusRef().Conditions) == 0 && time.Since(obj.GetCreationTimestamp().Time) < newObjectGrace
+	if !errors.As(err, &wait) ||
+		(wait.reason != tenancyv1.OrganizationNotReadyReason && wait.reason != tenancyv1.ProjectNotReadyReason) ||
+		len(obj.CommonStatusRef().Conditions) != 0 {
+		return false
+	}
+	age := time.Since(obj.GetCreationTimestamp().Time)
+	return age < newObjectGrace || (wait.blockerQueued && age < queuedBlockerGrace)
 }
 
 // lifecycle is the frame every tenancy reconciler shares: fetch, then either clean up and drop

@@ -415,7 +415,7 @@ func projectID(ctx context.Context, c client.Client, namespace, project string) 
 		return "", fmt.Errorf("getting project %s: %w", project, err)
 	}
 	if p.Status.ID == "" || !p.DeletionTimestamp.IsZero() {
-		return "", waiting(tenancyv1.ProjectNotReadyReason, "Project %s has no database row", project)
+		return "", waitingOn(p, tenancyv1.ProjectNotReadyReason, "Project %s has no database row", project)
 	}
 	return p.Status.ID, nil
 }

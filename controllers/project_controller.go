@@ -119,7 +119,7 @@ func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*
 				return nil, waiting(tenancyv1.OrganizationNotReadyReason, "Organization %s is being deleted", owner)
 			}
 			if org.Status.ID == "" {
-				return nil, waiting(tenancyv1.OrganizationNotReadyReason, "Organization %s has no database row yet", owner)
+				return nil, waitingOn(org, tenancyv1.OrganizationNotReadyReason, "Organization %s has no database row yet", owner)
 			}
 			return org, nil
 		}
@@ -132,7 +132,7 @@ func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*
 		return nil, err
 	}
 	if len(claimants) > 0 {
-		return nil, waiting(tenancyv1.OrganizationNotReadyReason,
+		return nil, waitingOn(&claimants[0], tenancyv1.OrganizationNotReadyReason,
 			"Organization %s has not bound namespace %s yet", claimants[0].Name, ns)
 	}
 	return nil, stalled(tenancyv1.NamespaceNotBoundReason,

@@ -70,12 +70,21 @@ func stalled(reason, format string, args ...any) error {
 type waitingError struct {
 	reason  string
 	message string
+	// blockerQueued says that what the object waits for has not been reconciled even once yet:
+	// it waits in its controller's queue, not on a problem.
+	blockerQueued bool
 }
 
 func (e *waitingError) Error() string { return e.message }
 
 func waiting(reason, format string, args ...any) error {
 	return &waitingError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// waitingOn is waiting for an Organization or Project that the object needs.
+func waitingOn(blocker tenancyv1.Object, reason, format string, args ...any) error {
+	return &waitingError{reason: reason, message: fmt.Sprintf(format, args...),
+		blockerQueued: len(blocker.CommonStatusRef().Conditions) == 0}
 }
 
 // waitDelay is how soon an object that waits on another is looked at again; watches usually

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
@@ -70,8 +72,8 @@ const (
 //
 // TENANCY_SCALE_ORGANIZATIONS runs it with fewer organizations (same shape per organization);
 // TENANCY_SCALE_MANAGER_FLAGS adds manager flags (space-separated), to compare knobs;
-// TENANCY_SCALE_PROFILE=<dir> writes CPU profiles of the API server and the manager over the
-// first 10 seconds of the input there (go tool pprof reads them).
+// TENANCY_SCALE_PROFILE=<dir> writes CPU profiles of the API server and the manager there, 10
+// seconds of every minute until all is Ready (go tool pprof reads them).
 func BenchmarkScale(b *testing.B) {
 	ctx := context.Background()
 	orgs := scaleOrganizations
@@ -128,7 +130,8 @@ func BenchmarkScale(b *testing.B) {
 	cpu := newCPUMeter(b, env, first)
 	apiBefore, readsBefore := apiserver.writes(b), apiserver.reads(b)
 	start := time.Now()
-	profiled := profileCPU(b, apiserver, first)
+	profilingDone := make(chan struct{})
+	profiled := profileCPU(b, apiserver, first, profilingDone)
 	var retries atomic.Int64
 	var input time.Duration
 	inputErr := make(chan error, 1)
@@ -146,7 +149,8 @@ func BenchmarkScale(b *testing.B) {
 	}()
 	objects.waitAllReady(b, total, start, inputErr)
 	elapsed := time.Since(start)
-	b.Logf("not-Ready statuses written on the way (by kind and reason): %v", objects.waits)
+	close(profilingDone)
+	b.Logf("not-Ready statuses written on the way (by kind and reason): %s", objects.tracker.waits())
 	readyRate := float64(total) / elapsed.Seconds()
 	b.Logf("%d objects Ready in %s (%.1f/s); input applied in %s (%.1f creates/s, %d retried); API writes until then %d %v",
 		total, elapsed.Round(time.Millisecond), readyRate, input.Round(time.Millisecond), float64(total)/input.Seconds(), retries.Load(),
@@ -552,28 +556,74 @@ func (m cpuMeter) now(b *testing.B) map[string]float64 {
 	b.Helper()
 	seconds := map[string]float64{}
 	for name, pid := range m.pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		utime, stime, _, _, err := processCPU(pid)
 		if err != nil {
 			b.Fatal(err)
 		}
-		// utime and stime, in clock ticks of 1/100 s, are the 12th and 13th fields after the
-		// parenthesised command name.
-		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-		utime, _ := strconv.ParseFloat(fields[11], 64)
-		stime, _ := strconv.ParseFloat(fields[12], 64)
-		seconds[name] = (utime + stime) / 100
+		seconds[name] = utime + stime
+	}
+	// PostgreSQL is a process per connection: its processes now, and through the postmaster's
+	// children times those that ended.
+	seconds["postgres"] = 0
+	for _, pid := range processesNamed("postgres") {
+		utime, stime, cutime, cstime, err := processCPU(pid)
+		if err == nil {
+			seconds["postgres"] += utime + stime + cutime + cstime
+		}
+	}
+	// Every process of the machine, busy time of all cores from /proc/stat.
+	if data, err := os.ReadFile("/proc/stat"); err == nil {
+		fields := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])[1:]
+		for i, f := range fields {
+			v, _ := strconv.ParseFloat(f, 64)
+			if i != 3 && i != 4 { // idle and iowait
+				seconds["machine"] += v / 100
+			}
+		}
 	}
 	return seconds
+}
+
+// processCPU reads a process's user and system CPU seconds and those of its waited-for children.
+func processCPU(pid int) (utime, stime, cutime, cstime float64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	// utime, stime, cutime and cstime, in clock ticks of 1/100 s, are the 12th to 15th fields
+	// after the parenthesised command name.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	values := make([]float64, 4)
+	for i := range values {
+		values[i], _ = strconv.ParseFloat(fields[11+i], 64)
+	}
+	return values[0] / 100, values[1] / 100, values[2] / 100, values[3] / 100, nil
 }
 
 func (m cpuMeter) used(b *testing.B) string {
 	b.Helper()
 	now := m.now(b)
 	var parts []string
-	for _, name := range []string{"kube-apiserver", "etcd", "manager", "benchmark"} {
+	for _, name := range []string{"kube-apiserver", "etcd", "manager", "postgres", "benchmark", "machine"} {
 		parts = append(parts, fmt.Sprintf("%s %.1f", name, now[name]-m.before[name]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// processesNamed lists the processes whose command name is name.
+func processesNamed(name string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.TrimSpace(string(comm)) == name {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // processWithArg finds the process whose command line has arg.
@@ -649,8 +699,9 @@ func newAPIServerMetrics(b *testing.B, cfg *rest.Config) apiServerMetrics {
 }
 
 // profileCPU writes, when TENANCY_SCALE_PROFILE names a directory, CPU profiles of the API server
-// and of the manager taken at the same time over the next scaleProfileSeconds.
-func profileCPU(b *testing.B, a apiServerMetrics, m *managerProcess) *sync.WaitGroup {
+// and of the manager taken at the same time: scaleProfileSeconds long, one pair a minute from the
+// first create until done is closed (named by the minute they start in).
+func profileCPU(b *testing.B, a apiServerMetrics, m *managerProcess, done <-chan struct{}) *sync.WaitGroup {
 	b.Helper()
 	var wg sync.WaitGroup
 	dir := os.Getenv(scaleProfileEnv)
@@ -660,31 +711,47 @@ func profileCPU(b *testing.B, a apiServerMetrics, m *managerProcess) *sync.WaitG
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	save := func(name string, fetch func() ([]byte, error)) {
-		defer wg.Done()
-		data, err := fetch()
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, name), data, 0o644)
-		}
-		if err != nil {
-			b.Errorf("profiling %s: %v", name, err)
-		}
-	}
 	seconds := strconv.Itoa(scaleProfileSeconds)
-	wg.Add(2)
-	go save("kube-apiserver.pprof", func() ([]byte, error) {
-		return a.rest.Get().AbsPath("/debug/pprof/profile").Param("seconds", seconds).DoRaw(context.Background())
-	})
-	go save("manager.pprof", func() ([]byte, error) {
-		resp, err := http.Get("http://" + m.pprof + "/debug/pprof/profile?seconds=" + seconds)
-		if err != nil {
-			return nil, err
+	fetchers := map[string]func() ([]byte, error){
+		"kube-apiserver": func() ([]byte, error) {
+			return a.rest.Get().AbsPath("/debug/pprof/profile").Param("seconds", seconds).DoRaw(context.Background())
+		},
+		"manager": func() ([]byte, error) {
+			resp, err := http.Get("http://" + m.pprof + "/debug/pprof/profile?seconds=" + seconds)
+			if err != nil {
+				return nil, err
+			}
+			defer func() { _ = resp.Body.Close() }()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("status %s", resp.Status)
+			}
+			return io.ReadAll(resp.Body)
+		},
+	}
+	wg.Go(func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for minute := 0; ; minute++ {
+			var pair sync.WaitGroup
+			for process, fetch := range fetchers {
+				pair.Go(func() {
+					name := fmt.Sprintf("%s-%02dm.pprof", process, minute)
+					data, err := fetch()
+					if err == nil {
+						err = os.WriteFile(filepath.Join(dir, name), data, 0o644)
+					}
+					if err != nil {
+						b.Errorf("profiling %s: %v", name, err)
+					}
+				})
+			}
+			pair.Wait()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
 		}
-		defer func() { _ = resp.Body.Close() }()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("status %s", resp.Status)
-		}
-		return io.ReadAll(resp.Body)
 	})
 	return &wg
 }
@@ -754,52 +821,91 @@ func (w writeCounts) total() int {
 // objectCache watches the four kinds for the benchmark: counting Ready objects from a watch
 // costs the API server far less than listing 34,000 objects again and again.
 type objectCache struct {
-	cache cache.Cache
-	// waits counts the not-Ready statuses the manager wrote, by kind and reason: each is a status
-	// write besides the one that makes the object Ready.
-	waits *statusTally
+	cache   cache.Cache
+	tracker *readinessTracker
 }
 
-type statusTally struct {
+// readinessTracker follows the watch events of the cache: how many objects are Ready for their
+// generation (kept up to date as events arrive, so that waiting costs the machine nothing while
+// the operator works), and the not-Ready statuses the manager wrote, by kind and reason: each is
+// a status write besides the one that makes the object Ready.
+type readinessTracker struct {
 	mu     sync.Mutex
-	counts map[string]int
+	ready  map[types.UID]bool
+	count  int
+	waited map[string]int
 }
 
-func (t *statusTally) observe(obj any) {
+func (t *readinessTracker) observe(obj any, update bool) {
 	o, ok := obj.(tenancyv1.Object)
 	if !ok {
 		return
 	}
-	ready := meta.FindStatusCondition(o.CommonStatusRef().Conditions, tenancyv1.ReadyCondition)
-	if ready == nil || ready.Status == metav1.ConditionTrue {
-		return
-	}
+	status := o.CommonStatusRef()
+	ready := status.ObservedGeneration == o.GetGeneration() && meta.IsStatusConditionTrue(status.Conditions, tenancyv1.ReadyCondition)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.counts[fmt.Sprintf("%T %s", o, ready.Reason)]++
+	t.set(o.GetUID(), ready)
+	if cond := meta.FindStatusCondition(status.Conditions, tenancyv1.ReadyCondition); update && cond != nil && cond.Status != metav1.ConditionTrue {
+		t.waited[fmt.Sprintf("%T %s", o, cond.Reason)]++
+	}
 }
 
-func (t *statusTally) String() string {
+func (t *readinessTracker) forget(obj any) {
+	if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tombstone.Obj
+	}
+	if o, ok := obj.(client.Object); ok {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.set(o.GetUID(), false)
+		delete(t.ready, o.GetUID())
+	}
+}
+
+// set records uid's readiness; t.mu is held.
+func (t *readinessTracker) set(uid types.UID, ready bool) {
+	if t.ready[uid] != ready {
+		if ready {
+			t.count++
+		} else {
+			t.count--
+		}
+	}
+	t.ready[uid] = ready
+}
+
+func (t *readinessTracker) readyCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return fmt.Sprint(t.counts)
+	return t.count
+}
+
+func (t *readinessTracker) waits() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Sprint(t.waited)
 }
 
 func startObjectCache(b *testing.B, cfg *rest.Config) objectCache {
 	b.Helper()
 	ctx := context.Background()
+	// The cache would otherwise print a stack to say that nobody set its logger.
+	ctrllog.SetLogger(logr.Discard())
 	cc, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	waits := &statusTally{counts: map[string]int{}}
+	tracker := &readinessTracker{ready: map[types.UID]bool{}, waited: map[string]int{}}
 	for _, obj := range []client.Object{&tenancyv1.Organization{}, &tenancyv1.Project{}, &tenancyv1.Membership{}, &tenancyv1.APIKey{}} {
 		informer, err := cc.GetInformer(ctx, obj)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			UpdateFunc: func(_, obj any) { waits.observe(obj) },
+			AddFunc:    func(obj any) { tracker.observe(obj, false) },
+			UpdateFunc: func(_, obj any) { tracker.observe(obj, true) },
+			DeleteFunc: tracker.forget,
 		}); err != nil {
 			b.Fatal(err)
 		}
@@ -808,7 +914,7 @@ func startObjectCache(b *testing.B, cfg *rest.Config) objectCache {
 	if !cc.WaitForCacheSync(ctx) {
 		b.Fatal("the benchmark's cache did not sync")
 	}
-	return objectCache{cache: cc, waits: waits}
+	return objectCache{cache: cc, tracker: tracker}
 }
 
 func (o objectCache) each(b *testing.B, visit func(tenancyv1.Object)) {
@@ -852,13 +958,7 @@ func (o objectCache) waitAllReady(b *testing.B, total int, start time.Time, inpu
 			inputDone = true
 		default:
 		}
-		ready := 0
-		o.each(b, func(obj tenancyv1.Object) {
-			status := obj.CommonStatusRef()
-			if status.ObservedGeneration == obj.GetGeneration() && meta.IsStatusConditionTrue(status.Conditions, tenancyv1.ReadyCondition) {
-				ready++
-			}
-		})
+		ready := o.tracker.readyCount()
 		if ready >= total && inputDone {
 			return
 		}
