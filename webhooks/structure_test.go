@@ -274,7 +274,7 @@ var _ = Describe("The finalizer of a new object", func() {
 		Expect(admin.Apply(ctx, client.ApplyConfigurationFromUnstructured(applied), client.FieldOwner("gitops"))).To(Succeed())
 		Expect(applied.GetFinalizers()).To(ConsistOf(tenancyv1.Finalizer), "the create's own response holds it: no controller write came first")
 		for _, entry := range applied.GetManagedFields() {
-			Expect(string(entry.FieldsV1.Raw)).NotTo(ContainSubstring("f:finalizers"), "%s must not own the finalizer", entry.Manager)
+			Expect(entry.FieldsV1.GetRawString()).NotTo(ContainSubstring("f:finalizers"), "%s must not own the finalizer", entry.Manager)
 		}
 		eventuallyReady(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Namespace: org.Name, Name: "web"}})
 
