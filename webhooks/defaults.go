@@ -1,11 +1,13 @@
 package webhooks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -20,6 +22,11 @@ func (a *admitter) defaultMetadata(ctx context.Context, obj client.Object) error
 	req, err := admission.RequestFromContext(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the admission request: %w", err)
+	}
+	// The decoder also takes YAML, so a body such as " " decodes into an empty object; the
+	// defaults would then be answered with a patch against a document that does not exist (500).
+	if body := bytes.TrimSpace(req.Object.Raw); !json.Valid(body) || body[0] != '{' {
+		return apierrors.NewBadRequest("the object is not a JSON document")
 	}
 	if req.Operation == admissionv1.Create {
 		// Added here rather than by the controller, the finalizer costs no write of its own: at
