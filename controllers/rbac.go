@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -129,12 +128,9 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 
 // applyRBAC creates or updates the organization's Roles and RoleBindings, writing only what
 // differs. The cache holds only labelled objects, so one of these names that exists without the
-// label (made by hand, or its label removed) is read from the API server and taken over. The
-// Roles go in parallel, then the RoleBindings (binding a Role that does not exist yet would need
-// the bind verb): a new organization waits for two API round trips instead of six, and its
-// projects, members and keys wait for it.
+// label (made by hand, or its label removed) is read from the API server and taken over.
 func applyRBAC(ctx context.Context, c client.Client, apiReader client.Reader, org *tenancyv1.Organization, want organizationRBAC) error {
-	err := inParallel(want.roles, func(r *rbacv1.Role) error {
+	for _, r := range want.roles {
 		err := applyOne(ctx, c, apiReader, org, r, &rbacv1.Role{}, func(current *rbacv1.Role) bool {
 			if equality.Semantic.DeepEqual(current.Rules, r.Rules) {
 				return false
@@ -145,12 +141,8 @@ func applyRBAC(ctx context.Context, c client.Client, apiReader client.Reader, or
 		if err != nil {
 			return fmt.Errorf("role %s: %w", r.Name, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	return inParallel(want.bindings, func(b *rbacv1.RoleBinding) error {
+	for _, b := range want.bindings {
 		err := applyOne(ctx, c, apiReader, org, b, &rbacv1.RoleBinding{}, func(current *rbacv1.RoleBinding) bool {
 			if equality.Semantic.DeepEqual(current.Subjects, b.Subjects) {
 				return false
@@ -170,19 +162,8 @@ func applyRBAC(ctx context.Context, c client.Client, apiReader client.Reader, or
 		if err != nil {
 			return fmt.Errorf("role binding %s: %w", b.Name, err)
 		}
-		return nil
-	})
-}
-
-// inParallel runs apply on every item at once and joins their errors.
-func inParallel[T any](items []T, apply func(T) error) error {
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, item := range items {
-		wg.Go(func() { errs[i] = apply(item) })
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // applyOne creates want, or updates the existing object when sync changes it or when it lacks the
