@@ -109,6 +109,17 @@ func (w *ownStatusWrites) cacheBehind(key types.NamespacedName, obj client.Objec
 	return false
 }
 
+// patched records a status patch of key that replaced resourceVersion before with after; a patch
+// that changed nothing keeps the version and is not waited for.
+func (w *ownStatusWrites) patched(key types.NamespacedName, before, after string) {
+	if after != before {
+		w.replaced.Store(key, before)
+	}
+}
+
+// forget drops key, whose object is gone.
+func (w *ownStatusWrites) forget(key types.NamespacedName) { w.replaced.Delete(key) }
+
 // cacheLagRetry is how soon a reconcile that found the cache behind runs again: the status
 // update that it waits for wakes no reconcile by itself (specChanged filters it).
 const cacheLagRetry = 100 * time.Millisecond
@@ -117,7 +128,7 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 	obj := l.newObject()
 	if err := l.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			l.ownWrites.replaced.Delete(req.NamespacedName)
+			l.ownWrites.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -152,8 +163,8 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 		result, retErr = finishReconcile(obj, result, retErr, l.resync)
 		before := obj.GetResourceVersion()
 		err := patcher.patch(ctx, l.client, obj)
-		if err == nil && obj.GetResourceVersion() != before {
-			l.ownWrites.replaced.Store(req.NamespacedName, before)
+		if err == nil {
+			l.ownWrites.patched(req.NamespacedName, before, obj.GetResourceVersion())
 		}
 		retErr = errors.Join(retErr, err)
 	}()

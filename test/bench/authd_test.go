@@ -44,20 +44,7 @@ type authdBench struct {
 func startAuthdBench(b *testing.B) *authdBench {
 	b.Helper()
 	ctx := context.Background()
-	env, err := testenv.NewControlPlane()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = env.Stop() })
-	database, err := testenv.NewDatabase(ctx, "benchauthd")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = database.Drop(ctx) })
+	_, cfg, database := startControlPlane(b, "benchauthd")
 	pg, err := db.Connect(ctx, database.URL, logr.Discard())
 	if err != nil {
 		b.Fatal(err)

@@ -38,22 +38,7 @@ const ceilingWorkers = 64
 // server), measured before the manager starts.
 func BenchmarkProjectsReady(b *testing.B) {
 	ctx := context.Background()
-	env, err := testenv.NewControlPlane()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst = 5000, 10000
-
-	database, err := testenv.NewDatabase(ctx, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = database.Drop(ctx) }()
+	_, cfg, database := startControlPlane(b, "bench")
 
 	scheme := testenv.Scheme()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})

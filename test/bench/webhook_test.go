@@ -43,24 +43,7 @@ const membersInOrganization = 10000
 //     and reads PostgreSQL.
 func BenchmarkWebhookDecision(b *testing.B) {
 	ctx := context.Background()
-	env, err := testenv.NewControlPlane()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := testenv.WithWebhooks(env); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	cfg.QPS, cfg.Burst = 5000, 10000
-	database, err := testenv.NewDatabase(ctx, "benchwebhook")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = database.Drop(ctx) }()
+	env, cfg, database := startControlPlane(b, "benchwebhook", testenv.WithWebhooks)
 
 	scheme := testenv.Scheme()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
