@@ -124,10 +124,12 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 }
 
 // CacheOptions limits the manager's cache of Secrets, Roles and RoleBindings to those the operator
-// writes: caching every one in the cluster would cost memory for nothing.
+// writes: caching every one in the cluster would cost memory for nothing. No controller reads
+// managed fields, so the cache drops them: they are a large part of every object, and the
+// manager would otherwise keep them in memory, and copy them on every read, for nothing.
 func CacheOptions() cache.Options {
 	ours := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue})}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}:      ours,
 		&rbacv1.Role{}:        ours,
 		&rbacv1.RoleBinding{}: ours,
