@@ -42,26 +42,29 @@ func (e *DuplicateMembershipError) Error() string {
 // NormalizeEmail trims and lower-cases an email address, as users.email stores it.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
-const upsertUserSQL = `
-WITH inserted AS (
-    INSERT INTO tenancy.users (email) VALUES ($1)
+// upsertMembershipSQL makes sure the user row exists and upserts the membership in one statement,
+// one round trip. A user inserted at the same moment by another statement makes ON CONFLICT DO
+// NOTHING return no row while the statement's snapshot does not see that row yet: then the whole
+// statement returns nothing and is run again, with a snapshot that sees it.
+const upsertMembershipSQL = `
+WITH new_user AS (
+    INSERT INTO tenancy.users (email) VALUES ($6)
     ON CONFLICT (email) DO NOTHING
     RETURNING id, false AS has_password
-)
-SELECT id, has_password FROM inserted
-UNION ALL
-SELECT id, password_hash IS NOT NULL FROM tenancy.users WHERE email = $1
-LIMIT 1`
-
-const upsertMembershipSQL = `
-WITH upsert AS (
+), member AS (
+    SELECT id, has_password FROM new_user
+    UNION ALL
+    SELECT id, password_hash IS NOT NULL FROM tenancy.users WHERE email = $6
+    LIMIT 1
+), upsert AS (
     INSERT INTO tenancy.memberships AS m (id, uid, organization_id, project_id, user_id, role, state)
-    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6,
-           CASE WHEN $7::boolean THEN 'Active' ELSE 'Invited' END::tenancy.membership_state
+    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, member.id, $5,
+           CASE WHEN member.has_password THEN 'Active' ELSE 'Invited' END::tenancy.membership_state
+    FROM member
     -- A row that already matches is left untouched: no lock, no write, so a resync only reads.
     WHERE NOT EXISTS (SELECT 1 FROM tenancy.memberships x WHERE x.uid = $2::uuid
                       AND (x.organization_id, x.project_id, x.user_id, x.role)
-                          IS NOT DISTINCT FROM ($3::uuid, $4::uuid, $5::uuid, $6::tenancy.role))
+                          IS NOT DISTINCT FROM ($3::uuid, $4::uuid, member.id, $5::tenancy.role))
     ON CONFLICT (uid) DO UPDATE
         SET organization_id = excluded.organization_id, project_id = excluded.project_id,
             user_id = excluded.user_id, role = excluded.role, updated_at = now()
@@ -70,14 +73,14 @@ WITH upsert AS (
     RETURNING m.id, m.state, (m.xmax = 0) AS inserted
 ), audit AS (
     INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
-    SELECT $8, CASE WHEN inserted THEN 'membership.created' ELSE 'membership.updated' END,
-           'membership/' || $10::text, $3, $9,
-           jsonb_build_object('user', $11::text, 'role', $6::text, 'projectID', $4::text)
+    SELECT $7, CASE WHEN inserted THEN 'membership.created' ELSE 'membership.updated' END,
+           'membership/' || $9::text, $3, $8,
+           jsonb_build_object('user', $6::text, 'role', $5::text, 'projectID', $4::text)
     FROM upsert
 )
-SELECT id, state::text, true FROM upsert
+SELECT upsert.id, upsert.state::text, true, member.id FROM upsert, member
 UNION ALL
-SELECT id, state::text, false FROM tenancy.memberships WHERE uid = $2
+SELECT m.id, m.state::text, false, member.id FROM tenancy.memberships m, member WHERE m.uid = $2
 LIMIT 1`
 
 // UpsertMembership makes sure the user row exists (by normalized email) and upserts the
@@ -90,24 +93,16 @@ func (p *Postgres) UpsertMembership(ctx context.Context, m Membership, actor Act
 	}
 	email := NormalizeEmail(m.Email)
 	var r MembershipResult
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var hasPassword bool
-		// A concurrent insert of the same email makes DO NOTHING return no row under our snapshot;
-		// the next statement sees the committed row.
-		for attempt := 0; ; attempt++ {
-			err := tx.QueryRow(ctx, upsertUserSQL, email).Scan(&r.UserID, &hasPassword)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, pgx.ErrNoRows) || attempt == 2 {
-				return fmt.Errorf("upserting user: %w", err)
-			}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = p.pool.QueryRow(ctx, upsertMembershipSQL,
+			nullUUID(m.ID), m.UID, m.OrganizationID, nullUUID(m.ProjectID), m.Role, email,
+			actor.Name, actor.RequestID, m.Name,
+		).Scan(&r.ID, &r.State, &r.Changed, &r.UserID)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			break
 		}
-		return tx.QueryRow(ctx, upsertMembershipSQL,
-			nullUUID(m.ID), m.UID, m.OrganizationID, nullUUID(m.ProjectID), r.UserID, m.Role, hasPassword,
-			actor.Name, actor.RequestID, m.Name, email,
-		).Scan(&r.ID, &r.State, &r.Changed)
-	})
+	}
 	if isUniqueViolationOn(err, "memberships_organization_id_project_id_user_id_key") {
 		var other string
 		lookupErr := p.pool.QueryRow(ctx, `
@@ -192,23 +187,24 @@ func (p *Postgres) CheckInvitation(ctx context.Context, membershipID string, tok
 	return InvitationValid, expires, nil
 }
 
+// replaceInvitationSQL voids the membership's unused invitations, records the new one and audits
+// it in one statement: one round trip, and all or nothing without a transaction of its own.
+const replaceInvitationSQL = `
+WITH voided AS (
+    DELETE FROM tenancy.invitations WHERE membership_id = $1 AND used_at IS NULL
+), issued AS (
+    INSERT INTO tenancy.invitations (hash, membership_id, expires_at) VALUES ($2, $1, $3)
+)
+INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
+VALUES ($4, 'invitation.issued', 'membership/' || $1::text, $5, $6, jsonb_build_object('expiresAt', $7::text))`
+
 // ReplaceInvitation voids the membership's unused invitations and records a new one.
 func (p *Postgres) ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor Actor) error {
 	if err := p.ensureMigrated(); err != nil {
 		return err
 	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "DELETE FROM tenancy.invitations WHERE membership_id = $1 AND used_at IS NULL", membershipID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO tenancy.invitations (hash, membership_id, expires_at) VALUES ($1, $2, $3)",
-			tokenHash, membershipID, expires); err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, actor, "invitation.issued", "membership/"+membershipID, orgID,
-			map[string]any{"expiresAt": expires.UTC().Format(time.RFC3339)})
-	})
-	if err != nil {
+	if _, err := p.pool.Exec(ctx, replaceInvitationSQL, membershipID, tokenHash, expires,
+		actor.Name, nullUUID(orgID), actor.RequestID, expires.UTC().Format(time.RFC3339)); err != nil {
 		return fmt.Errorf("recording the invitation: %w", err)
 	}
 	return nil
