@@ -74,7 +74,10 @@ var _ = Describe("Organization controller", func() {
 		eventuallyReady(ctx, org)
 		var ownRoles rbacv1.RoleList
 		Expect(k8sClient.List(ctx, &ownRoles, client.InNamespace(nsName))).To(Succeed())
-		Expect(ownRoles.Items).To(HaveLen(3))
+		Expect(ownRoles.Items).To(HaveLen(1), "the Admin Role; Owners and Viewers are bound to ClusterRoles")
+		var ownBindings rbacv1.RoleBindingList
+		Expect(k8sClient.List(ctx, &ownBindings, client.InNamespace(nsName))).To(Succeed())
+		Expect(ownBindings.Items).To(HaveLen(3))
 
 		ns := &corev1.Namespace{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: nsName}, ns)).To(Succeed())

@@ -6,6 +6,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -103,8 +104,58 @@ var _ = Describe("Self-service RBAC", func() {
 		eventuallyReady(ctx, adopter)
 		binding := &rbacv1.RoleBinding{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(trap), binding)).To(Succeed())
-		Expect(binding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controllers.ViewerRoleName}))
+		Expect(binding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: controllers.ViewerRoleName}))
 		Expect(binding.Labels).To(HaveKeyWithValue(tenancyv1.ManagedByLabel, tenancyv1.ManagedByValue))
+	})
+
+	It("binds Owners and Viewers to two ClusterRoles, and restores them when changed by hand", func(ctx SpecContext) {
+		for _, name := range []string{controllers.OwnerRoleName, controllers.ViewerRoleName} {
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name + "s", Namespace: org.Name}, &rbacv1.RoleBinding{})).To(Succeed())
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name, Namespace: org.Name}, &rbacv1.Role{})).
+				To(Satisfy(apierrors.IsNotFound), "no namespace Role of the ClusterRole's name")
+		}
+		viewer := &rbacv1.ClusterRole{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: controllers.ViewerRoleName}, viewer)).To(Succeed())
+		Expect(viewer.Labels).To(HaveKeyWithValue(tenancyv1.ManagedByLabel, tenancyv1.ManagedByValue))
+		Expect(viewer.OwnerReferences).To(BeEmpty(), "the ClusterRoles belong to no organization")
+		wantRules := viewer.Rules
+		viewer.Rules = append(viewer.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}})
+		Expect(k8sClient.Update(ctx, viewer)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: controllers.OwnerRoleName}})).To(Succeed())
+
+		// The next reconcile of any organization puts both back.
+		member(ctx, "tess", "tess@example.com", tenancyv1.RoleOwner, "")
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(viewer), viewer)).To(Succeed())
+			g.Expect(viewer.Rules).To(Equal(wantRules))
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: controllers.OwnerRoleName}, &rbacv1.ClusterRole{})).To(Succeed())
+		}).WithContext(ctx).Should(Succeed())
+		Eventually(func() bool {
+			return can(ctx, "tess@example.com", "list", "", "secrets", "")
+		}).WithContext(ctx).Should(BeTrue(), "the Owner reads Secrets through the restored ClusterRole")
+	})
+
+	It("moves a namespace from an earlier version's Owner and Viewer Roles to the ClusterRoles", func(ctx SpecContext) {
+		nsName := uniqueName("upgraded")
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}})).To(Succeed())
+		// What an earlier version left: a Role and a binding to it, labelled for the organization.
+		earlier := map[string]string{tenancyv1.ManagedByLabel: tenancyv1.ManagedByValue, tenancyv1.OrganizationLabel: nsName}
+		oldRole := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: controllers.OwnerRoleName, Namespace: nsName, Labels: earlier},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"tenancy.dev"}, Resources: []string{"projects"}, Verbs: []string{"get"}}}}
+		Expect(k8sClient.Create(ctx, oldRole)).To(Succeed())
+		oldBinding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: controllers.OwnerRoleName + "s", Namespace: nsName, Labels: earlier},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controllers.OwnerRoleName}}
+		Expect(k8sClient.Create(ctx, oldBinding)).To(Succeed())
+
+		upgraded := &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: nsName}}
+		Expect(k8sClient.Create(ctx, upgraded)).To(Succeed())
+		eventuallyReady(ctx, upgraded)
+		Eventually(func(g Gomega) {
+			binding := &rbacv1.RoleBinding{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(oldBinding), binding)).To(Succeed())
+			g.Expect(binding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: controllers.OwnerRoleName}))
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(oldRole), &rbacv1.Role{})).To(Satisfy(apierrors.IsNotFound))
+		}).WithContext(ctx).Should(Succeed())
 	})
 
 	It("restores a binding changed by hand", func(ctx SpecContext) {

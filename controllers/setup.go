@@ -123,7 +123,7 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 	return nil
 }
 
-// CacheOptions limits the manager's cache of Secrets, Roles and RoleBindings to those the operator
+// CacheOptions limits the manager's cache of Secrets and RBAC objects to those the operator
 // writes: caching every one in the cluster would cost memory for nothing. No controller reads
 // managed fields, so the cache drops them: they are a large part of every object, and the
 // manager would otherwise keep them in memory, and copy them on every read, for nothing.
@@ -133,5 +133,6 @@ func CacheOptions() cache.Options {
 		&corev1.Secret{}:      ours,
 		&rbacv1.Role{}:        ours,
 		&rbacv1.RoleBinding{}: ours,
+		&rbacv1.ClusterRole{}: ours,
 	}}
 }

@@ -79,20 +79,28 @@ var _ = Describe("Changes by hand", Ordered, func() {
 		Expect(countRows(ctx, s, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1", string(ci.UID))).To(Equal(1), "no rotation")
 	})
 
-	It("recreates a deleted RoleBinding and restores a Role's rules", func(ctx SpecContext) {
+	It("recreates a deleted RoleBinding and restores the rules of a Role and a ClusterRole", func(ctx SpecContext) {
 		Expect(s.kube.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "drift", Name: controllers.AdminRoleName + "s"}})).To(Succeed())
+		secretsToo := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}}
 		role := &rbacv1.Role{}
-		Expect(s.kube.Get(ctx, client.ObjectKey{Namespace: "drift", Name: controllers.ViewerRoleName}, role)).To(Succeed())
-		wantRules := role.Rules
-		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}})
+		Expect(s.kube.Get(ctx, client.ObjectKey{Namespace: "drift", Name: controllers.AdminRoleName}, role)).To(Succeed())
+		wantRoleRules := role.Rules
+		role.Rules = append(role.Rules, secretsToo)
 		Expect(s.kube.Update(ctx, role)).To(Succeed())
+		clusterRole := &rbacv1.ClusterRole{}
+		Expect(s.kube.Get(ctx, client.ObjectKey{Name: controllers.ViewerRoleName}, clusterRole)).To(Succeed())
+		wantClusterRoleRules := clusterRole.Rules
+		clusterRole.Rules = append(clusterRole.Rules, secretsToo)
+		Expect(s.kube.Update(ctx, clusterRole)).To(Succeed())
 
 		Eventually(func(g Gomega) {
 			binding := &rbacv1.RoleBinding{}
 			g.Expect(s.kube.Get(ctx, client.ObjectKey{Namespace: "drift", Name: controllers.AdminRoleName + "s"}, binding)).To(Succeed())
 			g.Expect(binding.Subjects).To(ConsistOf(HaveField("Name", "admin@drift.example")))
 			g.Expect(s.kube.Get(ctx, client.ObjectKeyFromObject(role), role)).To(Succeed())
-			g.Expect(role.Rules).To(Equal(wantRules))
+			g.Expect(role.Rules).To(Equal(wantRoleRules))
+			g.Expect(s.kube.Get(ctx, client.ObjectKeyFromObject(clusterRole), clusterRole)).To(Succeed())
+			g.Expect(clusterRole.Rules).To(Equal(wantClusterRoleRules))
 		}).WithContext(ctx).Should(Succeed())
 	})
 
