@@ -18,13 +18,6 @@ var _ = Describe("Organization and project rows", func() {
 		_, pg = newMigratedDatabase(ctx, "rows")
 	})
 
-	count := func(ctx SpecContext, sql string, args ...any) int {
-		GinkgoHelper()
-		var n int
-		Expect(pg.Pool().QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
-		return n
-	}
-
 	It("upserts idempotently and writes only when something changed", func(ctx SpecContext) {
 		org := db.Organization{UID: newUID(), Name: "acme", DisplayName: "Acme", Tier: "Free", Namespace: "acme"}
 		first, err := pg.UpsertOrganization(ctx, org, actor)
@@ -40,8 +33,8 @@ var _ = Describe("Organization and project rows", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(changed).To(Equal(db.UpsertResult{ID: first.ID, Changed: true}))
 
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.organizations")).To(Equal(1))
-		Expect(count(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE actor = 'alice@example.com'
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.organizations")).To(Equal(1))
+		Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE actor = 'alice@example.com'
 		                   AND action IN ('organization.created', 'organization.updated')`)).To(Equal(2))
 	})
 
@@ -91,9 +84,9 @@ var _ = Describe("Organization and project rows", func() {
 		replacement, err := pg.UpsertOrganization(ctx, db.Organization{UID: newUID(), Name: "acme", Tier: "Pro", Namespace: "acme"}, actor)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(replacement.ID).NotTo(Equal(old.ID))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.organizations")).To(Equal(1))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.projects")).To(Equal(0), "the orphan's projects go with it")
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'organization.orphan-replaced'")).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.organizations")).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.projects")).To(Equal(0), "the orphan's projects go with it")
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'organization.orphan-replaced'")).To(Equal(1))
 	})
 
 	It("refuses a project whose organization has no row", func(ctx SpecContext) {
@@ -118,11 +111,11 @@ var _ = Describe("Organization and project rows", func() {
 		Expect(pg.DeleteOrganization(ctx, uid, "acme", actor)).To(Succeed())
 		Expect(pg.DeleteOrganization(ctx, uid, "acme", actor)).To(Succeed(), "deleting twice is fine")
 
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.organizations")).To(Equal(0))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.projects")).To(Equal(0))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.memberships")).To(Equal(0))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE revoked_at IS NOT NULL AND organization_id IS NULL")).To(Equal(1))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'organization.deleted'")).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.organizations")).To(Equal(0))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.projects")).To(Equal(0))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.memberships")).To(Equal(0))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.api_keys WHERE revoked_at IS NOT NULL AND organization_id IS NULL")).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'organization.deleted'")).To(Equal(1))
 	})
 
 	It("revokes a deleted project's API keys rather than widening them to the organization", func(ctx SpecContext) {
@@ -136,7 +129,7 @@ var _ = Describe("Organization and project rows", func() {
 		Expect(err).NotTo(HaveOccurred())
 
 		Expect(pg.DeleteProject(ctx, projectUID, "web", actor)).To(Succeed())
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE key_id = 'k1' AND revoked_at IS NOT NULL AND project_id = $1",
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.api_keys WHERE key_id = 'k1' AND revoked_at IS NOT NULL AND project_id = $1",
 			proj.ID)).To(Equal(1))
 	})
 

@@ -21,12 +21,6 @@ var _ = Describe("Membership rows and invitations", func() {
 		_, pg = newMigratedDatabase(ctx, "members")
 	})
 
-	count := func(ctx SpecContext, sql string, args ...any) int {
-		GinkgoHelper()
-		var n int
-		Expect(pg.Pool().QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
-		return n
-	}
 	newOrganization := func(ctx SpecContext, name string) string {
 		GinkgoHelper()
 		org, err := pg.UpsertOrganization(ctx, db.Organization{UID: newUID(), Name: name, Tier: "Free", Namespace: name}, actor)
@@ -41,7 +35,7 @@ var _ = Describe("Membership rows and invitations", func() {
 		Expect(first.Changed).To(BeTrue())
 		Expect(first.State).To(Equal("Invited"), "a user without a password is invited")
 		Expect(first.UserID).NotTo(BeEmpty())
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.users WHERE email = 'bob@example.com' AND id = $1", first.UserID)).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.users WHERE email = 'bob@example.com' AND id = $1", first.UserID)).To(Equal(1))
 
 		again, err := pg.UpsertMembership(ctx, m, actor)
 		Expect(err).NotTo(HaveOccurred())
@@ -51,7 +45,7 @@ var _ = Describe("Membership rows and invitations", func() {
 		promoted, err := pg.UpsertMembership(ctx, m, actor)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(promoted).To(Equal(db.MembershipResult{UpsertResult: db.UpsertResult{ID: first.ID, Changed: true}, UserID: first.UserID, State: "Invited"}))
-		Expect(count(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE actor = 'alice@example.com'
+		Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE actor = 'alice@example.com'
 		                   AND action IN ('membership.created', 'membership.updated')`)).To(Equal(2))
 	})
 
@@ -84,8 +78,8 @@ var _ = Describe("Membership rows and invitations", func() {
 		for _, r := range results {
 			Expect(r.UserID).To(Equal(results[0].UserID))
 		}
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.users")).To(Equal(1))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.memberships WHERE user_id = $1", results[0].UserID)).To(Equal(organizations))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.users")).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.memberships WHERE user_id = $1", results[0].UserID)).To(Equal(organizations))
 	})
 
 	It("names the membership that already holds the scope, and writes nothing", func(ctx SpecContext) {
@@ -98,8 +92,8 @@ var _ = Describe("Membership rows and invitations", func() {
 		var dup *db.DuplicateMembershipError
 		Expect(errors.As(err, &dup)).To(BeTrue(), "got %v", err)
 		Expect(dup.UID).To(Equal(holder.UID))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.memberships")).To(Equal(1))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE target = 'membership/erin-again'")).To(Equal(0))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.memberships")).To(Equal(1))
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE target = 'membership/erin-again'")).To(Equal(0))
 	})
 
 	It("keeps one usable invitation per membership, the latest", func(ctx SpecContext) {
@@ -118,8 +112,8 @@ var _ = Describe("Membership rows and invitations", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(state).To(Equal(db.InvitationValid))
 		Expect(until).To(BeTemporally("==", expires))
-		Expect(count(ctx, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1", m.ID)).To(Equal(1))
-		Expect(count(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'invitation.issued'
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1", m.ID)).To(Equal(1))
+		Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'invitation.issued'
 		                   AND organization_id = $1 AND details->>'expiresAt' = $2`, orgID, expires.UTC().Format(time.RFC3339))).To(Equal(2))
 	})
 })

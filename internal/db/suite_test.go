@@ -31,3 +31,11 @@ func newMigratedDatabase(ctx context.Context, prefix string) (*testenv.Database,
 	Expect(pg.Start(ctx)).To(Succeed())
 	return database, pg
 }
+
+// countRows runs a SELECT count(*) query.
+func countRows(ctx context.Context, pg *db.Postgres, sql string, args ...any) int {
+	GinkgoHelper()
+	var n int
+	Expect(pg.Pool().QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
+	return n
+}
