@@ -37,6 +37,7 @@ var (
 	writeVerbs       = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
 )
 
+// tenancyRule grants verbs on the namespaced tenancy kinds.
 func tenancyRule(verbs []string) rbacv1.PolicyRule {
 	return rbacv1.PolicyRule{APIGroups: []string{tenancyv1.GroupVersion.Group}, Resources: tenancyResources, Verbs: verbs}
 }
@@ -180,7 +181,7 @@ func applyRBAC(ctx context.Context, c client.Client, apiReader client.Reader, or
 	for _, name := range retiredRoleNames {
 		role := &rbacv1.Role{}
 		err := c.Get(ctx, client.ObjectKey{Namespace: org.NamespaceName(), Name: name}, role)
-		if err == nil && role.Labels[tenancyv1.OrganizationLabel] == org.Name {
+		if err == nil && isManaged(role, org) {
 			err = c.Delete(ctx, role, client.Preconditions{UID: &role.UID})
 		}
 		if client.IgnoreNotFound(err) != nil {
