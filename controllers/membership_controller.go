@@ -107,6 +107,8 @@ func (r *MembershipReconciler) reconcileRow(ctx context.Context, s *membershipSc
 		ProjectID:      s.projectID,
 		Email:          m.Spec.User,
 		Role:           string(m.RoleOrDefault()),
+		// Only platform admins can set it: the validating webhook refuses everyone else.
+		VouchEmail: m.Annotations[tenancyv1.EmailVerifiedAnnotation] == "true",
 	}
 	actor := actorOf(m, "membership")
 	res, err := r.Store.UpsertMembership(ctx, row, actor)

@@ -100,8 +100,9 @@ var _ = Describe("Membership controller", func() {
 		Expect(cond.Message).To(ContainSubstring("carol@example.com already has a membership in this scope: Membership carol"))
 	})
 
-	It("makes a user who already has a password Active at once, without an invitation", func(ctx SpecContext) {
-		_, err := sqlPool.Exec(ctx, "INSERT INTO tenancy.users (email, password_hash) VALUES ('dave@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA')")
+	It("makes a verified user Active at once, without an invitation", func(ctx SpecContext) {
+		_, err := sqlPool.Exec(ctx, `INSERT INTO tenancy.users (email, password_hash, email_verified_at)
+			VALUES ('dave@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', now())`)
 		Expect(err).NotTo(HaveOccurred())
 		m := newMembership("dave", "dave@example.com", tenancyv1.RoleMember, "")
 		Expect(k8sClient.Create(ctx, m)).To(Succeed())
@@ -110,6 +111,27 @@ var _ = Describe("Membership controller", func() {
 		Expect(m.Status.InviteSecretName).To(BeEmpty())
 		err = k8sClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: "dave-invite"}, &corev1.Secret{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("invites a user whose password was set through a link, unverified, like one without a password", func(ctx SpecContext) {
+		_, err := sqlPool.Exec(ctx, "INSERT INTO tenancy.users (email, password_hash) VALUES ('erin@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA')")
+		Expect(err).NotTo(HaveOccurred())
+		m := newMembership("erin", "erin@example.com", tenancyv1.RoleMember, "")
+		Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		eventuallyReady(ctx, m)
+		Expect(m.Status.State).To(Equal(tenancyv1.MembershipInvited))
+		Expect(m.Status.InviteSecretName).To(Equal("erin-invite"))
+
+		By("a platform admin vouches for the email: the user is verified and the membership Active")
+		m.Annotations = map[string]string{tenancyv1.EmailVerifiedAnnotation: "true"}
+		Expect(k8sClient.Update(ctx, m)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+			g.Expect(m.Status.State).To(Equal(tenancyv1.MembershipActive))
+		}).WithContext(ctx).Should(Succeed())
+		var verified bool
+		Expect(sqlPool.QueryRow(ctx, "SELECT email_verified_at IS NOT NULL FROM tenancy.users WHERE email = 'erin@example.com'").Scan(&verified)).To(Succeed())
+		Expect(verified).To(BeTrue())
 	})
 
 	It("shows an accepted invitation as Active and removes its Secret", func(ctx SpecContext) {

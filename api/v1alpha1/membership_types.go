@@ -12,6 +12,12 @@ const (
 	MembershipActive  MembershipState = "Active"
 )
 
+// EmailVerifiedAnnotation on a Membership, set to "true" by a platform admin, vouches that the
+// member's email belongs to the person who holds the account: the user becomes verified, and a
+// verified user's memberships are Active without their own invitation. The validating webhook
+// lets only platform admins set or change it.
+const EmailVerifiedAnnotation = "tenancy.dev/email-verified"
+
 // MembershipSpec is the desired state of a Membership.
 // +kubebuilder:validation:XValidation:rule="has(self.project) == has(oldSelf.project) && (!has(self.project) || self.project == oldSelf.project)",message="spec.project is immutable",fieldPath=".project"
 type MembershipSpec struct {

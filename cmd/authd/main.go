@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -41,7 +42,7 @@ type config struct {
 }
 
 func parseFlags(args []string, getenv func(string) string) (config, error) {
-	c := config{server: authd.Config{Passwords: authd.OWASPParams, LoginBurst: 10, LoginRate: 6 * time.Second}}
+	c := config{server: authd.Config{Passwords: authd.OWASPParams, Throttle: authd.DefaultThrottle}}
 	var issuer string
 	fs := flag.NewFlagSet("authd", flag.ContinueOnError)
 	fs.StringVar(&c.listen, "listen", ":8090", "Address to serve the API, the web pages and the probes on.")
@@ -62,6 +63,20 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.server.OperatorNamespace, "namespace", "tenancy-system", "The operator's namespace, where the signing keys live.")
 	fs.StringVar(&c.server.UsernamePrefix, "username-prefix", "",
 		"Turns a user's email into their Kubernetes username for the self-service API; set it as the manager's --username-prefix.")
+	t := &c.server.Throttle
+	fs.IntVar(&t.AddressBurst, "login-address-burst", t.AddressBurst,
+		"Password attempts one client address may make at once, for any accounts; then one per --login-address-interval.")
+	fs.DurationVar(&t.AddressInterval, "login-address-interval", t.AddressInterval, "How fast a client address regains a password attempt.")
+	fs.IntVar(&t.AccountFreeFailures, "login-account-free-failures", t.AccountFreeFailures,
+		"Failed password attempts on one account before each further failure makes the next attempt wait.")
+	fs.DurationVar(&t.AccountDelay, "login-account-delay", t.AccountDelay,
+		"The first wait after the free failures; it doubles with each further failure.")
+	fs.DurationVar(&t.AccountMaxDelay, "login-account-max-delay", t.AccountMaxDelay, "The longest wait an account's failures impose.")
+	fs.DurationVar(&t.FamiliarFor, "login-familiar-for", t.FamiliarFor,
+		"An address the account signed in from within this period is not slowed down by failures from other addresses.")
+	var trustedProxies string
+	fs.StringVar(&trustedProxies, "trusted-proxies", "",
+		"Comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client address; without it the TCP peer is the client.")
 	var platformAdmins string
 	fs.StringVar(&platformAdmins, "platform-admin-users", "",
 		"Comma-separated Kubernetes usernames the self-service API never acts as; set it as the manager's --platform-admin-users.")
@@ -71,6 +86,13 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	}
 	c.server.PublicURL = strings.TrimSuffix(c.publicURL, "/")
 	c.server.PlatformAdminUsers = tenant.SplitList(platformAdmins)
+	for _, cidr := range tenant.SplitList(trustedProxies) {
+		prefix, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return config{}, fmt.Errorf("--trusted-proxies: %q is not a CIDR such as 10.0.0.0/8", cidr)
+		}
+		t.TrustedProxies = append(t.TrustedProxies, prefix.Masked())
+	}
 	c.server.Issuer = strings.TrimSuffix(issuer, "/")
 	if c.server.Issuer == "" {
 		c.server.Issuer = strings.TrimSuffix(c.publicURL, "/")
@@ -87,6 +109,13 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return config{}, errors.New("--refresh-token-ttl must be at least 1m and --session-lifetime at least --refresh-token-ttl")
 	case c.server.RefreshReuseInterval < 0 || c.server.RefreshReuseInterval > time.Minute:
 		return config{}, fmt.Errorf("--refresh-reuse-interval: %s must be between 0 and 1m", c.server.RefreshReuseInterval)
+	case t.AddressBurst < 1 || t.AddressInterval <= 0:
+		return config{}, errors.New("--login-address-burst must be at least 1 and --login-address-interval positive")
+	case t.AccountFreeFailures < 1 || t.AccountDelay <= 0 || t.AccountMaxDelay < t.AccountDelay:
+		return config{}, errors.New("--login-account-free-failures must be at least 1, --login-account-delay positive and " +
+			"--login-account-max-delay at least --login-account-delay")
+	case t.FamiliarFor < 0:
+		return config{}, errors.New("--login-familiar-for must not be negative")
 	}
 	return c, nil
 }

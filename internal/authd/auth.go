@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/pkg/tenancy"
@@ -28,32 +29,63 @@ type loginRequest struct {
 	Project      string `json:"project"`
 }
 
-// throttle takes an attempt for the client address and for account (when not ""); when
-// either has none left it sets Retry-After and returns the refusal.
-func (s *Server) throttle(w http.ResponseWriter, r *http.Request, account string) error {
-	for _, t := range []struct {
-		limits *throttle
-		key    string
-	}{{s.addresses, clientOf(r).Address}, {s.accounts, account}} {
-		if t.key == "" {
-			continue
+// throttleAddress takes an attempt for the client address; when it has none left it sets
+// Retry-After and returns the refusal.
+func (s *Server) throttleAddress(w http.ResponseWriter, r *http.Request) error {
+	if ok, wait := s.addresses.allow(s.clientOf(r).Address); !ok {
+		return slowDown(w, wait)
+	}
+	return nil
+}
+
+// throttled answers 429 when the client address has no attempt left.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.throttleAddress(w, r); err != nil {
+		s.answerError(w, r, err)
+		return true
+	}
+	return false
+}
+
+// beginPasswordAttempt decides whether a password of account may be tried now (the caller has
+// taken the client address's attempt): the account's failures from this address, and from
+// everywhere unless the account signed in from this address recently, must not ask for a wait.
+// Every attempt it lets through ends with endPasswordAttempt.
+func (s *Server) beginPasswordAttempt(w http.ResponseWriter, r *http.Request, account string) error {
+	address, now := s.clientOf(r).Address, time.Now()
+	if wait := s.pairs.wait(account+"\x00"+address, now); wait > 0 {
+		return slowDown(w, wait)
+	}
+	if wait := s.accounts.wait(account, now); wait > 0 {
+		familiar, err := s.store.familiarAddress(r.Context(), account, address, s.cfg.Throttle.FamiliarFor)
+		if err != nil {
+			return err
 		}
-		if ok, wait := t.limits.allow(t.key); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			return &problem{Status: http.StatusTooManyRequests, Code: "slow_down",
-				Message: fmt.Sprintf("too many attempts; retry in %d seconds", retryAfterSeconds(wait))}
+		if !familiar {
+			return slowDown(w, wait)
 		}
 	}
 	return nil
 }
 
-// throttled answers 429 when the account or the client address has no attempt left.
-func (s *Server) throttled(w http.ResponseWriter, r *http.Request, account string) bool {
-	if err := s.throttle(w, r, account); err != nil {
-		s.answerError(w, r, err)
-		return true
+// endPasswordAttempt counts a failed attempt, or forgets this address's failures after a
+// success (the account's count from everywhere stays, so that the owner signing in does not
+// give a guesser fresh attempts).
+func (s *Server) endPasswordAttempt(r *http.Request, account string, ok bool) {
+	pair, now := account+"\x00"+s.clientOf(r).Address, time.Now()
+	if ok {
+		s.pairs.succeed(pair)
+		return
 	}
-	return false
+	s.pairs.fail(pair, now)
+	s.accounts.fail(account, now)
+}
+
+// slowDown is the refusal of a throttled attempt, with its Retry-After.
+func slowDown(w http.ResponseWriter, wait time.Duration) error {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+	return &problem{Status: http.StatusTooManyRequests, Code: "slow_down",
+		Message: fmt.Sprintf("too many attempts; retry in %d seconds", retryAfterSeconds(wait))}
 }
 
 // authenticate checks an email and password. Unknown users, users without a password and
@@ -82,14 +114,18 @@ func (s *Server) authenticate(ctx context.Context, email, password string) (user
 }
 
 // checkPassword checks a login's email and password for the API and the login page: throttled
-// per account and client address (429 with Retry-After), the same answer for an unknown user
-// and a wrong password, failures audited.
+// (beginPasswordAttempt; 429 with Retry-After), the same answer for an unknown user and a wrong
+// password, failures audited.
 func (s *Server) checkPassword(w http.ResponseWriter, r *http.Request, email, password string) (user, error) {
 	email = db.NormalizeEmail(email)
 	if email == "" || password == "" {
 		return user{}, &problem{Status: http.StatusBadRequest, Code: "invalid_request", Message: "email and password are required"}
 	}
-	if err := s.throttle(w, r, email); err != nil {
+	if err := s.throttleAddress(w, r); err != nil {
+		s.metrics.logins.WithLabelValues("throttled").Inc()
+		return user{}, err
+	}
+	if err := s.beginPasswordAttempt(w, r, email); err != nil {
 		s.metrics.logins.WithLabelValues("throttled").Inc()
 		return user{}, err
 	}
@@ -100,6 +136,7 @@ func (s *Server) checkPassword(w http.ResponseWriter, r *http.Request, email, pa
 	if err != nil {
 		return user{}, err
 	}
+	s.endPasswordAttempt(r, email, ok)
 	if !ok {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.audit(r, auditEntry{Actor: email, Action: "login.failed", Target: "user/" + email})
@@ -130,7 +167,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.audit(r, auditEntry{Actor: email, ActorUserID: &u.ID, Action: "login.failed", Target: "user/" + email,
 			Details: map[string]any{"reason": err.Error()}})
-		writeError(w, http.StatusForbidden, "access_denied", err.Error())
+		writeError(w, http.StatusForbidden, accessErrorCode(err), err.Error())
 		return
 	}
 	if err != nil {
@@ -149,7 +186,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 // startSession starts a refresh token family for u and issues its first access token.
 func (s *Server) startSession(r *http.Request, u user, a access) (tokenResponse, error) {
-	refresh, family, err := s.store.startSession(r.Context(), u.ID, a.scope, s.sessionPolicy(), clientOf(r))
+	refresh, family, err := s.store.startSession(r.Context(), u.ID, a.scope, apiSessionKind, s.sessionPolicy(), s.clientOf(r))
 	if err != nil {
 		return tokenResponse{}, err
 	}
@@ -207,7 +244,7 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 	}
 	var u user
 	var a access
-	rot, err := s.store.rotate(r.Context(), req.RefreshToken, s.sessionPolicy(), clientOf(r),
+	rot, err := s.store.rotate(r.Context(), req.RefreshToken, s.sessionPolicy(), s.clientOf(r),
 		func(ctx context.Context, q querier, userID string, current scope) (scope, error) {
 			found, ok, err := userByID(ctx, q, userID)
 			if err != nil {
@@ -235,12 +272,12 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 	case errors.Is(err, errRefreshReuse):
 		s.metrics.reuseDetected.Inc()
 		s.audit(r, auditEntry{Actor: "user:" + rot.UserID, ActorUserID: &rot.UserID, Action: "refresh.reuse_detected",
-			Target: "session/" + rot.FamilyID, Details: map[string]any{"client_address": clientOf(r).Address}})
+			Target: "session/" + rot.FamilyID, Details: map[string]any{"client_address": s.clientOf(r).Address}})
 		return tokenResponse{}, "invalid_grant", err
 	case errors.Is(err, errInvalidRefresh):
 		return tokenResponse{}, "invalid_grant", err
 	case errors.Is(err, errNoAccess):
-		return tokenResponse{}, "access_denied", err
+		return tokenResponse{}, accessErrorCode(err), err
 	case err != nil:
 		return tokenResponse{}, "", err
 	}
@@ -249,12 +286,20 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 	return resp, "", err
 }
 
+// accessErrorCode is the error code of a refused choice of organization or project.
+func accessErrorCode(err error) string {
+	if errors.Is(err, errMembershipNotActive) {
+		return "membership_not_active"
+	}
+	return "access_denied"
+}
+
 // refreshFailed answers a failed refresh.
 func (s *Server) refreshFailed(w http.ResponseWriter, r *http.Request, code string, err error) {
 	switch code {
 	case "":
 		s.failed(w, r, err)
-	case "access_denied":
+	case "access_denied", "membership_not_active":
 		writeError(w, http.StatusForbidden, code, err.Error())
 	default:
 		writeError(w, http.StatusBadRequest, code, err.Error())
@@ -324,7 +369,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"user":         map[string]any{"id": u.ID, "email": u.Email, "display_name": u.DisplayName},
+		"user":         map[string]any{"id": u.ID, "email": u.Email, "email_verified": u.EmailVerified, "display_name": u.DisplayName},
 		"organization": claims.Org,
 		"memberships":  memberships,
 	})

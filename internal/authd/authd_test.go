@@ -19,12 +19,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/authd"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
@@ -78,7 +80,8 @@ var _ = Describe("Invitations and logins", func() {
 		Eventually(func() []string { return actions(ctx, "wanda@example.com") }).WithContext(ctx).Should(ContainElement("login.failed"))
 
 		strict := suiteConf
-		strict.LoginRate, strict.LoginBurst = time.Hour, 2
+		strict.Throttle = authd.ThrottleConfig{AddressBurst: 100, AddressInterval: time.Hour,
+			AccountFreeFailures: 1, AccountDelay: time.Hour, AccountMaxDelay: time.Hour}
 		base := startAuthd(strict)
 		for range 2 {
 			Expect(postJSON(base, "/auth/login", map[string]string{"email": "wanda@example.com", "password": "nope"}).StatusCode).To(Equal(http.StatusUnauthorized))
@@ -508,13 +511,12 @@ var _ = Describe("Signup", func() {
 })
 
 var _ = Describe("Signup that times out", func() {
-	It("answers 503 and leaves nothing behind, not even in a namespace that stays", func(ctx SpecContext) {
-		// The namespace exists and holds a Secret the operator did not make under the name of the
-		// Owner's invitation: the Membership stalls (SecretConflict) after its rows were written,
-		// so the undo has a Membership, an adopted namespace and a user row to clean up.
+	It("answers 503 and leaves nothing behind", func(ctx SpecContext) {
+		// An admission policy refuses the Owner's invitation Secret in namespaces named late-*:
+		// the Membership stalls after its rows were written, so the undo has an Organization, its
+		// namespace, a Membership and a user row to clean up.
+		denyInvitations(ctx, "late-")
 		name := uniqueName("late")
-		Expect(kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
-		Expect(kube.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "owner-invite"}})).To(Succeed())
 		impatient := suiteConf
 		impatient.SignupTimeout = 3 * time.Second
 		r := postJSON(startAuthd(impatient), "/auth/signup", map[string]string{"email": "late@example.com", "password": password, "organization": name})
@@ -528,6 +530,50 @@ var _ = Describe("Signup that times out", func() {
 		Expect(users).To(BeZero())
 	})
 })
+
+// denyInvitations installs, for the rest of the spec, an admission policy that refuses creating
+// the Secret owner-invite in namespaces whose names start with prefix, and waits until the API
+// server enforces it.
+func denyInvitations(ctx context.Context, prefix string) {
+	GinkgoHelper()
+	fail := admissionregistrationv1.Fail
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-owner-invitations"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: fmt.Sprintf("object.metadata.name != 'owner-invite' || !request.namespace.startsWith(%q)", prefix),
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-owner-invitations"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}},
+	}
+	Expect(kube.Create(ctx, policy)).To(Succeed())
+	Expect(kube.Create(ctx, binding)).To(Succeed())
+	DeferCleanup(func(ctx SpecContext) {
+		Expect(kube.Delete(ctx, binding)).To(Succeed())
+		Expect(kube.Delete(ctx, policy)).To(Succeed())
+	})
+	probe := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: prefix + "probe"}}
+	Expect(client.IgnoreAlreadyExists(kube.Create(ctx, probe))).To(Succeed())
+	Eventually(func() bool {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: probe.Name, Name: "owner-invite"}}
+		err := kube.Create(ctx, secret)
+		if err == nil {
+			Expect(kube.Delete(ctx, secret)).To(Succeed())
+		}
+		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err)
+	}).WithContext(ctx).Should(BeTrue())
+}
 
 var _ = Describe("Limits", func() {
 	It("refuse oversized bodies with a JSON error", func() {

@@ -96,16 +96,20 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
-	if s.throttled(w, r, "") {
+	if s.throttled(w, r) {
 		return
 	}
 	claims, ok := s.bearer(r)
 	if !ok {
 		claims = nil
 	}
-	inv, err := s.redeemInvitation(r, req.Token, req.Password, claims)
+	inv, err := s.redeemInvitation(w, r, req.Token, req.Password, claims)
 	var proof *errProof
+	var refused *problem
 	switch {
+	case errors.As(err, &refused):
+		s.answerError(w, r, err)
+		return
 	case errors.Is(err, errInvalidInvitation):
 		writeError(w, http.StatusBadRequest, "invalid_invitation", err.Error())
 		return
@@ -135,9 +139,9 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 }
 
 // redeemInvitation uses an invitation token for the API and the invitation page. A user
-// without a password sets one; a user with one proves it (the password, or claims of an access
-// token of theirs; nil when there is none).
-func (s *Server) redeemInvitation(r *http.Request, token, password string, claims *tenancy.Claims) (invitation, error) {
+// without a password sets one; a user with one proves it (the password, throttled as a login
+// is, or claims of an access token of theirs; nil when there is none).
+func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, token, password string, claims *tenancy.Claims) (invitation, error) {
 	inv, err := s.store.acceptInvitation(r.Context(), token, func(inv invitation) (*string, error) {
 		if inv.PasswordHash == nil {
 			if err := checkNewPassword(password); err != nil {
@@ -150,7 +154,12 @@ func (s *Server) redeemInvitation(r *http.Request, token, password string, claim
 			return nil, nil
 		}
 		if password != "" {
-			if ok, _, err := s.verifyPassword(password, *inv.PasswordHash); err == nil && ok {
+			if err := s.beginPasswordAttempt(w, r, inv.Email); err != nil {
+				return nil, err
+			}
+			ok, _, err := s.verifyPassword(truncate(password, maxPasswordLength), *inv.PasswordHash)
+			s.endPasswordAttempt(r, inv.Email, err == nil && ok)
+			if err == nil && ok {
 				return nil, nil
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tenancy-dev/tenancy/internal/apikey"
+	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
 
 // token is the OAuth2 token endpoint (RFC 6749): client_credentials with an API key (client_id
@@ -21,7 +22,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		resp, code, err := s.refreshTokens(r, refreshRequest{
 			RefreshToken: r.PostForm.Get("refresh_token"), Organization: r.PostForm.Get("organization"), Project: r.PostForm.Get("project"),
 		})
-		if code == "access_denied" {
+		if code == "access_denied" || code == "membership_not_active" {
 			code = "invalid_grant" // RFC 6749 has no access_denied at the token endpoint
 		}
 		if err != nil {
@@ -133,7 +134,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, inactive)
 		return
 	}
-	live, err := s.principalLive(r, claims.Subject, claims.IsAPIKey())
+	live, err := s.principalLive(r, claims)
 	if err != nil {
 		s.failed(w, r, err)
 		return
@@ -167,12 +168,12 @@ func (s *Server) introspectionCaller(r *http.Request) (string, bool) {
 	return claims.Org, true
 }
 
-// principalLive reports whether a token's principal still exists: the API key valid, the user
-// not disabled.
-func (s *Server) principalLive(r *http.Request, subject string, isKey bool) (bool, error) {
-	if isKey {
-		return s.store.apiKeyLive(r.Context(), subject)
+// principalLive reports whether a token's principal still holds what the token says: the API
+// key valid; the user enabled, with an Active membership in the token's organization (and
+// project) that grants at least the token's role.
+func (s *Server) principalLive(r *http.Request, claims *tenancy.Claims) (bool, error) {
+	if claims.IsAPIKey() {
+		return s.store.apiKeyLive(r.Context(), claims.Subject)
 	}
-	u, found, err := s.store.userByID(r.Context(), subject)
-	return found && !u.Disabled, err
+	return s.store.userHoldsRole(r.Context(), claims.Subject, claims.Org, claims.Project, claims.Role)
 }

@@ -13,6 +13,10 @@ import (
 // errNoAccess is a request for an organization or project the user has no active membership in.
 var errNoAccess = errors.New("no access")
 
+// errMembershipNotActive is a request for an organization where the user's membership is still
+// Invited: it grants nothing until its own invitation is accepted.
+var errMembershipNotActive = fmt.Errorf("%w: membership not active", errNoAccess)
+
 // access is the scope and role a token gets.
 type access struct {
 	scope
@@ -62,6 +66,10 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 		}
 	}
 	if len(inOrg) == 0 {
+		if slices.ContainsFunc(all, func(m membership) bool { return (byID && m.OrgID == org) || (!byID && m.OrgName == org) }) {
+			return access{}, fmt.Errorf("%w: your membership in organization %s is Invited; accept its invitation, "+
+				"signed in as this account, to activate it", errMembershipNotActive, org)
+		}
 		return access{}, fmt.Errorf("%w: no active membership in organization %s", errNoAccess, org)
 	}
 	a := access{scope: scope{OrgID: &inOrg[0].OrgID}, OrgName: inOrg[0].OrgName}

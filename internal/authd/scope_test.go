@@ -2,8 +2,13 @@ package authd
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestChooseAccess(t *testing.T) {
@@ -43,6 +48,12 @@ func TestChooseAccess(t *testing.T) {
 		{"no membership there", all, "gamma", "", "", "", "", true},
 		{"a project the user does not belong to", all, "beta", "billing", "", "", "", true},
 		{"the only organization, without a name", all[:2], "", "", acme, "Viewer", "", false},
+	}
+	if _, err := chooseAccess(all[3:4], "beta", ""); !errors.Is(err, errMembershipNotActive) {
+		t.Errorf("an invited membership is told apart from none: %v", err)
+	}
+	if _, err := chooseAccess(all, "gamma", ""); errors.Is(err, errMembershipNotActive) {
+		t.Errorf("no membership is not an invited one: %v", err)
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
@@ -103,5 +114,66 @@ func TestPasswords(t *testing.T) {
 	}
 	if checkNewPassword("short") == nil || checkNewPassword("a long enough password") != nil {
 		t.Fatal("new passwords need 12 characters")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := newBackoff(3, time.Second, 10*time.Second)
+	now := time.Unix(1_000_000, 0)
+	for i := range 3 {
+		if wait := b.wait("alice", now); wait != 0 {
+			t.Fatalf("attempt %d is free, but waits %s", i+1, wait)
+		}
+		b.fail("alice", now)
+	}
+	if wait := b.wait("alice", now); wait != 0 {
+		t.Fatalf("the attempt after the free failures still goes, waits %s", wait)
+	}
+	var waits []time.Duration
+	for range 6 {
+		b.fail("alice", now)
+		waits = append(waits, b.wait("alice", now))
+	}
+	if diff := cmp.Diff([]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}, waits); diff != "" {
+		t.Fatalf("each further failure doubles the wait, up to the maximum (-want +got):\n%s", diff)
+	}
+	if wait := b.wait("alice", now.Add(10*time.Second)); wait != 0 {
+		t.Fatalf("never longer than the maximum after the last failure: %s", wait)
+	}
+	if wait := b.wait("bob", now); wait != 0 {
+		t.Fatal("another key has its own count")
+	}
+	b.succeed("alice")
+	if wait := b.wait("alice", now); wait != 0 {
+		t.Fatal("a success forgets the failures")
+	}
+	b.fail("carol", now)
+	b.forgetIdle(now.Add(21 * time.Second))
+	if _, kept := b.keys["carol"]; kept {
+		t.Fatal("a key idle for twice the maximum is forgotten")
+	}
+}
+
+func TestClientAddress(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	for _, tc := range []struct {
+		reason, peer, forwardedFor, want string
+		trusted                          []netip.Prefix
+	}{
+		{reason: "no proxies trusted: the peer", peer: "10.1.2.3:5000", forwardedFor: "203.0.113.1", want: "10.1.2.3"},
+		{reason: "an untrusted peer's header is ignored", peer: "198.51.100.9:5000", forwardedFor: "203.0.113.1", trusted: proxies, want: "198.51.100.9"},
+		{reason: "a trusted proxy names the client", peer: "10.1.2.3:5000", forwardedFor: "203.0.113.1", trusted: proxies, want: "203.0.113.1"},
+		{reason: "what the client wrote further left is ignored", peer: "10.1.2.3:5000", forwardedFor: "192.0.2.66, 203.0.113.1", trusted: proxies, want: "203.0.113.1"},
+		{reason: "a chain of trusted proxies", peer: "10.1.2.3:5000", forwardedFor: "203.0.113.1, 10.9.9.9", trusted: proxies, want: "203.0.113.1"},
+		{reason: "IPv6", peer: "[fd00::1]:5000", forwardedFor: "2001:db8::7", trusted: proxies, want: "2001:db8::7"},
+		{reason: "garbage stops the walk", peer: "10.1.2.3:5000", forwardedFor: "203.0.113.1, not-an-address", trusted: proxies, want: "10.1.2.3"},
+		{reason: "only proxies: the leftmost", peer: "10.1.2.3:5000", forwardedFor: "10.7.7.7", trusted: proxies, want: "10.7.7.7"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/auth/login", nil)
+		r.RemoteAddr = tc.peer
+		r.Header.Set("X-Forwarded-For", tc.forwardedFor)
+		if got := clientAddress(r, tc.trusted); got != tc.want {
+			t.Errorf("%s: clientAddress() = %s, want %s", tc.reason, got, tc.want)
+		}
 	}
 }

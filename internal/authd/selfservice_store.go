@@ -117,7 +117,7 @@ func (s *Store) webSession(ctx context.Context, token string, p sessionPolicy) (
 		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled,
 		       t.expires_at < least(now() + make_interval(secs => $2) - interval '1 hour', t.family_expires_at)
 		FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id
-		WHERE t.hash = $1 AND t.rotated_at IS NULL AND t.revoked_at IS NULL
+		WHERE t.hash = $1 AND t.web AND t.rotated_at IS NULL AND t.revoked_at IS NULL
 		  AND now() < t.expires_at AND now() < t.family_expires_at AND NOT u.disabled
 		  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)`,
 		hashOf(token), p.TTL.Seconds()).

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"runtime"
@@ -48,10 +49,8 @@ type Config struct {
 	OperatorNamespace string
 	// Passwords are the argon2id parameters of new hashes.
 	Passwords PasswordParams
-	// LoginRate bounds password attempts per account and per client address: a burst of
-	// LoginBurst, then one per LoginRate.
-	LoginRate  time.Duration
-	LoginBurst int
+	// Throttle bounds password attempts per client address and per account.
+	Throttle ThrottleConfig
 	// SignupTimeout is how long signup waits for the new Organization and Membership to be Ready.
 	SignupTimeout time.Duration
 	// PublicURL is where people reach authd: the base of the web pages and of the cookies'
@@ -80,8 +79,9 @@ type Server struct {
 	verifier *tenancy.Verifier
 	log      logr.Logger
 
-	accounts  *throttle
 	addresses *throttle
+	accounts  *backoff
+	pairs     *backoff
 	keyUse    *keyUseRecorder
 	auditLog  *auditWriter
 	hashing   chan struct{}
@@ -104,8 +104,9 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube Kubernetes, log l
 	s := &Server{
 		cfg: cfg, store: store, keys: keys, kube: kube, log: log,
 		tokens:    &tokenIssuer{keys: keys, store: store, issuer: cfg.Issuer, audience: cfg.Audience, ttl: cfg.AccessTokenTTL},
-		accounts:  newThrottle(cfg.LoginRate, cfg.LoginBurst),
-		addresses: newThrottle(cfg.LoginRate/4, cfg.LoginBurst*4),
+		addresses: newThrottle(cfg.Throttle.AddressInterval, cfg.Throttle.AddressBurst),
+		accounts:  newBackoff(cfg.Throttle.AccountFreeFailures, cfg.Throttle.AccountDelay, cfg.Throttle.AccountMaxDelay),
+		pairs:     newBackoff(cfg.Throttle.AccountFreeFailures, cfg.Throttle.AccountDelay, cfg.Throttle.AccountMaxDelay),
 		keyUse:    newKeyUseRecorder(),
 		auditLog:  &auditWriter{store: store, log: log, entries: make(chan auditEntry, 4096)},
 		hashing:   make(chan struct{}, runtime.GOMAXPROCS(0)),
@@ -136,8 +137,9 @@ func (s *Server) Run(ctx context.Context) {
 			return
 		case <-ticker.C:
 			s.flushKeyUse(ctx)
-			s.accounts.forgetIdle()
 			s.addresses.forgetIdle()
+			s.accounts.forgetIdle(time.Now())
+			s.pairs.forgetIdle(time.Now())
 		}
 	}
 }
@@ -173,19 +175,36 @@ func (s *Server) MetricsHandler() http.Handler {
 
 // jsonRoutes are the endpoints that openapi.json describes.
 func (s *Server) jsonRoutes(route func(pattern string, h http.HandlerFunc)) {
-	route("POST /auth/login", s.login)
-	route("POST /auth/refresh", s.refresh)
-	route("POST /auth/logout", s.logout)
-	route("GET /auth/me", s.me)
-	route("POST /auth/invitations/accept", s.acceptInvitation)
-	route("POST /auth/signup", s.signup)
+	// The OAuth2 endpoints take forms (RFC 6749); everything else takes JSON bodies only.
+	withJSON := func(pattern string, h http.HandlerFunc) { route(pattern, requireJSON(h)) }
+	withJSON("POST /auth/login", s.login)
+	withJSON("POST /auth/refresh", s.refresh)
+	withJSON("POST /auth/logout", s.logout)
+	withJSON("GET /auth/me", s.me)
+	withJSON("POST /auth/invitations/accept", s.acceptInvitation)
+	withJSON("POST /auth/signup", s.signup)
 	route("POST /oauth2/token", s.token)
 	route("POST /oauth2/revoke", s.revoke)
 	route("POST /oauth2/introspect", s.introspect)
 	route("GET /.well-known/openid-configuration", s.discovery)
 	route("GET /.well-known/jwks.json", s.jwks)
 	route("GET /openapi.json", serveOpenAPI)
-	s.routeAPI(route)
+	s.routeAPI(withJSON)
+}
+
+// requireJSON refuses a request body that is not declared application/json with 415: a browser
+// sends a cross-site form or text/plain body without asking first, never a JSON one.
+func requireJSON(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			media, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || media != "application/json" {
+				writeError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // NewHTTPServer serves h on addr with authd's limits.
@@ -338,14 +357,10 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-// clientOf names the requesting client: user agent and address (the TCP peer; authd behind a
-// proxy sees the proxy's).
-func clientOf(r *http.Request) requester {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return requester{UserAgent: r.UserAgent(), Address: host}
+// clientOf names the requesting client: user agent and address (the TCP peer, or the client a
+// trusted proxy names).
+func (s *Server) clientOf(r *http.Request) requester {
+	return requester{UserAgent: r.UserAgent(), Address: clientAddress(r, s.cfg.Throttle.TrustedProxies)}
 }
 
 // auditWriter writes audit rows in batches: one statement batch for whatever accumulated while

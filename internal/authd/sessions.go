@@ -32,8 +32,9 @@ type sessionPolicy struct {
 	TTL time.Duration
 	// Lifetime caps a family: no refresh past it, however often tokens rotate.
 	Lifetime time.Duration
-	// ReuseInterval lets a rotated token be used again this shortly after, for concurrent
-	// refreshes of one client; later reuse means theft and revokes the family.
+	// ReuseInterval lets a rotated token be used once more this shortly after, by the client
+	// that rotated it (a retry whose answer was lost); any other reuse means theft and revokes
+	// the family.
 	ReuseInterval time.Duration
 }
 
@@ -43,18 +44,27 @@ type requester struct {
 	Address   string
 }
 
+// sessionKind tells a browser's session, whose cookie the web pages use without rotating it,
+// from an API session, which rotates its refresh token at every refresh.
+type sessionKind bool
+
+const (
+	apiSessionKind sessionKind = false
+	webSessionKind sessionKind = true
+)
+
 // startSession creates the first refresh token of a new family; it returns the token and the
 // family's id.
-func (s *Store) startSession(ctx context.Context, userID string, sc scope, p sessionPolicy, c requester) (token, familyID string, err error) {
+func (s *Store) startSession(ctx context.Context, userID string, sc scope, kind sessionKind, p sessionPolicy, c requester) (token, familyID string, err error) {
 	token, hash, err := newOpaqueToken(refreshTokenPrefix)
 	if err != nil {
 		return "", "", err
 	}
 	err = s.pool.QueryRow(ctx, `
-		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address)
-		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8)
+		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, web)
+		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9)
 		RETURNING family_id`,
-		hash, userID, sc.OrgID, sc.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address).Scan(&familyID)
+		hash, userID, sc.OrgID, sc.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address, bool(kind)).Scan(&familyID)
 	if err != nil {
 		return "", "", fmt.Errorf("starting a session: %w", err)
 	}
@@ -93,14 +103,18 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			return err
 		}
 		var id string
-		var rotated, reused, revoked, expired bool
+		var web, rotated, withinGrace, reusedBefore, sameClient, revoked, expired bool
 		var current scope
+		// sameClient: the request comes from the address and user agent that rotated the token
+		// (recorded on its successor).
 		if err := tx.QueryRow(ctx, `
-			SELECT id, user_id, organization_id, project_id, rotated_at IS NOT NULL,
-			       coalesce(now() - rotated_at > make_interval(secs => $2), false), revoked_at IS NOT NULL,
-			       now() >= expires_at OR now() >= family_expires_at
-			FROM tenancy.refresh_tokens WHERE hash = $1`, hashOf(presented), p.ReuseInterval.Seconds()).
-			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &rotated, &reused, &revoked, &expired); err != nil {
+			SELECT t.id, t.user_id, t.organization_id, t.project_id, t.web, t.rotated_at IS NOT NULL,
+			       coalesce(now() - t.rotated_at <= make_interval(secs => $2), false), t.reused_at IS NOT NULL,
+			       EXISTS (SELECT 1 FROM tenancy.refresh_tokens c WHERE c.family_id = t.family_id AND c.parent_id = t.id
+			               AND c.client_address = $3 AND c.user_agent = $4),
+			       t.revoked_at IS NOT NULL, now() >= t.expires_at OR now() >= t.family_expires_at
+			FROM tenancy.refresh_tokens t WHERE t.hash = $1`, hashOf(presented), p.ReuseInterval.Seconds(), c.Address, truncate(c.UserAgent, 256)).
+			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &web, &rotated, &withinGrace, &reusedBefore, &sameClient, &revoked, &expired); err != nil {
 			return err
 		}
 		var familyRevokedAlready bool
@@ -109,9 +123,10 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			return err
 		}
 		switch {
-		case revoked || expired || familyRevokedAlready:
+		case web || revoked || expired || familyRevokedAlready:
+			// A browser session's cookie is for the web pages only: it never rotates here.
 			return errInvalidRefresh
-		case rotated && reused:
+		case rotated && (!withinGrace || reusedBefore || !sameClient):
 			if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, r.FamilyID); err != nil {
 				return err
 			}
@@ -121,10 +136,12 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 		if r.Scope, err = choose(ctx, tx, r.UserID, current); err != nil {
 			return err
 		}
-		if !rotated {
-			if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET rotated_at = now() WHERE id = $1`, id); err != nil {
-				return err
-			}
+		// The first use rotates the token; the one reuse allowed is recorded, so that a third
+		// use revokes the family.
+		if _, err := tx.Exec(ctx, `UPDATE tenancy.refresh_tokens
+			SET rotated_at = coalesce(rotated_at, now()), reused_at = CASE WHEN rotated_at IS NULL THEN NULL ELSE now() END
+			WHERE id = $1`, id); err != nil {
+			return err
 		}
 		var hash []byte
 		if r.Token, hash, err = newOpaqueToken(refreshTokenPrefix); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,14 +55,14 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	if s.throttled(w, r, email) {
+	if s.throttled(w, r) {
 		return
 	}
 	if _, found, err := s.store.userByEmail(r.Context(), email); err != nil || found {
 		if err != nil {
 			s.failed(w, r, err)
 		} else {
-			writeError(w, http.StatusConflict, "email_taken", "an account with this email exists: log in instead")
+			refuseSignup(w)
 		}
 		return
 	}
@@ -73,7 +74,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if req.Organization == "" {
 		u, err := s.store.createUser(r.Context(), email, hash)
 		if errors.Is(err, errEmailTaken) {
-			writeError(w, http.StatusConflict, "email_taken", "an account with this email exists: log in instead")
+			refuseSignup(w)
 			return
 		}
 		if err != nil {
@@ -95,11 +96,23 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 		ObjectMeta: metav1.ObjectMeta{Namespace: orgName, Name: "owner", Annotations: stamp},
 		Spec:       tenancyv1.MembershipSpec{User: email, Role: tenancyv1.RoleOwner},
 	}
+	// Signup creates organizations in new namespaces only: adopting one that exists, with its
+	// Secrets and RoleBindings, is a platform admin's act. The webhooks refuse it too (a namespace
+	// made between this check and the create), and reserved names; their messages may name other
+	// tenants, so none is passed on.
+	err := s.kube.Client.Get(ctx, client.ObjectKey{Name: orgName}, &corev1.Namespace{})
+	if err == nil {
+		refuseSignup(w)
+		return
+	}
+	if !apierrors.IsNotFound(err) {
+		s.failed(w, r, err)
+		return
+	}
 	if err := s.kube.Client.Create(ctx, org); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			writeError(w, http.StatusConflict, "organization_taken", "organization: "+orgName+" exists; choose another name")
-		} else if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
-			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		if apierrors.IsAlreadyExists(err) || apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+			s.log.V(1).Info("Signup refused by the Kubernetes API", "organization", orgName, "reason", err.Error())
+			refuseSignup(w)
 		} else {
 			s.failed(w, r, err)
 		}
@@ -109,7 +122,7 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 	// namespace, and both must then become Ready.
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.SignupTimeout)
 	defer cancel()
-	err := wait.PollUntilContextCancel(waitCtx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextCancel(waitCtx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		err := s.kube.Client.Create(ctx, owner)
 		if apierrors.IsNotFound(err) {
 			return false, nil // the namespace is not there yet
@@ -131,6 +144,12 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	u, err := s.store.activateOwner(ctx, email, hash, string(owner.UID))
+	if errors.Is(err, errEmailTaken) {
+		// Somebody else's account meanwhile: the signup must not hand back its session.
+		s.undoSignup(context.WithoutCancel(ctx), org, owner, email)
+		refuseSignup(w)
+		return
+	}
 	if err != nil {
 		s.failed(w, r, err)
 		return
@@ -203,7 +222,16 @@ func (s *Server) undoSignup(ctx context.Context, org *tenancyv1.Organization, ow
 	}
 }
 
+// errEmailTaken is a signup for an email that has an account.
 var errEmailTaken = errors.New("email taken")
+
+// refuseSignup answers every refused signup alike, whether the email has an account or the
+// organization's name cannot be used, so that signup tells nobody which accounts or tenants
+// exist.
+func refuseSignup(w http.ResponseWriter) {
+	writeError(w, http.StatusConflict, "signup_refused",
+		"signup is not possible with this email and organization name: if you have an account, log in; otherwise choose another organization name")
+}
 
 func (s *Store) createUser(ctx context.Context, email, hash string) (user, error) {
 	u := user{Email: email, PasswordHash: &hash}
@@ -217,13 +245,19 @@ func (s *Store) createUser(ctx context.Context, email, hash string) (user, error
 }
 
 // activateOwner gives the user the signup's password and makes their Owner membership Active,
-// voiding the invitation the Membership controller sent meanwhile.
+// voiding the invitation the Membership controller sent meanwhile. The password is set only where
+// there is none, in the statement that finds the user: an account that got a password since the
+// signup began (an invitation accepted meanwhile) is somebody else's, and errEmailTaken.
 func (s *Store) activateOwner(ctx context.Context, email, hash, membershipUID string) (user, error) {
-	u := user{Email: email}
+	u := user{Email: email, PasswordHash: &hash}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `
-			UPDATE tenancy.users SET password_hash = coalesce(password_hash, $2), password_changed_at = coalesce(password_changed_at, now())
-			WHERE email = $1 RETURNING id`, email, hash).Scan(&u.ID); err != nil {
+		err := tx.QueryRow(ctx, `
+			UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now()
+			WHERE email = $1 AND password_hash IS NULL RETURNING id`, email, hash).Scan(&u.ID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errEmailTaken
+		}
+		if err != nil {
 			return fmt.Errorf("setting the password: %w", err)
 		}
 		var membershipID string
@@ -231,7 +265,7 @@ func (s *Store) activateOwner(ctx context.Context, email, hash, membershipUID st
 			membershipUID).Scan(&membershipID); err != nil {
 			return fmt.Errorf("activating the membership: %w", err)
 		}
-		_, err := tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE membership_id = $1 AND used_at IS NULL`, membershipID)
+		_, err = tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE membership_id = $1 AND used_at IS NULL`, membershipID)
 		return err
 	})
 	return u, err

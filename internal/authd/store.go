@@ -58,12 +58,14 @@ type user struct {
 	DisplayName  string
 	PasswordHash *string
 	Disabled     bool
+	// EmailVerified: the email was proven to belong to the account's holder.
+	EmailVerified bool
 }
 
 func (s *Store) userByEmail(ctx context.Context, email string) (user, bool, error) {
 	var u user
-	err := s.pool.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled FROM tenancy.users WHERE email = $1`, email).
-		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled)
+	err := s.pool.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled, email_verified_at IS NOT NULL FROM tenancy.users WHERE email = $1`, email).
+		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled, &u.EmailVerified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, false, nil
 	}
@@ -82,8 +84,8 @@ func (s *Store) userByID(ctx context.Context, id string) (user, bool, error) {
 
 func userByID(ctx context.Context, q querier, id string) (user, bool, error) {
 	var u user
-	err := q.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled FROM tenancy.users WHERE id = $1`, id).
-		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled)
+	err := q.QueryRow(ctx, `SELECT id, email::text, display_name, password_hash, disabled, email_verified_at IS NOT NULL FROM tenancy.users WHERE id = $1`, id).
+		Scan(&u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled, &u.EmailVerified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, false, nil
 	}
@@ -161,6 +163,37 @@ func (s *Store) apiKeyLive(ctx context.Context, keyID string) (bool, error) {
 		SELECT EXISTS (SELECT 1 FROM tenancy.api_keys WHERE key_id = $1 AND organization_id IS NOT NULL
 		               AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))`, keyID).Scan(&live)
 	return live, err
+}
+
+// userHoldsRole reports whether the user is enabled and an Active membership in the organization
+// gives them at least role there (in project, when not ""): an organization-wide one, or one of
+// that project.
+func (s *Store) userHoldsRole(ctx context.Context, userID, orgID, projectID, role string) (bool, error) {
+	var holds bool
+	err := s.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
+		               WHERE m.user_id = $1 AND m.organization_id = $2 AND m.state = 'Active' AND NOT u.disabled
+		                 AND (m.project_id IS NULL OR m.project_id = $3::uuid) AND m.role >= $4::tenancy.role)`,
+		userID, orgID, nullIfEmpty(projectID), role).Scan(&holds)
+	return holds, err
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// familiarAddress reports whether the account of email started a session from address within
+// the last period.
+func (s *Store) familiarAddress(ctx context.Context, email, address string, period time.Duration) (bool, error) {
+	var familiar bool
+	err := s.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id
+		               WHERE u.email = $1 AND t.client_address = $2 AND t.created_at > now() - make_interval(secs => $3))`,
+		email, address, period.Seconds()).Scan(&familiar)
+	return familiar, err
 }
 
 // touchAPIKeys records when keys were last used, in one statement for many.

@@ -32,6 +32,10 @@ import (
 
 // The suite runs authd over real HTTP against envtest (signing keys, invitations, signup) with
 // the manager's controllers, and a database of its own reached through a proxy that specs cut.
+// generousThrottle lets the specs sign in as often as they like; throttling has specs of its own.
+var generousThrottle = authd.ThrottleConfig{AddressBurst: 1000, AddressInterval: time.Millisecond,
+	AccountFreeFailures: 100, AccountDelay: time.Millisecond, AccountMaxDelay: 10 * time.Millisecond}
+
 var (
 	kube      client.Client
 	asCaller  client.Client
@@ -103,7 +107,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	suiteConf = authd.Config{
 		Audience: "tenancy", AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour,
 		RefreshReuseInterval: 10 * time.Second, AllowSignup: true, OperatorNamespace: operatorNamespace,
-		Passwords: authd.OWASPParams, LoginRate: 10 * time.Millisecond, LoginBurst: 100, SignupTimeout: 30 * time.Second,
+		Passwords: authd.OWASPParams, Throttle: generousThrottle, SignupTimeout: 30 * time.Second,
 	}
 	authdURL = startAuthd(suiteConf)
 	Eventually(func() int { return get("/readyz").StatusCode }).WithContext(ctx).Should(Equal(http.StatusOK))

@@ -2,14 +2,45 @@ package authd
 
 import (
 	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// throttle limits attempts per key (an account, a client address): a burst, then one per
-// interval. Keys idle long enough to have refilled are forgotten.
+// ThrottleConfig bounds password attempts (logins, password changes, invitations accepted with
+// a password).
+type ThrottleConfig struct {
+	// AddressBurst attempts from one client address, for any accounts, then one per
+	// AddressInterval: one address cannot guess many accounts.
+	AddressBurst    int
+	AddressInterval time.Duration
+	// AccountFreeFailures failed attempts on one account go unhindered; after them each further
+	// failure makes the next attempt wait, from AccountDelay doubling up to AccountMaxDelay.
+	// Failures are counted for the account and address together, and for the account from every
+	// address; the latter never slows down an address the account signed in from within
+	// FamiliarFor, so a flood from elsewhere cannot lock the owner out.
+	AccountFreeFailures int
+	AccountDelay        time.Duration
+	AccountMaxDelay     time.Duration
+	FamiliarFor         time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client address.
+	TrustedProxies []netip.Prefix
+}
+
+// DefaultThrottle is authd's default throttling.
+var DefaultThrottle = ThrottleConfig{
+	AddressBurst: 40, AddressInterval: 1500 * time.Millisecond,
+	AccountFreeFailures: 10, AccountDelay: time.Second, AccountMaxDelay: 15 * time.Minute,
+	FamiliarFor: 30 * 24 * time.Hour,
+}
+
+// throttle limits attempts per key (a client address): a burst, then one per interval. Keys idle
+// long enough to have refilled are forgotten.
 type throttle struct {
 	every time.Duration
 	burst int
@@ -58,7 +89,112 @@ func (t *throttle) forgetIdle() {
 	}
 }
 
+// backoff counts failures per key and, past a number of free ones, makes the next attempt wait
+// a delay that doubles with each further failure, up to a maximum. It never blocks for longer
+// than that maximum after the last failure.
+type backoff struct {
+	free     int
+	delay    time.Duration
+	maxDelay time.Duration
+
+	mu   sync.Mutex
+	keys map[string]*failures
+}
+
+type failures struct {
+	count   int
+	last    time.Time
+	blocked time.Time // no attempt before
+}
+
+func newBackoff(free int, delay, maxDelay time.Duration) *backoff {
+	return &backoff{free: free, delay: delay, maxDelay: maxDelay, keys: map[string]*failures{}}
+}
+
+// wait is how long key must wait before its next attempt; 0 lets it try now.
+func (b *backoff) wait(key string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f := b.keys[key]; f != nil && now.Before(f.blocked) {
+		return f.blocked.Sub(now)
+	}
+	return 0
+}
+
+// fail counts a failed attempt of key.
+func (b *backoff) fail(key string, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.keys[key]
+	if f == nil {
+		f = &failures{}
+		b.keys[key] = f
+	}
+	f.count++
+	f.last = now
+	if over := f.count - b.free; over > 0 {
+		d := b.maxDelay
+		if over <= 32 {
+			d = min(b.maxDelay, b.delay<<(over-1))
+		}
+		f.blocked = now.Add(d)
+	}
+}
+
+// succeed forgets key's failures.
+func (b *backoff) succeed(key string) {
+	b.mu.Lock()
+	delete(b.keys, key)
+	b.mu.Unlock()
+}
+
+// forgetIdle drops keys without a failure for twice the longest delay: their count starts over.
+func (b *backoff) forgetIdle(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, f := range b.keys {
+		if now.Sub(f.last) > 2*b.maxDelay {
+			delete(b.keys, k)
+		}
+	}
+}
+
 // retryAfterSeconds is a Retry-After value: whole seconds, at least one.
 func retryAfterSeconds(d time.Duration) int {
 	return int(math.Max(1, math.Ceil(d.Seconds())))
+}
+
+// clientAddress is the address of the client that sent r: the TCP peer, or, when the peer is one
+// of trusted proxies, the rightmost address of X-Forwarded-For that is not itself a trusted proxy
+// (what a client writes further left is its own claim and is ignored).
+func clientAddress(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(peer.Unmap(), trusted) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // an unparsable hop: trust nothing to its left
+		}
+		if !isTrusted(hop.Unmap(), trusted) {
+			return hop.Unmap().String()
+		}
+		host = hop.Unmap().String()
+	}
+	return host
+}
+
+func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }

@@ -377,7 +377,7 @@ func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u user)
 			return err
 		}
 	}
-	token, _, err := s.store.startSession(r.Context(), u.ID, scope{}, s.sessionPolicy(), clientOf(r))
+	token, _, err := s.store.startSession(r.Context(), u.ID, scope{}, webSessionKind, s.sessionPolicy(), s.clientOf(r))
 	if err != nil {
 		return err
 	}
@@ -445,11 +445,11 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, "invite", v)
 		return
 	}
-	if err := s.throttle(w, r, ""); err != nil {
+	if err := s.throttleAddress(w, r); err != nil {
 		s.renderFailure(w, r, "invite", v, err)
 		return
 	}
-	inv, err := s.redeemInvitation(r, token, password, nil)
+	inv, err := s.redeemInvitation(w, r, token, password, nil)
 	var proof *errProof
 	if errors.As(err, &proof) {
 		err = &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: proof.message}

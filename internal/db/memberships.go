@@ -20,6 +20,9 @@ type Membership struct {
 	ProjectID      string // empty: the whole organization
 	Email          string
 	Role           string
+	// VouchEmail records a platform admin's say-so that the email belongs to the account's
+	// holder: the user becomes verified.
+	VouchEmail bool
 }
 
 // MembershipResult is what UpsertMembership found or wrote.
@@ -45,38 +48,52 @@ func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSp
 // upsertMembershipSQL makes sure the user row exists and upserts the membership in one statement,
 // one round trip. A user inserted at the same moment by another statement makes ON CONFLICT DO
 // NOTHING return no row while the statement's snapshot does not see that row yet: then the whole
-// statement returns nothing and is run again, with a snapshot that sees it.
+// statement returns nothing and is run again, with a snapshot that sees it. With $10 (a platform
+// admin vouches for the email) the user becomes verified; a verified user's membership is Active
+// at once, and an Invited one becomes Active once its user is verified.
 const upsertMembershipSQL = `
 WITH new_user AS (
-    INSERT INTO tenancy.users (email) VALUES ($6)
+    INSERT INTO tenancy.users (email, email_verified_at) VALUES ($6, CASE WHEN $10::boolean THEN now() END)
     ON CONFLICT (email) DO NOTHING
-    RETURNING id, false AS has_password
+    RETURNING id, email_verified_at IS NOT NULL AS verified
 ), member AS (
-    SELECT id, has_password FROM new_user
+    SELECT id, verified FROM new_user
     UNION ALL
-    SELECT id, password_hash IS NOT NULL FROM tenancy.users WHERE email = $6
+    SELECT id, email_verified_at IS NOT NULL OR $10::boolean FROM tenancy.users WHERE email = $6
     LIMIT 1
+), vouched AS (
+    UPDATE tenancy.users u SET email_verified_at = now(), updated_at = now()
+    FROM member WHERE $10::boolean AND u.id = member.id AND u.email_verified_at IS NULL
+    RETURNING u.id
 ), upsert AS (
     INSERT INTO tenancy.memberships AS m (id, uid, organization_id, project_id, user_id, role, state)
     SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, member.id, $5,
-           CASE WHEN member.has_password THEN 'Active' ELSE 'Invited' END::tenancy.membership_state
+           CASE WHEN member.verified THEN 'Active' ELSE 'Invited' END::tenancy.membership_state
     FROM member
     -- A row that already matches is left untouched: no lock, no write, so a resync only reads.
     WHERE NOT EXISTS (SELECT 1 FROM tenancy.memberships x WHERE x.uid = $2::uuid
                       AND (x.organization_id, x.project_id, x.user_id, x.role)
-                          IS NOT DISTINCT FROM ($3::uuid, $4::uuid, member.id, $5::tenancy.role))
+                          IS NOT DISTINCT FROM ($3::uuid, $4::uuid, member.id, $5::tenancy.role)
+                      AND (x.state = 'Active' OR NOT member.verified))
     ON CONFLICT (uid) DO UPDATE
         SET organization_id = excluded.organization_id, project_id = excluded.project_id,
-            user_id = excluded.user_id, role = excluded.role, updated_at = now()
+            user_id = excluded.user_id, role = excluded.role,
+            state = CASE WHEN excluded.state = 'Active' THEN 'Active'::tenancy.membership_state ELSE m.state END,
+            updated_at = now()
         WHERE (m.organization_id, m.project_id, m.user_id, m.role)
               IS DISTINCT FROM (excluded.organization_id, excluded.project_id, excluded.user_id, excluded.role)
+           OR (m.state = 'Invited' AND excluded.state = 'Active')
     RETURNING m.id, m.state, (m.xmax = 0) AS inserted
 ), audit AS (
     INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
     SELECT $7, CASE WHEN inserted THEN 'membership.created' ELSE 'membership.updated' END,
            'membership/' || $9::text, $3, $8,
-           jsonb_build_object('user', $6::text, 'role', $5::text, 'projectID', $4::text)
+           jsonb_build_object('user', $6::text, 'role', $5::text, 'projectID', $4::text, 'state', upsert.state::text)
     FROM upsert
+    UNION ALL
+    SELECT $7, 'user.email_verified', 'user/' || $6::text, $3, $8,
+           jsonb_build_object('by', 'platform admin', 'membership', $9::text)
+    FROM vouched
 )
 SELECT upsert.id, upsert.state::text, true, member.id FROM upsert, member
 UNION ALL
@@ -84,8 +101,9 @@ SELECT m.id, m.state::text, false, member.id FROM tenancy.memberships m, member 
 LIMIT 1`
 
 // UpsertMembership makes sure the user row exists (by normalized email) and upserts the
-// membership row keyed by the resource's uid. A new membership is Active when the user already has
-// a password, Invited otherwise; later only the invitation's acceptance changes the state. When
+// membership row keyed by the resource's uid. A new membership is Active when the user's email is
+// verified, Invited otherwise; later the invitation's acceptance, or the user's verification,
+// makes it Active, and nothing makes it Invited again. When
 // another row gives the user a role in the same scope, it returns *DuplicateMembershipError.
 func (p *Postgres) UpsertMembership(ctx context.Context, m Membership, actor Actor) (MembershipResult, error) {
 	if err := p.ensureMigrated(); err != nil {
@@ -97,7 +115,7 @@ func (p *Postgres) UpsertMembership(ctx context.Context, m Membership, actor Act
 	for attempt := 0; attempt < 3; attempt++ {
 		err = p.pool.QueryRow(ctx, upsertMembershipSQL,
 			nullUUID(m.ID), m.UID, m.OrganizationID, nullUUID(m.ProjectID), m.Role, email,
-			actor.Name, actor.RequestID, m.Name,
+			actor.Name, actor.RequestID, m.Name, m.VouchEmail,
 		).Scan(&r.ID, &r.State, &r.Changed, &r.UserID)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			break

@@ -111,7 +111,7 @@ func startAuthdBench(b *testing.B) *authdBench {
 	server, err := authd.NewServer(authd.Config{
 		Issuer: ts.URL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: time.Hour,
 		SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second, OperatorNamespace: "tenancy-system",
-		Passwords: authd.OWASPParams, LoginRate: time.Nanosecond, LoginBurst: 1 << 20, SignupTimeout: time.Minute,
+		Passwords: authd.OWASPParams, Throttle: authd.ThrottleConfig{AddressBurst: 1 << 20, AddressInterval: time.Nanosecond, AccountFreeFailures: 1 << 20, AccountDelay: time.Nanosecond, AccountMaxDelay: time.Nanosecond}, SignupTimeout: time.Minute,
 	}, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, logr.Discard())
 	if err != nil {
 		b.Fatal(err)

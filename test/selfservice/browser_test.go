@@ -203,7 +203,8 @@ var _ = Describe("The web pages in a browser", func() {
 		b.step("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 		Expect(b.path()).To(Equal("/login"))
 
-		// The newbie belongs to a second organization too (active at once: they have a password now).
+		// The newbie belongs to a second organization too (its invitation accepted with their password:
+		// the first link proved no mailbox, so the newbie is not verified).
 		addMember(ctx, second.ns(), newbie, tenancyv1.RoleMember, "")
 		b.step("log in",
 			chromedp.SendKeys(chromedp.CSS("#email"), newbie),

@@ -41,6 +41,10 @@ import (
 	"github.com/tenancy-dev/tenancy/webhooks"
 )
 
+// generousThrottle lets the specs sign in as often as they like; throttling has specs of its own.
+var generousThrottle = authd.ThrottleConfig{AddressBurst: 1000, AddressInterval: time.Millisecond,
+	AccountFreeFailures: 100, AccountDelay: time.Millisecond, AccountMaxDelay: 10 * time.Millisecond}
+
 var (
 	admin      client.Client
 	adminCfg   *rest.Config
@@ -119,7 +123,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	authdConf = authd.Config{
 		Issuer: authdURL, PublicURL: authdURL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute,
 		RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second,
-		OperatorNamespace: operatorNamespace, Passwords: authd.OWASPParams, LoginRate: 10 * time.Millisecond, LoginBurst: 100,
+		OperatorNamespace: operatorNamespace, Passwords: authd.OWASPParams, Throttle: generousThrottle,
 		SignupTimeout: 30 * time.Second,
 	}
 	authdDatabaseURL = database.URL
