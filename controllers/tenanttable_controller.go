@@ -67,6 +67,11 @@ func (r *TenantTableReconciler) reconcilePolicies(ctx context.Context, t *tenanc
 		t.Status.Policies = nil
 		return ctrl.Result{}, stalled(missing.Reason, "%s; the operator checks again every resync", missing.Message)
 	}
+	var reserved *db.ReservedSchemaError
+	if errors.As(err, &reserved) {
+		t.Status.Policies = nil
+		return ctrl.Result{}, stalled("SchemaReserved", "%s", reserved)
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -29,12 +29,14 @@ type TableAccess struct {
 // TenantTableSpec is the desired state of a TenantTable.
 // +kubebuilder:validation:XValidation:rule="!has(self.projectColumn) || !has(self.organizationColumn) || self.projectColumn != self.organizationColumn",message="spec.projectColumn must differ from spec.organizationColumn",fieldPath=".projectColumn"
 type TenantTableSpec struct {
-	// schema is the PostgreSQL schema of the table; immutable.
+	// schema is the PostgreSQL schema of the table; immutable. It may not be tenancy (the
+	// operator's own schema), information_schema or any schema starting with pg_ (PostgreSQL's).
 	// +optional
 	// +kubebuilder:default=public
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_$]*$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.schema is immutable; create another TenantTable instead"
+	// +kubebuilder:validation:XValidation:rule="self != 'tenancy' && self != 'information_schema' && !self.startsWith('pg_')",message="spec.schema may not be tenancy (the operator's own schema), information_schema or a pg_ schema (PostgreSQL's): a TenantTable protects application tables only"
 	Schema string `json:"schema,omitempty"`
 
 	// table is the application table to protect with row-level security; immutable.

@@ -294,6 +294,14 @@ var _ = Describe("Request context and has_role", Ordered, func() {
 			Expect(insert(f.admin, f.orgA)).To(Succeed())
 			Expect(errorCode(insert(f.projViewer, f.orgA))).To(Equal("42501"), "as somebody else")
 			Expect(errorCode(insert(f.admin, f.orgB))).To(Equal("42501"), "into another organization")
+
+			invited := signSQL(ctx, pg.Pool(), f.invitedOwner, "", f.orgA, "")
+			err := inContext(ctx, pg.Pool(), invited, "", func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO tenancy.audit_log (actor, actor_user_id, action, organization_id)
+				                        VALUES ('app', $1, 'invoice.created', $2)`, f.invitedOwner, f.orgA)
+				return err
+			})
+			Expect(errorCode(err)).To(Equal("42501"), "as a principal without a live role there (Invited)")
 		})
 	})
 })

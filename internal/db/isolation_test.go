@@ -236,3 +236,185 @@ func isRLSViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }
+
+// The identity tables as an application reads them (tenancy_app through the SDK): a context shows
+// its own organization only, and only while its principal holds a live role there; the audit log
+// shows everything to the organization's Admins and Owners, and their own rows to everyone else.
+var _ = Describe("Isolation of the identity tables", Ordered, func() {
+	var (
+		pg *db.Postgres
+		f  identityFixture
+		// otherA is a second project of organization A, with a membership scoped to it.
+		otherA, otherAMember string
+		// member is an organization-wide Member of A; both an Admin of A and an Owner of B;
+		// onlyB a Member of B alone; projectKey a live Viewer API key of project A.
+		member, both, onlyB, projectKey string
+	)
+
+	BeforeAll(func(ctx SpecContext) {
+		_, pg = newMigratedDatabase(ctx, "identity_rls")
+		f = seedIdentities(ctx, pg)
+		r, err := pg.UpsertProject(ctx, db.Project{UID: newUID(), OrganizationID: f.orgA, Name: "api"}, db.Actor{Name: "test"})
+		Expect(err).NotTo(HaveOccurred())
+		otherA = r.ID
+		member = newUserWithMembership(ctx, pg.Pool(), f.orgA, "member@acme.test", "Member")
+		both = newUserWithMembership(ctx, pg.Pool(), f.orgA, "both@acme.test", "Admin")
+		onlyB = newUserWithMembership(ctx, pg.Pool(), f.orgB, "member@globex.test", "Member")
+		Expect(pg.Pool().QueryRow(ctx, `
+			WITH u AS (INSERT INTO tenancy.users (email) VALUES ('api@acme.test') RETURNING id)
+			INSERT INTO tenancy.memberships (uid, organization_id, project_id, user_id, role, state)
+			SELECT gen_random_uuid(), $1, $2, id, 'Member', 'Active' FROM u RETURNING user_id`, f.orgA, otherA).Scan(&otherAMember)).To(Succeed())
+		_, err = pg.Pool().Exec(ctx, `INSERT INTO tenancy.memberships (uid, organization_id, user_id, role, state)
+		                              VALUES (gen_random_uuid(), $1, $2, 'Owner', 'Active')`, f.orgB, both)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pg.Pool().QueryRow(ctx, `
+			INSERT INTO tenancy.api_keys (uid, name, organization_id, project_id, key_id, prefix, hash, role)
+			VALUES (gen_random_uuid(), 'ci', $1, $2, 'key4', 'tnc_', sha256('key4'::bytea), 'Viewer') RETURNING id`,
+			f.orgA, f.projectA).Scan(&projectKey)).To(Succeed())
+
+		// Besides the manager's rows (organization.created, …): one row of each principal's own.
+		audit := func(org, user, key string) {
+			_, err := pg.Pool().Exec(ctx, `INSERT INTO tenancy.audit_log (actor, actor_user_id, actor_api_key_id, action, organization_id)
+			                              VALUES ('app', $1, $2, 'report.viewed', $3)`, nullable(user), nullable(key), org)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		audit(f.orgA, f.admin, "")
+		audit(f.orgA, member, "")
+		audit(f.orgA, f.projViewer, "")
+		audit(f.orgA, both, "")
+		audit(f.orgA, "", projectKey)
+		audit(f.orgA, "", f.memberKey)
+		audit(f.orgB, both, "")
+		audit(f.orgB, onlyB, "")
+	})
+
+	// visible runs query as tenancy_app in the context and returns the ids it shows, as text.
+	visible := func(ctx context.Context, tctxValue, project, query string, args ...any) []string {
+		GinkgoHelper()
+		var ids []string
+		Expect(viaSDK(ctx, pg.Pool(), tctxValue, project, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, query, args...)
+			if err != nil {
+				return err
+			}
+			ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})).To(Succeed())
+		return ids
+	}
+	// stored is what the table holds, read as the owner.
+	stored := func(ctx context.Context, query string, args ...any) []string {
+		GinkgoHelper()
+		rows, err := pg.Pool().Query(ctx, query, args...)
+		Expect(err).NotTo(HaveOccurred())
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		Expect(err).NotTo(HaveOccurred())
+		return ids
+	}
+	const auditOfOrg = "SELECT id::text FROM tenancy.audit_log WHERE organization_id = $1 ORDER BY id"
+	const ownAudit = `SELECT id::text FROM tenancy.audit_log WHERE organization_id = $1
+	                  AND (actor_user_id = $2 OR actor_api_key_id = $2) ORDER BY id`
+
+	It("shows the audit log whole to the organization's Admins and Owners, and their own rows to others", func(ctx SpecContext) {
+		all := stored(ctx, auditOfOrg, f.orgA)
+		Expect(len(all)).To(BeNumerically(">", 6), "the manager's rows and the principals' own")
+		cases := []struct {
+			who, tctx, project, principal string
+			wholeLog                      bool
+		}{
+			{"an organization Admin", signSQL(ctx, pg.Pool(), f.admin, "", f.orgA, ""), "", f.admin, true},
+			{"an organization Admin narrowed to a project", signSQL(ctx, pg.Pool(), f.admin, "", f.orgA, ""), f.projectA, f.admin, true},
+			{"a project-scoped Viewer API key", signSQL(ctx, pg.Pool(), "", projectKey, f.orgA, f.projectA), "", projectKey, false},
+			{"an organization Member", signSQL(ctx, pg.Pool(), member, "", f.orgA, ""), "", member, false},
+			{"an organization Member API key", signSQL(ctx, pg.Pool(), "", f.memberKey, f.orgA, ""), "", f.memberKey, false},
+			{"a project Viewer", signSQL(ctx, pg.Pool(), f.projViewer, "", f.orgA, f.projectA), "", f.projViewer, false},
+		}
+		for _, c := range cases {
+			want := all
+			if !c.wholeLog {
+				want = stored(ctx, ownAudit, f.orgA, c.principal)
+				Expect(want).To(HaveLen(1), "%s has one row of its own", c.who)
+			}
+			Expect(visible(ctx, c.tctx, c.project, "SELECT id::text FROM tenancy.audit_log ORDER BY id")).To(Equal(want), c.who)
+		}
+	})
+
+	It("shows a project-scoped principal its organization, its project, and the memberships that reach it", func(ctx SpecContext) {
+		for who, tctxValue := range map[string]string{
+			"a project Viewer":                signSQL(ctx, pg.Pool(), f.projViewer, "", f.orgA, f.projectA),
+			"a project-scoped Viewer API key": signSQL(ctx, pg.Pool(), "", projectKey, f.orgA, f.projectA),
+		} {
+			Expect(visible(ctx, tctxValue, "", "SELECT id::text FROM tenancy.organizations")).To(ConsistOf(f.orgA), who)
+			Expect(visible(ctx, tctxValue, "", "SELECT id::text FROM tenancy.projects")).To(ConsistOf(f.projectA), who)
+			Expect(visible(ctx, tctxValue, "", "SELECT id::text FROM tenancy.memberships ORDER BY id")).To(Equal(stored(ctx,
+				"SELECT id::text FROM tenancy.memberships WHERE organization_id = $1 AND (project_id IS NULL OR project_id = $2) ORDER BY id",
+				f.orgA, f.projectA)), who)
+			Expect(visible(ctx, tctxValue, "", "SELECT id::text FROM tenancy.users_public")).
+				To(SatisfyAll(ContainElements(f.admin, member, f.projViewer), Not(ContainElement(otherAMember))), who)
+		}
+		admin := signSQL(ctx, pg.Pool(), f.admin, "", f.orgA, "")
+		Expect(visible(ctx, admin, "", "SELECT id::text FROM tenancy.projects")).To(ConsistOf(f.projectA, otherA), "an organization-wide role reaches every project")
+		Expect(visible(ctx, admin, "", "SELECT id::text FROM tenancy.users_public")).To(ContainElement(otherAMember))
+	})
+
+	It("shows a context of organization A nothing of organization B, even to an Active member of both", func(ctx SpecContext) {
+		// Each query takes the organization whose rows it looks for. users_public is asked for the
+		// users of that organization alone: memberships are filtered too, so it cannot join them.
+		onlyMembersOf := func(org string) []string {
+			return stored(ctx, `SELECT user_id::text FROM tenancy.memberships m WHERE organization_id = $1
+			                    AND NOT EXISTS (SELECT 1 FROM tenancy.memberships o WHERE o.user_id = m.user_id AND o.organization_id <> $1)`, org)
+		}
+		tables := map[string]func(org string) (string, []any){
+			"organizations": func(org string) (string, []any) {
+				return "SELECT id::text FROM tenancy.organizations WHERE id = $1", []any{org}
+			},
+			"projects": func(org string) (string, []any) {
+				return "SELECT id::text FROM tenancy.projects WHERE organization_id = $1", []any{org}
+			},
+			"memberships": func(org string) (string, []any) {
+				return "SELECT id::text FROM tenancy.memberships WHERE organization_id = $1", []any{org}
+			},
+			"users_public": func(org string) (string, []any) {
+				return "SELECT id::text FROM tenancy.users_public WHERE id = ANY($1::uuid[])", []any{onlyMembersOf(org)}
+			},
+			"audit_log": func(org string) (string, []any) {
+				return "SELECT id::text FROM tenancy.audit_log WHERE organization_id = $1", []any{org}
+			},
+		}
+		inA := signSQL(ctx, pg.Pool(), both, "", f.orgA, "")
+		inB := signSQL(ctx, pg.Pool(), both, "", f.orgB, "")
+		for table, rowsOf := range tables {
+			ofA, argsA := rowsOf(f.orgA)
+			ofB, argsB := rowsOf(f.orgB)
+			// users_public shows the owner nothing either: it has no context.
+			Expect(stored(ctx, strings.Replace(ofB, "users_public", "users", 1), argsB...)).NotTo(BeEmpty(), "organization B has %s rows", table)
+			Expect(visible(ctx, inA, "", ofB, argsB...)).To(BeEmpty(), "%s of B in a context of A", table)
+			Expect(visible(ctx, inA, "", ofA, argsA...)).NotTo(BeEmpty(), "%s of A in a context of A", table)
+			Expect(visible(ctx, inB, "", ofB, argsB...)).NotTo(BeEmpty(), "%s of B in a context of B", table)
+			Expect(visible(ctx, inB, "", ofA, argsA...)).To(BeEmpty(), "%s of A in a context of B", table)
+		}
+	})
+
+	It("shows nothing to a principal without a live role in the context's organization", func(ctx SpecContext) {
+		leaver := newUserWithMembership(ctx, pg.Pool(), f.orgA, "leaver@acme.test", "Owner")
+		disabled := newUserWithMembership(ctx, pg.Pool(), f.orgA, "disabled@acme.test", "Owner")
+		_, err := pg.Pool().Exec(ctx, "UPDATE tenancy.users SET disabled = true WHERE id = $1", disabled)
+		Expect(err).NotTo(HaveOccurred())
+		contexts := map[string]string{
+			"a member of B alone, in a context of A": signSQL(ctx, pg.Pool(), onlyB, "", f.orgA, ""),
+			"an invitation not yet accepted":         signSQL(ctx, pg.Pool(), f.invitedOwner, "", f.orgA, ""),
+			"a disabled user":                        signSQL(ctx, pg.Pool(), disabled, "", f.orgA, ""),
+			"a revoked key":                          signSQL(ctx, pg.Pool(), "", f.revokedKey, f.orgA, ""),
+			"an expired key":                         signSQL(ctx, pg.Pool(), "", f.expiredKey, f.orgA, ""),
+			"a member just removed":                  signSQL(ctx, pg.Pool(), leaver, "", f.orgA, ""),
+		}
+		Expect(visible(ctx, contexts["a member just removed"], "", "SELECT id::text FROM tenancy.organizations")).To(ConsistOf(f.orgA))
+		_, err = pg.Pool().Exec(ctx, "DELETE FROM tenancy.memberships WHERE user_id = $1", leaver)
+		Expect(err).NotTo(HaveOccurred())
+		for who, tctxValue := range contexts {
+			for _, table := range []string{"organizations", "projects", "memberships", "users_public", "audit_log"} {
+				Expect(visible(ctx, tctxValue, "", "SELECT id::text FROM tenancy."+table)).To(BeEmpty(), "%s: %s", who, table)
+			}
+		}
+	})
+})

@@ -49,13 +49,33 @@ var _ = Describe("Membership rows and invitations", func() {
 		                   AND action IN ('membership.created', 'membership.updated')`)).To(Equal(2))
 	})
 
-	It("makes a user who already has a password an Active member at once", func(ctx SpecContext) {
-		_, err := pg.Pool().Exec(ctx, "INSERT INTO tenancy.users (email, password_hash) VALUES ('carol@example.com', 'x')")
+	It("makes a verified user an Active member at once, and an unverified one with a password Invited", func(ctx SpecContext) {
+		_, err := pg.Pool().Exec(ctx, `INSERT INTO tenancy.users (email, password_hash, email_verified_at)
+			VALUES ('carol@example.com', 'x', now()), ('cody@example.com', 'x', NULL)`)
 		Expect(err).NotTo(HaveOccurred())
-		res, err := pg.UpsertMembership(ctx, db.Membership{UID: newUID(), Name: "carol", OrganizationID: newOrganization(ctx, "acme"),
+		org := newOrganization(ctx, "acme")
+		res, err := pg.UpsertMembership(ctx, db.Membership{UID: newUID(), Name: "carol", OrganizationID: org,
 			Email: "carol@example.com", Role: "Member"}, actor)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.State).To(Equal("Active"))
+		cody := db.Membership{UID: newUID(), Name: "cody", OrganizationID: org, Email: "cody@example.com", Role: "Member"}
+		res, err = pg.UpsertMembership(ctx, cody, actor)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.State).To(Equal("Invited"), "a password set through a link proves no mailbox")
+
+		By("a platform admin's say-so verifies the user and activates the membership, once")
+		cody.VouchEmail = true
+		res, err = pg.UpsertMembership(ctx, cody, actor)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.State).To(Equal("Active"))
+		Expect(res.Changed).To(BeTrue())
+		res, err = pg.UpsertMembership(ctx, cody, actor)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Changed).To(BeFalse(), "a resync of a vouched, Active membership writes nothing")
+		var verifications int
+		Expect(pg.Pool().QueryRow(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'user.email_verified' AND target = 'user/cody@example.com'").
+			Scan(&verifications)).To(Succeed())
+		Expect(verifications).To(Equal(1))
 	})
 
 	It("gives one user row to memberships of a new email created at the same moment", func(ctx SpecContext) {

@@ -37,6 +37,25 @@ type TableMissingError struct{ Reason, Message string }
 
 func (e *TableMissingError) Error() string { return e.Message }
 
+// ReservedSchemaError says that a TenantTable names a table in a schema the operator must never
+// change: its own (tenancy), whose row-level security guards the identities, or PostgreSQL's
+// (information_schema and every pg_ schema: pg_catalog, pg_toast, temporary schemas).
+type ReservedSchemaError struct{ Schema, Table string }
+
+func (e *ReservedSchemaError) Error() string {
+	return fmt.Sprintf("table %s.%s is in schema %s, which is reserved (the operator's own or PostgreSQL's): "+
+		"a TenantTable protects application tables only", e.Schema, e.Table, e.Schema)
+}
+
+// reservedSchema reports whether the operator must leave schema alone. PostgreSQL refuses to
+// create schemas named pg_…, so any such name is one of its own.
+func reservedSchema(schema string) bool {
+	return schema == "tenancy" || schema == "information_schema" || strings.HasPrefix(schema, "pg_")
+}
+
+// reservedSchemaSQL is the same rule on the namespace the catalog resolved, as n.
+const reservedSchemaSQL = `(n.nspname IN ('tenancy', 'information_schema') OR n.nspname LIKE 'pg\_%')`
+
 // TableReport is what EnsurePolicies found and did.
 type TableReport struct {
 	// Restored names what was put back: policies missing or changed by hand, RLS disabled or
@@ -48,8 +67,12 @@ type TableReport struct {
 
 // EnsurePolicies checks the table and its columns, enables and forces row-level security and
 // makes the four policies exactly as t says, replacing any that is missing or was changed by
-// hand. It is idempotent and writes nothing when all is in place.
+// hand. It is idempotent and writes nothing when all is in place. A table in a reserved schema is
+// refused with a *ReservedSchemaError before any SQL runs.
 func (p *Postgres) EnsurePolicies(ctx context.Context, t TenantTable) (TableReport, error) {
+	if reservedSchema(t.Schema) {
+		return TableReport{}, &ReservedSchemaError{Schema: t.Schema, Table: t.Table}
+	}
 	if err := p.ensureMigrated(); err != nil {
 		return TableReport{}, err
 	}
@@ -108,17 +131,27 @@ func (p *Postgres) EnsurePolicies(ctx context.Context, t TenantTable) (TableRepo
 }
 
 // DropPolicies removes the operator's policies from the table. Row-level security stays on
-// (forced), so the table fails closed, unless disableRLS.
+// (forced), so the table fails closed, unless disableRLS. A table in a reserved schema is left
+// as it is: EnsurePolicies never put policies there, and its row-level security is not ours to
+// turn off.
 func (p *Postgres) DropPolicies(ctx context.Context, t TenantTable, disableRLS bool) error {
+	if reservedSchema(t.Schema) {
+		return nil
+	}
 	if err := p.ensureMigrated(); err != nil {
 		return err
 	}
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{t.Schema, t.Table}.Sanitize()).Scan(&exists); err != nil || !exists {
+		table := pgx.Identifier{t.Schema, t.Table}.Sanitize()
+		var reserved bool
+		err := tx.QueryRow(ctx, `SELECT `+reservedSchemaSQL+` FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		                         WHERE c.oid = to_regclass($1)`, table).Scan(&reserved)
+		if errors.Is(err, pgx.ErrNoRows) || reserved {
+			return nil // no table, or not ours to change
+		}
+		if err != nil {
 			return err
 		}
-		table := pgx.Identifier{t.Schema, t.Table}.Sanitize()
 		for _, command := range Commands {
 			if _, err := tx.Exec(ctx, "DROP POLICY IF EXISTS "+pgx.Identifier{PolicyName(command)}.Sanitize()+" ON "+table); err != nil {
 				return fmt.Errorf("dropping policy %s: %w", PolicyName(command), err)
@@ -185,15 +218,22 @@ func (p policyState) recordedDefinition() string {
 func inspectTable(ctx context.Context, tx pgx.Tx, t TenantTable) (tableState, error) {
 	s := tableState{policies: map[string]policyState{}}
 	var oid uint32
+	var reserved bool
+	// The catalog's own word on the table's schema as well, in case a caller skipped the check
+	// on the name.
 	err := tx.QueryRow(ctx, `
-		SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner), r.rolbypassrls AND NOT r.rolsuper
+		SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner), r.rolbypassrls AND NOT r.rolsuper,
+		       `+reservedSchemaSQL+`
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
-		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, t.Schema, t.Table).Scan(&oid, &s.rlsEnabled, &s.rlsForced, &s.owner, &s.ownerBypassesRLS)
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, t.Schema, t.Table).Scan(&oid, &s.rlsEnabled, &s.rlsForced, &s.owner, &s.ownerBypassesRLS, &reserved)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, &TableMissingError{Reason: "TableNotFound", Message: fmt.Sprintf("table %s.%s does not exist", t.Schema, t.Table)}
 	}
 	if err != nil {
 		return s, fmt.Errorf("inspecting table %s.%s: %w", t.Schema, t.Table, err)
+	}
+	if reserved {
+		return s, &ReservedSchemaError{Schema: t.Schema, Table: t.Table}
 	}
 	for _, column := range []string{t.OrganizationColumn, t.ProjectColumn} {
 		if column == "" {
@@ -274,7 +314,7 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 
 // PurgeOrganizationData deletes the rows of the organization with uid from every table (an
 // Organization with deletionPolicy Delete, before its own row goes). Tables or columns that are
-// missing are skipped. It is idempotent and audited.
+// missing, and tables in reserved schemas, are skipped. It is idempotent and audited.
 func (p *Postgres) PurgeOrganizationData(ctx context.Context, uid, name string, tables []TenantTable, actor Actor) error {
 	if err := p.ensureMigrated(); err != nil {
 		return err
@@ -290,9 +330,13 @@ func (p *Postgres) PurgeOrganizationData(ctx context.Context, uid, name string, 
 		}
 		purged := map[string]any{}
 		for _, t := range tables {
+			if reservedSchema(t.Schema) {
+				continue // never an organization's data: the operator's identity rows, or PostgreSQL's
+			}
 			if _, err := inspectTable(ctx, tx, t); err != nil {
 				var missing *TableMissingError
-				if errors.As(err, &missing) {
+				var reserved *ReservedSchemaError
+				if errors.As(err, &missing) || errors.As(err, &reserved) {
 					continue
 				}
 				return err

@@ -102,3 +102,69 @@ var _ = Describe("TenantTable policies", func() {
 		}
 	})
 })
+
+var _ = Describe("TenantTable policies in reserved schemas", func() {
+	var (
+		pg *db.Postgres
+		f  identityFixture
+	)
+	// reserved names a table in schema; tenancy.users and tenancy.audit_log have uuid columns, so
+	// only the refusal keeps policies off them.
+	reserved := func(schema, table, orgColumn string) db.TenantTable {
+		return db.TenantTable{
+			Name: "sneaky", Schema: schema, Table: table, OrganizationColumn: orgColumn,
+			Access: map[string]string{"SELECT": "Viewer", "INSERT": "Member", "UPDATE": "Member", "DELETE": "Admin"},
+		}
+	}
+
+	BeforeEach(func(ctx SpecContext) {
+		_, pg = newMigratedDatabase(ctx, "reserved")
+		f = seedIdentities(ctx, pg)
+	})
+
+	// rlsState is what row-level security looks like on a table: enabled, forced, its policies.
+	rlsState := func(ctx SpecContext, schema, table string) string {
+		GinkgoHelper()
+		var state string
+		Expect(pg.Pool().QueryRow(ctx, `
+			SELECT format('enabled=%s forced=%s policies=%s', c.relrowsecurity, c.relforcerowsecurity,
+			              (SELECT coalesce(string_agg(p.polname, ',' ORDER BY p.polname), '') FROM pg_policy p WHERE p.polrelid = c.oid))
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2`, schema, table).Scan(&state)).To(Succeed())
+		return state
+	}
+
+	It("refuses the operator's schema and PostgreSQL's, and changes nothing there", func(ctx SpecContext) {
+		tables := []db.TenantTable{
+			reserved("tenancy", "users", "id"),
+			reserved("tenancy", "audit_log", "organization_id"),
+			reserved("pg_catalog", "pg_class", "oid"),
+			reserved("information_schema", "sql_features", "feature_id"),
+			reserved("pg_toast", "pg_toast_1262", "chunk_id"),
+			reserved("pg_temp_1", "scratch", "org_id"),
+		}
+		before := map[string]string{}
+		for _, t := range tables[:2] {
+			before[t.Table] = rlsState(ctx, t.Schema, t.Table)
+		}
+		Expect(before["users"]).To(Equal("enabled=t forced=f policies=authd_all"))
+		for _, t := range tables {
+			_, err := pg.EnsurePolicies(ctx, t)
+			var refused *db.ReservedSchemaError
+			Expect(errors.As(err, &refused)).To(BeTrue(), "%s.%s: %v", t.Schema, t.Table, err)
+			Expect(err).To(MatchError(ContainSubstring("schema " + t.Schema + ", which is reserved")))
+			Expect(pg.DropPolicies(ctx, t, true)).To(Succeed(), "a deleted TenantTable of %s.%s has nothing to drop", t.Schema, t.Table)
+		}
+		for _, t := range tables[:2] {
+			Expect(rlsState(ctx, t.Schema, t.Table)).To(Equal(before[t.Table]), "%s.%s", t.Schema, t.Table)
+		}
+
+		By("an organization's purge leaves the identity rows to the organization's own deletion")
+		var uid string
+		Expect(pg.Pool().QueryRow(ctx, "SELECT uid::text FROM tenancy.organizations WHERE id = $1", f.orgA).Scan(&uid)).To(Succeed())
+		audited := countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE organization_id = $1", f.orgA)
+		Expect(pg.PurgeOrganizationData(ctx, uid, "acme", tables[1:2], db.Actor{Name: "test"})).To(Succeed())
+		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE organization_id = $1 AND action <> 'organization.data-purged'", f.orgA)).
+			To(Equal(audited), "the audit log of the organization is kept")
+	})
+})

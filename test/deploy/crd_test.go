@@ -1,15 +1,22 @@
 package deploy_test
 
 import (
+	"context"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
@@ -55,6 +62,28 @@ func TestCRDsForKubectl(t *testing.T) {
 					t.Errorf("%s %s: no %s column (columns %v)", kind, version.Name, want, columns)
 				}
 			}
+		}
+	}
+}
+
+// TestCRDRefusesReservedSchemas: the API server itself, with no webhook installed, refuses a
+// TenantTable whose table would be in the operator's own schema or in PostgreSQL's.
+func TestCRDRefusesReservedSchemas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tenantTable := func(schema string) *tenancyv1.TenantTable {
+		return &tenancyv1.TenantTable{
+			ObjectMeta: metav1.ObjectMeta{Name: "users-" + strings.ReplaceAll(schema, "_", "-")},
+			Spec:       tenancyv1.TenantTableSpec{Schema: schema, Table: "users", OrganizationColumn: "id"},
+		}
+	}
+	if err := admin.Create(ctx, tenantTable("public"), client.DryRunAll); err != nil {
+		t.Fatalf("schema public: %v", err)
+	}
+	for _, schema := range []string{"tenancy", "pg_catalog", "information_schema", "pg_toast", "pg_temp_3", "pg_toast_temp_3"} {
+		err := admin.Create(ctx, tenantTable(schema), client.DryRunAll)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.schema may not be tenancy (the operator's own schema)") {
+			t.Errorf("schema %s: got %v, want Invalid: spec.schema may not be tenancy (the operator's own schema), …", schema, err)
 		}
 	}
 }
