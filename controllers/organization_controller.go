@@ -3,10 +3,16 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -51,10 +57,16 @@ type OrganizationReconciler struct {
 	Options controller.Options
 	// ownStatus holds its last status writes until the cache shows them.
 	ownStatus ownStatusWrites
+	// secretAccessChecked holds, per Organization UID, when the RoleBindings of its adopted
+	// namespace were last checked for foreign access to Secrets.
+	secretAccessChecked sync.Map
 }
 
 type organizationScope struct {
 	org *tenancyv1.Organization
+	// adopted says that the organization's namespace is one the operator did not create;
+	// justAdopted that this reconcile labelled it.
+	adopted, justAdopted bool
 }
 
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations,verbs=get;list;watch;update;patch
@@ -82,6 +94,7 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return runPhases(ctx, &organizationScope{org: org},
 				r.reconcileNamespace,
 				r.reconcileRBAC,
+				r.reconcileSecretAccess,
 				r.reconcileRow,
 				r.reconcileCounts,
 			)
@@ -113,8 +126,9 @@ func (r *OrganizationReconciler) reconcileNamespace(ctx context.Context, s *orga
 
 	switch owner := ns.Labels[tenancyv1.OrganizationLabel]; owner {
 	case org.Name:
+		s.adopted = ns.Annotations[tenancyv1.CreatedNamespaceAnnotation] != "true"
 	case "":
-		if err := r.adoptNamespace(ctx, org, ns); err != nil {
+		if err := r.adoptNamespace(ctx, s, ns); err != nil {
 			return ctrl.Result{}, err
 		}
 	default:
@@ -128,7 +142,7 @@ func (r *OrganizationReconciler) reconcileNamespace(ctx context.Context, s *orga
 			return ctrl.Result{}, fmt.Errorf("getting organization %s: %w", owner, err)
 		}
 		// The label names an organization that no longer exists: nobody else holds the namespace.
-		if err := r.adoptNamespace(ctx, org, ns); err != nil {
+		if err := r.adoptNamespace(ctx, s, ns); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -153,9 +167,19 @@ func (r *OrganizationReconciler) createNamespace(ctx context.Context, org *tenan
 	return nil
 }
 
-// adoptNamespace labels an existing namespace for org. The optimistic lock makes two
-// organizations racing for one namespace end with exactly one owner.
-func (r *OrganizationReconciler) adoptNamespace(ctx context.Context, org *tenancyv1.Organization, ns *corev1.Namespace) error {
+// adoptNamespace labels an existing namespace for org. The validating webhook lets only a
+// platform admin create an Organization for a namespace that exists; a namespace that someone
+// else created after the Organization, before the operator could create it, was approved by
+// nobody, and is refused. creationTimestamp counts whole seconds, so a namespace applied in the
+// same second as its Organization (a tenant's directory in one `kubectl apply`) is adopted. The
+// optimistic lock makes two organizations racing for one namespace end with exactly one owner.
+func (r *OrganizationReconciler) adoptNamespace(ctx context.Context, s *organizationScope, ns *corev1.Namespace) error {
+	org := s.org
+	if ns.CreationTimestamp.After(org.CreationTimestamp.Time) {
+		return stalled(tenancyv1.NamespaceAdoptionRefusedReason,
+			"Namespace %s was created after this Organization, not by the operator, and only a platform admin may adopt an existing namespace: "+
+				"have one delete this Organization and create it again, or delete the namespace", ns.Name)
+	}
 	before := ns.DeepCopy()
 	if ns.Labels == nil {
 		ns.Labels = map[string]string{}
@@ -165,6 +189,7 @@ func (r *OrganizationReconciler) adoptNamespace(ctx context.Context, org *tenanc
 		return fmt.Errorf("labelling namespace %s: %w", ns.Name, err)
 	}
 	r.Recorder.Eventf(org, ns, corev1.EventTypeNormal, "NamespaceAdopted", "AdoptNamespace", "Adopted existing namespace %s", ns.Name)
+	s.adopted, s.justAdopted = true, true
 	return nil
 }
 
@@ -182,6 +207,149 @@ func (r *OrganizationReconciler) reconcileRBAC(ctx context.Context, s *organizat
 		return ctrl.Result{}, fmt.Errorf("listing secrets: %w", err)
 	}
 	return ctrl.Result{}, applyRBAC(ctx, r.Client, r.APIReader, s.org, desiredRBAC(ns, r.UsernamePrefix, memberships.Items, secrets.Items))
+}
+
+// reconcileSecretAccess reports the RoleBindings of an adopted namespace that the operator did
+// not make and that let someone read the namespace's Secrets: they stay with the namespace, and
+// its Owners may not know of them. Namespaces the operator created are not checked, and adopted
+// ones only when adopted and then once per resync period (the API server holds the RoleBindings,
+// the cache only the operator's): an organization is reconciled far more often than that.
+func (r *OrganizationReconciler) reconcileSecretAccess(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
+	org := s.org
+	if !s.adopted {
+		meta.RemoveStatusCondition(&org.Status.Conditions, tenancyv1.ForeignSecretAccessCondition)
+		return ctrl.Result{}, nil
+	}
+	if last, ok := r.secretAccessChecked.Load(org.UID); ok && !s.justAdopted && time.Since(last.(time.Time)) < r.ResyncPeriod {
+		return ctrl.Result{}, nil
+	}
+	found, err := foreignSecretReaders(ctx, r.APIReader, org)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.secretAccessChecked.Store(org.UID, time.Now())
+	if len(found) == 0 {
+		meta.RemoveStatusCondition(&org.Status.Conditions, tenancyv1.ForeignSecretAccessCondition)
+		return ctrl.Result{}, nil
+	}
+	message := secretReadersMessage(org.NamespaceName(), found)
+	// One Event when they are found or change, not one per resync.
+	if c := meta.FindStatusCondition(org.Status.Conditions, tenancyv1.ForeignSecretAccessCondition); c == nil || c.Message != message {
+		r.Recorder.Eventf(org, nil, corev1.EventTypeWarning, "ForeignSecretAccess", "CheckRoleBindings", "%s",
+			secretReadersNote(org.NamespaceName(), found))
+	}
+	setCondition(org, tenancyv1.ForeignSecretAccessCondition, metav1.ConditionTrue, tenancyv1.ForeignRoleBindingsReason, message)
+	return ctrl.Result{}, nil
+}
+
+// operatorBindingNames are the RoleBindings the operator keeps in an organization namespace.
+var operatorBindingNames = []string{OwnerRoleName + "s", AdminRoleName + "s", ViewerRoleName + "s"}
+
+// foreignSecretReaders lists, by name, the RoleBindings in org's namespace that the operator did
+// not make and whose Role or ClusterRole lets its subjects get, list or watch Secrets. It reads
+// the API server, where a binding to a role that does not exist (yet) grants nothing.
+func foreignSecretReaders(ctx context.Context, c client.Reader, org *tenancyv1.Organization) ([]rbacv1.RoleBinding, error) {
+	ns := org.NamespaceName()
+	var bindings rbacv1.RoleBindingList
+	if err := c.List(ctx, &bindings, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("listing role bindings: %w", err)
+	}
+	readsByRole := map[rbacv1.RoleRef]bool{}
+	var found []rbacv1.RoleBinding
+	for _, b := range bindings.Items {
+		if slices.Contains(operatorBindingNames, b.Name) && isManaged(&b, org) {
+			continue
+		}
+		reads, known := readsByRole[b.RoleRef]
+		if !known {
+			rules, err := rulesOf(ctx, c, ns, b.RoleRef)
+			if err != nil {
+				return nil, err
+			}
+			reads = slices.ContainsFunc(rules, readsSecrets)
+			readsByRole[b.RoleRef] = reads
+		}
+		if reads {
+			found = append(found, b)
+		}
+	}
+	slices.SortFunc(found, func(a, b rbacv1.RoleBinding) int { return strings.Compare(a.Name, b.Name) })
+	return found, nil
+}
+
+// rulesOf reads the rules of the Role (in ns) or ClusterRole that ref names; none when it does
+// not exist.
+func rulesOf(ctx context.Context, c client.Reader, ns string, ref rbacv1.RoleRef) ([]rbacv1.PolicyRule, error) {
+	switch ref.Kind {
+	case "Role":
+		role := &rbacv1.Role{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, role); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("getting role %s: %w", ref.Name, err)
+		}
+		return role.Rules, nil
+	case "ClusterRole":
+		role := &rbacv1.ClusterRole{}
+		if err := c.Get(ctx, client.ObjectKey{Name: ref.Name}, role); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("getting cluster role %s: %w", ref.Name, err)
+		}
+		return role.Rules, nil
+	}
+	return nil, nil
+}
+
+// readsSecrets reports whether rule grants get, list or watch on Secrets, by name or by wildcard.
+func readsSecrets(rule rbacv1.PolicyRule) bool {
+	anyOf := func(have []string, want ...string) bool {
+		return slices.ContainsFunc(have, func(h string) bool { return slices.Contains(want, h) })
+	}
+	return anyOf(rule.APIGroups, "", rbacv1.APIGroupAll) &&
+		anyOf(rule.Resources, "secrets", rbacv1.ResourceAll) &&
+		anyOf(rule.Verbs, "get", "list", "watch", rbacv1.VerbAll)
+}
+
+// secretReadersMessage names the bindings, their roles and subjects, for the condition.
+func secretReadersMessage(ns string, found []rbacv1.RoleBinding) string {
+	const most = 10
+	described := make([]string, 0, most)
+	for _, b := range found[:min(len(found), most)] {
+		described = append(described, fmt.Sprintf("%s (%s %s, for %s)", b.Name, b.RoleRef.Kind, b.RoleRef.Name, subjectsOf(b.Subjects)))
+	}
+	return fmt.Sprintf("RoleBindings that the operator did not make let others read the Secrets of namespace %s: %s%s; delete those that are not meant to stay",
+		ns, strings.Join(described, "; "), andMore(len(found), most))
+}
+
+// secretReadersNote names the first bindings only: an Event's note holds at most 1 kB.
+func secretReadersNote(ns string, found []rbacv1.RoleBinding) string {
+	const most = 3
+	names := make([]string, 0, most)
+	for _, b := range found[:min(len(found), most)] {
+		names = append(names, b.Name)
+	}
+	return fmt.Sprintf("RoleBindings that the operator did not make let others read the Secrets of namespace %s: %s%s; see the condition %s",
+		ns, strings.Join(names, ", "), andMore(len(found), most), tenancyv1.ForeignSecretAccessCondition)
+}
+
+func subjectsOf(subjects []rbacv1.Subject) string {
+	if len(subjects) == 0 {
+		return "no subject"
+	}
+	const most = 5
+	names := make([]string, 0, most)
+	for _, s := range subjects[:min(len(subjects), most)] {
+		if s.Namespace != "" {
+			names = append(names, fmt.Sprintf("%s %s/%s", s.Kind, s.Namespace, s.Name))
+		} else {
+			names = append(names, s.Kind+" "+s.Name)
+		}
+	}
+	return strings.Join(names, ", ") + andMore(len(subjects), most)
+}
+
+func andMore(n, shown int) string {
+	if n <= shown {
+		return ""
+	}
+	return fmt.Sprintf(" and %d more", n-shown)
 }
 
 // reconcileRow upserts the organization's row; a row deleted or changed by hand comes back.
@@ -221,6 +389,7 @@ func (r *OrganizationReconciler) reconcileCounts(ctx context.Context, s *organiz
 // cleanUp removes the organization's identity rows and releases its namespace: it deletes the
 // namespace when the operator created it, without waiting for it to terminate.
 func (r *OrganizationReconciler) cleanUp(ctx context.Context, org *tenancyv1.Organization) error {
+	r.secretAccessChecked.Delete(org.UID)
 	if org.Spec.DeletionPolicy == tenancyv1.DeletionPolicyDelete {
 		// The tenant's data goes first: the purge finds its rows by the organization's id.
 		var list tenancyv1.TenantTableList

@@ -76,6 +76,11 @@ const (
 	// changed outside the operator and put back; its message says what and when. It goes with
 	// the next change of the spec.
 	DriftRestoredCondition = "DriftRestored"
+	// ForeignSecretAccessCondition is True on an Organization whose adopted namespace holds
+	// RoleBindings the operator did not make that let their subjects read its Secrets; its message
+	// names them. It is checked when the namespace is adopted and at every resync, and goes once
+	// they do. It never makes the Organization not Ready.
+	ForeignSecretAccessCondition = "ForeignSecretAccess"
 )
 
 // Condition reasons.
@@ -98,6 +103,12 @@ const (
 	DatabaseErrorReason = "DatabaseError"
 	// NamespaceConflictReason: the namespace is already bound to another organization.
 	NamespaceConflictReason = "NamespaceConflict"
+	// NamespaceAdoptionRefusedReason: the namespace exists, the operator did not create it, and it
+	// was created after the Organization, so nobody decided that the organization adopts it.
+	NamespaceAdoptionRefusedReason = "NamespaceAdoptionRefused"
+	// ForeignRoleBindingsReason: RoleBindings that the operator did not make grant read access to
+	// the Secrets of the organization's namespace.
+	ForeignRoleBindingsReason = "ForeignRoleBindings"
 	// NamespaceReservedReason: the namespace belongs to the cluster or the operator.
 	NamespaceReservedReason = "NamespaceReserved"
 	// NamespaceNotBoundReason: the object lives in a namespace that no organization owns.
