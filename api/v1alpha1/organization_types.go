@@ -58,7 +58,8 @@ type OrganizationSpec struct {
 
 	// namespace is the Kubernetes namespace that holds the organization's Projects, Memberships and
 	// APIKeys. Defaults to the organization's name; immutable. It is created if missing (and deleted
-	// with the organization) or adopted if it exists, and labelled tenancy.dev/organization.
+	// with the organization) or adopted if it exists, and labelled tenancy.dev/organization. Only a
+	// platform admin may create an Organization for a namespace that exists.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
