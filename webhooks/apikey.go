@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -20,15 +21,24 @@ type apiKeyWebhook struct{ *admitter }
 var expiresAtPath = field.NewPath("spec", "expiresAt")
 
 // Default fills spec.secretName (when the name is known; with generateName the controller
-// derives it) and stamps the requester.
+// derives it), gives a new key without spec.expiresAt the longest expiry allowed, a year ahead,
+// and stamps the requester. Only on create: an update without spec.expiresAt removes it, which
+// the validator refuses rather than this quietly putting a later one back.
 func (w *apiKeyWebhook) Default(ctx context.Context, k *tenancyv1.APIKey) error {
 	if k.Spec.SecretName == "" && k.Name != "" {
 		k.Spec.SecretName = k.SecretNameOrDefault()
 	}
+	create, err := creating(ctx)
+	if err != nil {
+		return err
+	}
+	if create && k.Spec.ExpiresAt == nil {
+		k.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(MaxAPIKeyLifetime).Truncate(time.Second)}
+	}
 	return w.defaultMetadata(ctx, k)
 }
 
-// ValidateCreate checks the organization, project, the API keys quota, the expiry and authority.
+// ValidateCreate checks the organization, project, the expiry, authority and the API keys quota.
 func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey) (admission.Warnings, error) {
 	who, err := w.requesterOf(ctx)
 	if err != nil {
@@ -41,7 +51,7 @@ func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey)
 	if errs := boundNamespace(k.Namespace, t); len(errs) > 0 {
 		return nil, w.refuse(k, errs, false)
 	}
-	errs := validExpiry(expiresAtPath, k.Spec.ExpiresAt, time.Now())
+	errs := append(expiryRequired(expiresAtPath, k.Spec.ExpiresAt), validExpiry(expiresAtPath, k.Spec.ExpiresAt, time.Now())...)
 	if k.Spec.Project != "" {
 		p, err := w.project(ctx, k.Namespace, k.Spec.Project)
 		if err != nil {
@@ -49,21 +59,19 @@ func (w *apiKeyWebhook) ValidateCreate(ctx context.Context, k *tenancyv1.APIKey)
 		}
 		errs = append(errs, existingProject(k.Spec.Project, p, t.org.Name)...)
 	}
-	if limit := t.org.Spec.Tier.Limits().APIKeys; limit > 0 {
-		n, _, err := w.apiKeys.Count(ctx, k.Namespace, "")
-		if err != nil {
-			return nil, err
-		}
-		errs = append(errs, withinQuota(namespacePath, t.org, "API keys", n, limit)...)
-	}
 	denied, err := w.authorizeIn(ctx, who, t, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "create", new: k.Spec.Role})
 	if err != nil {
 		return nil, err
 	}
-	return nil, w.refuse(k, append(errs, denied...), false)
+	errs = append(errs, denied...)
+	over, err := w.admitQuota(ctx, t.org, k, k.Name, w.apiKeysQuota(t.org), who, errs)
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.refuse(k, append(errs, over...), false)
 }
 
-// ValidateUpdate checks a changed expiry and authority.
+// ValidateUpdate checks that the expiry stays, a changed one, and authority.
 func (w *apiKeyWebhook) ValidateUpdate(ctx context.Context, old, k *tenancyv1.APIKey) (admission.Warnings, error) {
 	who, err := w.requesterOf(ctx)
 	if err != nil {
@@ -72,9 +80,10 @@ func (w *apiKeyWebhook) ValidateUpdate(ctx context.Context, old, k *tenancyv1.AP
 	if errs := finalizerKept(old, k, who); len(errs) > 0 || k.DeletionTimestamp != nil {
 		return nil, w.refuse(k, errs, false) // being deleted: only metadata can change
 	}
-	var errs field.ErrorList
-	if !k.Spec.ExpiresAt.Equal(old.Spec.ExpiresAt) {
-		errs = validExpiry(expiresAtPath, k.Spec.ExpiresAt, time.Now())
+	now := time.Now()
+	errs := expiryKept(expiresAtPath, old.Spec.ExpiresAt, k.Spec.ExpiresAt, now)
+	if len(errs) == 0 && !k.Spec.ExpiresAt.Equal(old.Spec.ExpiresAt) {
+		errs = validExpiry(expiresAtPath, k.Spec.ExpiresAt, now)
 	}
 	denied, err := w.authorize(ctx, who, k.Namespace, k.Spec.Project, roleChange{kind: "API key", verb: "change", old: old.Spec.Role, new: k.Spec.Role})
 	if err != nil {

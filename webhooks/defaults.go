@@ -39,6 +39,15 @@ func (a *admitter) defaultMetadata(ctx context.Context, obj client.Object) error
 	return a.stamp(ctx, obj)
 }
 
+// creating reports whether the admission request in ctx creates its object.
+func creating(ctx context.Context) (bool, error) {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading the admission request: %w", err)
+	}
+	return req.Operation == admissionv1.Create, nil
+}
+
 // stamp records in tenancy.dev/last-changed-by who created or changed obj; the controllers copy
 // it into audit_log. The operator's own writes (finalizers, authd's signup on a user's behalf)
 // keep the value they carry.

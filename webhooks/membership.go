@@ -29,7 +29,8 @@ func (w *membershipWebhook) Default(ctx context.Context, m *tenancyv1.Membership
 	return w.defaultMetadata(ctx, m)
 }
 
-// ValidateCreate checks the organization, project, duplicates, the members quota and authority.
+// ValidateCreate checks the organization, project, duplicates, the members quota, authority and
+// who vouches for the email.
 func (w *membershipWebhook) ValidateCreate(ctx context.Context, m *tenancyv1.Membership) (admission.Warnings, error) {
 	who, err := w.requesterOf(ctx)
 	if err != nil {
@@ -51,11 +52,17 @@ func (w *membershipWebhook) ValidateCreate(ctx context.Context, m *tenancyv1.Mem
 	if err != nil {
 		return nil, err
 	}
-	return nil, w.refuse(m, append(errs, denied...), false)
+	errs = append(errs, denied...)
+	errs = append(errs, vouching(who, nil, m)...)
+	over, err := w.admitQuota(ctx, t.org, m, db.NormalizeEmail(m.Spec.User), w.membersQuota(t.org), who, errs)
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.refuse(m, append(errs, over...), false)
 }
 
-// structure checks what a new membership needs from its organization: an existing project, no
-// other membership of the user in the same scope, and room in the members quota.
+// structure checks what a new membership needs from its organization: an existing project and no
+// other membership of the user in the same scope. (Room in the members quota is checked last.)
 func (w *membershipWebhook) structure(ctx context.Context, m *tenancyv1.Membership, t orgNamespace) (field.ErrorList, error) {
 	var errs field.ErrorList
 	in := scope{t.org.Name, m.Spec.Project}
@@ -74,15 +81,6 @@ func (w *membershipWebhook) structure(ctx context.Context, m *tenancyv1.Membersh
 		if other.DeletionTimestamp == nil && other.UID != m.UID && other.Spec.Project == m.Spec.Project {
 			errs = append(errs, field.Invalid(userPath, m.Spec.User,
 				"already has a role in "+in.String()+" through Membership "+other.Name+"; change that one's spec.role instead"))
-		}
-	}
-	if limit := t.org.Spec.Tier.Limits().Members; limit > 0 {
-		members, counted, err := w.members.Count(ctx, m.Namespace, db.NormalizeEmail(m.Spec.User))
-		if err != nil {
-			return nil, err
-		}
-		if !counted {
-			errs = append(errs, withinQuota(userPath, t.org, "members", members, limit)...)
 		}
 	}
 	return errs, nil
@@ -106,6 +104,7 @@ func (w *membershipWebhook) ValidateUpdate(ctx context.Context, old, m *tenancyv
 		old: old.RoleOrDefault(), new: m.RoleOrDefault(),
 		self: who.email != "" && who.email == db.NormalizeEmail(m.Spec.User),
 	})
+	denied = append(denied, vouching(who, old, m)...)
 	if err != nil || len(denied) > 0 {
 		return nil, errors.Join(err, w.refuse(m, denied, false))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -17,7 +18,8 @@ import (
 // +kubebuilder:webhook:path=/validate-tenancy-dev-v1alpha1-organization,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=tenancy.dev,resources=organizations,verbs=create;update;delete,versions=v1alpha1,name=vorganization.tenancy.dev,admissionReviewVersions=v1,timeoutSeconds=5
 
 // organizationWebhook defaults and validates Organizations. Who may create one is Kubernetes
-// RBAC's decision (platform teams, and authd's signup).
+// RBAC's decision (platform teams, and authd's signup); who may have one adopt a namespace that
+// already exists is the webhook's: platform admins only.
 type organizationWebhook struct{ *admitter }
 
 var namespaceSpecPath = field.NewPath("spec", "namespace")
@@ -35,7 +37,7 @@ func (w *organizationWebhook) Default(ctx context.Context, org *tenancyv1.Organi
 }
 
 // ValidateCreate refuses a namespace that belongs to the cluster, the operator or another
-// organization.
+// organization, and an existing namespace unless a platform admin asks.
 func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1.Organization) (admission.Warnings, error) {
 	ns := org.NamespaceName()
 	if tenant.ReservedNamespace(ns, w.settings.OperatorNamespace) {
@@ -43,7 +45,8 @@ func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1
 			"namespace %s belongs to the cluster or the operator; choose another", ns))}, false)
 	}
 	// From the API server: two Organizations created a moment apart must not both get the
-	// namespace, and creating one is rare.
+	// namespace, a signup must not win a race with the namespace's creation, and creating an
+	// Organization is rare.
 	claimants, err := w.liveOrganizationsNaming(ctx, ns)
 	if err != nil {
 		return nil, err
@@ -55,14 +58,38 @@ func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1
 		}
 	}
 	namespace := &corev1.Namespace{}
-	err = w.cache.Get(ctx, client.ObjectKey{Name: ns}, namespace)
-	if client.IgnoreNotFound(err) != nil {
+	switch err := w.live.Get(ctx, client.ObjectKey{Name: ns}, namespace); {
+	case apierrors.IsNotFound(err):
+		return nil, w.refuse(org, errs, false)
+	case err != nil:
 		return nil, fmt.Errorf("getting namespace %s: %w", ns, err)
 	}
-	if owner := namespace.Labels[tenancyv1.OrganizationLabel]; err == nil && owner != "" && owner != org.Name && len(errs) == 0 {
+	owner := namespace.Labels[tenancyv1.OrganizationLabel]
+	if owner != "" && owner != org.Name && len(errs) == 0 {
 		errs = append(errs, field.Invalid(namespaceSpecPath, ns, "is bound to organization "+owner))
 	}
+	// A namespace being deleted is not adopted: the controller waits until it is gone and creates
+	// it anew. One already labelled for this organization is its own.
+	if len(errs) == 0 && owner != org.Name && namespace.DeletionTimestamp.IsZero() {
+		who, err := w.requesterOf(ctx)
+		if err != nil {
+			return nil, err
+		}
+		errs = adoptionByPlatformAdmin(ns, who)
+	}
 	return nil, w.refuse(org, errs, false)
+}
+
+// adoptionByPlatformAdmin refuses anyone but a named platform admin having an Organization adopt
+// the existing namespace ns: its Owners would read the namespace's Secrets, and the RoleBindings
+// already there stay. The operator's service accounts do not count: authd creates Organizations
+// only for signup, which must get a new namespace, and the manager creates none.
+func adoptionByPlatformAdmin(ns string, who requester) field.ErrorList {
+	if who.namedAdmin && !who.operator {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(namespaceSpecPath, fmt.Sprintf(
+		"namespace %s already exists; only a platform admin may adopt an existing namespace into an organization", ns))}
 }
 
 // ValidateUpdate warns when a new tier allows fewer projects, members or API keys than the

@@ -38,14 +38,11 @@ func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Projec
 	if err != nil {
 		return nil, err
 	}
-	if limit := t.org.Spec.Tier.Limits().Projects; limit > 0 {
-		n, _, err := w.projects.Count(ctx, p.Namespace, "")
-		if err != nil {
-			return nil, err
-		}
-		denied = append(denied, withinQuota(namespacePath, t.org, "projects", n, limit)...)
+	over, err := w.admitQuota(ctx, t.org, p, p.Name, w.projectsQuota(t.org), who, denied)
+	if err != nil {
+		return nil, err
 	}
-	return nil, w.refuse(p, denied, false)
+	return nil, w.refuse(p, append(denied, over...), false)
 }
 
 // ValidateUpdate checks that the requester is an organization Admin.

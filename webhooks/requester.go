@@ -19,6 +19,10 @@ type requester struct {
 	email string
 	// platformAdmin requesters are decided by the schema and the structural rules alone.
 	platformAdmin bool
+	// namedAdmin requesters are platform admins by --platform-admin-users or
+	// --platform-admin-groups: people acting for the platform. The operator's service accounts are
+	// platform admins for what they do on others' behalf, not named ones.
+	namedAdmin bool
 	// operator is the manager or authd acting with its own service account.
 	operator bool
 	// dryRun requests are decided the same way but leave no record behind.
@@ -37,8 +41,9 @@ func (a *admitter) requesterOf(ctx context.Context) (requester, error) {
 		operator: a.isOperator(u.Username),
 		dryRun:   req.DryRun != nil && *req.DryRun,
 	}
-	r.platformAdmin = r.operator || slices.Contains(a.settings.PlatformAdminUsers, u.Username) ||
+	r.namedAdmin = slices.Contains(a.settings.PlatformAdminUsers, u.Username) ||
 		slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.settings.PlatformAdminGroups, g) })
+	r.platformAdmin = r.operator || r.namedAdmin
 	r.email = tenancyEmail(u.Username, a.settings.UsernamePrefix)
 	return r, nil
 }

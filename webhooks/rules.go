@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -180,4 +181,38 @@ func validExpiry(path *field.Path, expiresAt *metav1.Time, now time.Time) field.
 func noOwnerLeft(org string) *field.Error {
 	return field.Forbidden(rolePath, fmt.Sprintf(
 		"%s would have no Owner left: make another member Owner first, or delete the Organization to end it", org))
+}
+
+// schemaPath is a TenantTable's spec.schema.
+var schemaPath = field.NewPath("spec", "schema")
+
+// applicationSchema refuses a TenantTable whose table would be in a schema the operator must never
+// change: its own (tenancy), whose row-level security guards the identities, or PostgreSQL's
+// (information_schema and every pg_ schema: pg_catalog, pg_toast, temporary schemas).
+func applicationSchema(path *field.Path, schema string) field.ErrorList {
+	if schema != "tenancy" && schema != "information_schema" && !strings.HasPrefix(schema, "pg_") {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+		"schema %s is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only", schema))}
+}
+
+// expiryRequired refuses a new API key without an expiry. The defaulting webhook gives one a year
+// ahead, so only a create that did not pass through it arrives here without.
+func expiryRequired(path *field.Path, expiresAt *metav1.Time) field.ErrorList {
+	if expiresAt != nil {
+		return nil
+	}
+	return field.ErrorList{field.Required(path, "every API key expires, at most a year ahead")}
+}
+
+// expiryKept refuses removing an API key's expiry, whoever asks: a key without one would never
+// expire, past the one-year limit that binds every key. Moving it stays possible, within a year.
+func expiryKept(path *field.Path, old, expiresAt *metav1.Time, now time.Time) field.ErrorList {
+	if old == nil || expiresAt != nil {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+		"cannot be removed: every API key expires at most a year ahead; set a date no later than %s instead",
+		now.Add(MaxAPIKeyLifetime).UTC().Format(time.RFC3339)))}
 }

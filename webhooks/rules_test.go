@@ -221,3 +221,69 @@ func TestTenancyEmail(t *testing.T) {
 		}
 	}
 }
+
+func TestApplicationSchema(t *testing.T) {
+	cases := []struct {
+		reason string
+		schema string
+		want   []string
+	}{
+		{"an application schema", "public", nil},
+		{"another application schema", "billing", nil},
+		{"a name that only contains tenancy", "tenancy_app_data", nil},
+		{"pg_ only as a prefix counts", "app_pg_", nil},
+		{"the operator's own schema", "tenancy",
+			[]string{"spec.schema: Forbidden: schema tenancy is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only"}},
+		{"PostgreSQL's catalog", "pg_catalog",
+			[]string{"spec.schema: Forbidden: schema pg_catalog is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only"}},
+		{"the information schema", "information_schema",
+			[]string{"spec.schema: Forbidden: schema information_schema is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only"}},
+		{"TOAST", "pg_toast",
+			[]string{"spec.schema: Forbidden: schema pg_toast is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only"}},
+		{"a session's temporary schema", "pg_temp_3",
+			[]string{"spec.schema: Forbidden: schema pg_temp_3 is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only"}},
+		{"a temporary schema's TOAST", "pg_toast_temp_3",
+			[]string{"spec.schema: Forbidden: schema pg_toast_temp_3 is reserved (the operator's own schema or PostgreSQL's): a TenantTable protects application tables only"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got := refusals(applicationSchema(field.NewPath("spec", "schema"), tc.schema))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("applicationSchema(%q) mismatch (-want +got):\n%s", tc.schema, diff)
+			}
+		})
+	}
+}
+
+func TestAPIKeyExpiryStays(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	removed := `spec.expiresAt: Forbidden: cannot be removed: every API key expires at most a year ahead; set a date no later than 2027-11-29T12:00:00Z instead`
+	cases := []struct {
+		reason         string
+		old, expiresAt *metav1.Time
+		want           []string
+	}{
+		{"kept", at(time.Hour), at(time.Hour), nil},
+		{"moved (validExpiry decides how far)", at(time.Hour), at(48 * time.Hour), nil},
+		{"removed", at(time.Hour), nil, []string{removed}},
+		{"removed after it passed", at(-time.Hour), nil, []string{removed}},
+		{"a key from before expiries were required, left without", nil, nil, nil},
+		{"given one", nil, at(time.Hour), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got := refusals(expiryKept(expiresAtPath, tc.old, tc.expiresAt, now))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("expiryKept() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if diff := cmp.Diff([]string{`spec.expiresAt: Required value: every API key expires, at most a year ahead`},
+		refusals(expiryRequired(expiresAtPath, nil))); diff != "" {
+		t.Errorf("expiryRequired(nil) mismatch (-want +got):\n%s", diff)
+	}
+	if got := expiryRequired(expiresAtPath, at(time.Hour)); len(got) > 0 {
+		t.Errorf("expiryRequired refused a key with an expiry: %v", got)
+	}
+}

@@ -2,17 +2,22 @@
 // defaults, normalise emails and stamp who changed an object, and validators that refuse role
 // changes a requester may not make and objects that do not fit their organization.
 //
-// Decisions read the manager's cache. The one exception is the removal or demotion of an
-// organization's Owner, which is serialized per organization in PostgreSQL so that two replicas
-// cannot each admit the removal of one of the last two Owners.
+// Decisions read the manager's cache. Two exceptions are serialized per organization in
+// PostgreSQL, which also remembers what other replicas admitted and their caches may not show
+// yet: the removal or demotion of an organization's Owner, so that two replicas cannot each
+// admit the removal of one of the last two Owners, and a creation that a tier quota limits, so
+// that two replicas cannot each admit one into the last slot.
 package webhooks
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -35,6 +40,14 @@ type Records interface {
 	AdmitOwnerRemoval(ctx context.Context, r db.OwnerRemoval) (bool, error)
 	// RecordDeletion remembers who asked for a deletion, for the audit log.
 	RecordDeletion(ctx context.Context, r db.AdmissionRecord) error
+}
+
+// Quotas is what the validating webhooks keep in the database to count tier quotas across
+// replicas. The Records that SetupWithManager is given must implement it too.
+type Quotas interface {
+	// AdmitQuota admits a creation that a tier quota limits when the organization has room for it,
+	// counting with count the creations other replicas admitted.
+	AdmitQuota(ctx context.Context, q db.QuotaAdmission, count func(admitted []string) (int, error)) (used int, admitted bool, err error)
 }
 
 // Settings configure the webhooks.
@@ -60,8 +73,13 @@ func OperatorServiceAccounts(operatorNamespace string) []string {
 }
 
 // SetupWithManager registers the defaulting and validating webhook of every kind with mgr's
-// webhook server; tenant.Setup must have registered the cache indexes.
+// webhook server; tenant.Setup must have registered the cache indexes. records must also be
+// Quotas.
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s Settings) error {
+	quotas, ok := records.(Quotas)
+	if !ok {
+		return fmt.Errorf("the webhooks' records (%T) cannot count quotas", records)
+	}
 	members, err := tenant.NewCensus(ctx, mgr.GetCache(), &tenancyv1.Membership{}, func(o client.Object) string {
 		return db.NormalizeEmail(o.(*tenancyv1.Membership).Spec.User)
 	})
@@ -85,6 +103,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s 
 		live:     mgr.GetAPIReader(),
 		scheme:   mgr.GetScheme(),
 		records:  records,
+		quotas:   quotas,
 		settings: s,
 		operator: OperatorServiceAccounts(s.OperatorNamespace),
 	}
@@ -120,9 +139,11 @@ func register[T client.Object](mgr ctrl.Manager, obj T, w kindWebhook[T]) error 
 type admitter struct {
 	cache client.Reader
 	// live reads from the API server, for what the cache may not show yet.
-	live     client.Reader
-	scheme   *runtime.Scheme
-	records  Records
+	live    client.Reader
+	scheme  *runtime.Scheme
+	records Records
+	// quotas is nil only in tests without a database: quotas are then counted from the cache.
+	quotas   Quotas
 	settings Settings
 	// members, projects and apiKeys count what the quotas limit, per organization namespace.
 	members, projects, apiKeys *tenant.Census
@@ -131,3 +152,87 @@ type admitter struct {
 
 // isOperator reports whether username is one of the operator's own service accounts.
 func (a *admitter) isOperator(username string) bool { return slices.Contains(a.operator, username) }
+
+// quota is one of an organization's tier quotas, as a create counts it.
+type quota struct {
+	// what the refusal calls the counted objects, and the record their quota.
+	what string
+	// census counts, per namespace, the objects the cache shows, by key.
+	census *tenant.Census
+	// limit is the tier's; 0 is unlimited.
+	limit int
+	// path is the field a refusal names.
+	path *field.Path
+}
+
+// projectsQuota, membersQuota and apiKeysQuota are org's quotas. Members count once per user,
+// whatever their Memberships; projects and API keys once per name.
+func (a *admitter) projectsQuota(org *tenancyv1.Organization) quota {
+	return quota{what: "projects", census: a.projects, limit: org.Spec.Tier.Limits().Projects, path: namespacePath}
+}
+
+func (a *admitter) membersQuota(org *tenancyv1.Organization) quota {
+	return quota{what: "members", census: a.members, limit: org.Spec.Tier.Limits().Members, path: userPath}
+}
+
+func (a *admitter) apiKeysQuota(org *tenancyv1.Organization) quota {
+	return quota{what: "API keys", census: a.apiKeys, limit: org.Spec.Tier.Limits().APIKeys, path: namespacePath}
+}
+
+// admitQuota refuses the creation of obj, counted as key, when its organization's quota q has no
+// room left. Keys already counted (a member's further Membership) take no room, and unlimited
+// tiers never reach the database.
+//
+// A create that nothing else refuses is decided in PostgreSQL, serialized per organization: it
+// counts what the cache shows plus the creations admitted in the last 30 seconds that the cache
+// does not show yet (on whichever replica), and records its own. So two creates on two replicas
+// cannot both take the last slot. One that other rules refuse anyway (others) only adds the
+// cache's count to the refusals, and leaves no record.
+func (a *admitter) admitQuota(ctx context.Context, org *tenancyv1.Organization, obj client.Object, key string, q quota, who requester, others field.ErrorList) (field.ErrorList, error) {
+	if q.limit == 0 {
+		return nil, nil
+	}
+	ns := obj.GetNamespace()
+	n, counted, err := q.census.Count(ctx, ns, key)
+	if err != nil || counted {
+		return nil, err
+	}
+	if len(others) > 0 || a.quotas == nil {
+		return withinQuota(q.path, org, q.what, n, q.limit), nil
+	}
+	// Within the API server's 5 s, so that a database that hangs gets the 503 below.
+	dbCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	used, admitted, err := a.quotas.AdmitQuota(dbCtx, db.QuotaAdmission{
+		Namespace: ns,
+		Quota:     q.what,
+		Key:       key,
+		ObjectUID: string(obj.GetUID()),
+		Limit:     q.limit,
+		DryRun:    who.dryRun,
+	}, func(pending []string) (int, error) {
+		// The admitted keys first, the total last: an object that reaches the cache in between is
+		// counted twice, which can only refuse, never admit, one too many.
+		notShown := 0
+		for _, k := range pending {
+			_, shown, err := q.census.Count(ctx, ns, k)
+			if err != nil {
+				return 0, err
+			}
+			if !shown {
+				notShown++
+			}
+		}
+		n, _, err := q.census.Count(ctx, ns, "")
+		return n + notShown, err
+	})
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Counting a quota", "organization", org.Name, "quota", q.what)
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf(
+			"cannot count the %s of %s: the database is unavailable; try again", q.what, org.Name))
+	}
+	if !admitted {
+		return withinQuota(q.path, org, q.what, used, q.limit), nil
+	}
+	return nil, nil
+}

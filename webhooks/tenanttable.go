@@ -24,14 +24,15 @@ func (w *tenantTableWebhook) Default(ctx context.Context, t *tenancyv1.TenantTab
 	return w.defaultMetadata(ctx, t)
 }
 
-// ValidateCreate refuses a second TenantTable for the same table: two would fight over its
-// policies.
+// ValidateCreate refuses a table in a reserved schema (the CRD refuses it too; this holds should
+// the CRD lag behind the operator), and a second TenantTable for the same table: two would fight
+// over its policies.
 func (w *tenantTableWebhook) ValidateCreate(ctx context.Context, t *tenancyv1.TenantTable) (admission.Warnings, error) {
+	errs := applicationSchema(schemaPath, t.Spec.Schema)
 	var list tenancyv1.TenantTableList
 	if err := w.live.List(ctx, &list); err != nil { // rare, and two at once must not both pass
 		return nil, fmt.Errorf("listing tenant tables: %w", err)
 	}
-	var errs field.ErrorList
 	for _, other := range list.Items {
 		if other.Name != t.Name && other.Spec.Schema == t.Spec.Schema && other.Spec.Table == t.Spec.Table {
 			errs = append(errs, field.Invalid(field.NewPath("spec", "table"), t.Spec.Table,

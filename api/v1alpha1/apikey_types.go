@@ -15,7 +15,8 @@ type APIKeySpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	Project string `json:"project,omitempty"`
 
-	// expiresAt, when set, is when the key stops working; at most a year ahead.
+	// expiresAt is when the key stops working: at most a year ahead, a year after creation when
+	// left out, and never removed once set (it may move, within a year from now).
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 

@@ -15,6 +15,11 @@ import (
 // server then failed to store stops blocking the next one soon.
 const OwnerRemovalWindow = 30 * time.Second
 
+// QuotaAdmissionWindow is how long an admitted creation counts towards its organization's quota
+// while a replica's cache does not show it: longer than any replica's cache takes to show a new
+// object, short enough that a creation the API server then failed to store frees its slot soon.
+const QuotaAdmissionWindow = 30 * time.Second
+
 // deletionRecordRetention is how long a deletion stays attributable: a finalizer that waits for
 // a database outage still finds who asked.
 const deletionRecordRetention = 7 * 24 * time.Hour
@@ -43,6 +48,75 @@ type OwnerRemoval struct {
 	// DryRun evaluates without recording: a dry-run request gets the same answer and leaves
 	// nothing behind.
 	DryRun bool
+}
+
+// QuotaAdmission asks to admit the creation of one more of what a tier quota limits.
+type QuotaAdmission struct {
+	// Namespace is the organization's namespace: admissions are serialized per namespace.
+	Namespace string
+	// Quota names what the quota limits, such as "projects".
+	Quota string
+	// Key is what the quota counts once: a project's or API key's name, a member's email.
+	Key string
+	// ObjectUID is the new object's metadata.uid: the admitted deletion of that object ends its
+	// record at once.
+	ObjectUID string
+	// Limit is the quota; above 0.
+	Limit int
+	// DryRun evaluates without recording.
+	DryRun bool
+}
+
+// AdmitQuota decides, serialized per organization namespace across every replica, whether the
+// creation q fits its quota. count is the asking replica's cache: given the keys of the other
+// creations of the quota admitted in the last QuotaAdmissionWindow, it returns how many distinct
+// keys its cache shows together with those it does not show yet. When that leaves room (and q
+// is no dry run), AdmitQuota records q and returns true. used is that count, without q.
+func (p *Postgres) AdmitQuota(ctx context.Context, q QuotaAdmission, count func(admitted []string) (int, error)) (used int, admitted bool, err error) {
+	if err := p.ensureMigrated(); err != nil {
+		return 0, false, err
+	}
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Its own lock, not the owners': quota creations and Owner removals do not wait for each other.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy.quota/' || $1, 0))", q.Namespace); err != nil {
+			return fmt.Errorf("locking the quotas of %s: %w", q.Namespace, err)
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT key FROM tenancy.quota_admissions
+			WHERE namespace = $1 AND quota = $2 AND key <> $3 AND admitted_at > now() - make_interval(secs => $4)`,
+			q.Namespace, q.Quota, q.Key, QuotaAdmissionWindow.Seconds())
+		if err != nil {
+			return err
+		}
+		others, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("reading admitted creations: %w", err)
+		}
+		// Counted while the lock is held, so that the next replica's count includes what this
+		// one records.
+		if used, err = count(others); err != nil {
+			return err
+		}
+		admitted = used < q.Limit
+		if !admitted || q.DryRun {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO tenancy.quota_admissions (namespace, quota, key, object_uid) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (namespace, quota, key) DO UPDATE SET object_uid = excluded.object_uid, admitted_at = excluded.admitted_at`,
+			q.Namespace, q.Quota, q.Key, q.ObjectUID); err != nil {
+			return fmt.Errorf("recording the admission: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM tenancy.quota_admissions WHERE admitted_at < now() - make_interval(secs => $1)",
+			QuotaAdmissionWindow.Seconds()); err != nil {
+			return fmt.Errorf("pruning quota admissions: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("admitting one more of the %s of %s: %w", q.Quota, q.Namespace, err)
+	}
+	return used, admitted, nil
 }
 
 // AdmitOwnerRemoval decides, serialized per organization namespace across every replica, whether r leaves
@@ -100,8 +174,9 @@ func (p *Postgres) RecordDeletion(ctx context.Context, r AdmissionRecord) error 
 }
 
 // insertAdmissionRecord writes r, merged with an earlier record of the same object: an Owner
-// removal stays one (with the time of the latest), a deletion keeps its first requester. It
-// prunes records nobody needs any more.
+// removal stays one (with the time of the latest), a deletion keeps its first requester. An
+// admitted deletion frees the object's quota slot at once. It prunes records nobody needs any
+// more.
 func insertAdmissionRecord(ctx context.Context, tx pgx.Tx, r AdmissionRecord, ownerRemoval bool) error {
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO tenancy.admission_records AS a (object_uid, namespace, target, requested_by, deletion, owner_removal)
@@ -113,6 +188,13 @@ func insertAdmissionRecord(ctx context.Context, tx pgx.Tx, r AdmissionRecord, ow
 			admitted_at = CASE WHEN excluded.owner_removal THEN excluded.admitted_at ELSE a.admitted_at END`,
 		r.ObjectUID, r.Namespace, r.Target, r.RequestedBy, r.Deletion, ownerRemoval); err != nil {
 		return fmt.Errorf("recording the admission of %s: %w", r.Target, err)
+	}
+	if r.Deletion {
+		// The object stops counting once its cache shows it being deleted; its admitted creation
+		// must not count in its place.
+		if _, err := tx.Exec(ctx, "DELETE FROM tenancy.quota_admissions WHERE object_uid = $1", r.ObjectUID); err != nil {
+			return fmt.Errorf("freeing the quota slot of %s: %w", r.Target, err)
+		}
 	}
 	if _, err := tx.Exec(ctx, "DELETE FROM tenancy.admission_records WHERE admitted_at < now() - make_interval(secs => $1)",
 		deletionRecordRetention.Seconds()); err != nil {

@@ -2,6 +2,8 @@ package db_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -106,6 +108,103 @@ var _ = Describe("Admission records", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(pg.DeleteOrganization(ctx, orgUID, "beta", db.Actor{Name: "carol@example.com"})).To(Succeed())
 		Expect(actorOf(ctx, pg, "organization.deleted")).To(Equal("carol@example.com"))
+	})
+})
+
+var _ = Describe("Quota admissions", func() {
+	var pg *db.Postgres
+
+	BeforeEach(func(ctx SpecContext) {
+		_, pg = newMigratedDatabase(ctx, "quota")
+	})
+
+	// cacheShowing is a replica's count over a cache that shows keys: what it shows, plus the
+	// admitted keys it does not.
+	cacheShowing := func(keys ...string) func([]string) (int, error) {
+		return func(admitted []string) (int, error) {
+			distinct := map[string]bool{}
+			for _, k := range append(slices.Clone(keys), admitted...) {
+				distinct[k] = true
+			}
+			return len(distinct), nil
+		}
+	}
+	uids := map[string]string{}
+	creation := func(ns, key string, dryRun bool) db.QuotaAdmission {
+		if uids[ns+"/"+key] == "" {
+			uids[ns+"/"+key] = newUID()
+		}
+		return db.QuotaAdmission{Namespace: ns, Quota: "projects", Key: key, ObjectUID: uids[ns+"/"+key], Limit: 2, DryRun: dryRun}
+	}
+	admit := func(ctx context.Context, q db.QuotaAdmission, count func([]string) (int, error)) (int, bool) {
+		GinkgoHelper()
+		used, admitted, err := pg.AdmitQuota(ctx, q, count)
+		Expect(err).NotTo(HaveOccurred())
+		return used, admitted
+	}
+
+	It("counts the creations admitted in the window that the cache does not show yet", func(ctx SpecContext) {
+		_, admitted := admit(ctx, creation("acme", "a", true), cacheShowing())
+		Expect(admitted).To(BeTrue())
+		used, admitted := admit(ctx, creation("acme", "b", false), cacheShowing())
+		Expect(admitted).To(BeTrue())
+		Expect(used).To(Equal(0), "a dry run records nothing")
+		used, admitted = admit(ctx, creation("acme", "a", false), cacheShowing())
+		Expect(admitted).To(BeTrue())
+		Expect(used).To(Equal(1))
+
+		used, admitted = admit(ctx, creation("acme", "c", false), cacheShowing())
+		Expect(admitted).To(BeFalse(), "a and b take both slots although the cache shows neither")
+		Expect(used).To(Equal(2))
+		used, admitted = admit(ctx, creation("acme", "c", false), cacheShowing("a", "b"))
+		Expect(admitted).To(BeFalse())
+		Expect(used).To(Equal(2), "an admitted creation the cache shows counts once")
+		used, admitted = admit(ctx, creation("acme", "b", false), cacheShowing("a"))
+		Expect(admitted).To(BeTrue(), "a key counts once, admitted again or not")
+		Expect(used).To(Equal(1))
+
+		_, admitted = admit(ctx, creation("other", "c", false), cacheShowing())
+		Expect(admitted).To(BeTrue(), "organizations do not share quotas")
+
+		By("an admitted deletion frees the slot at once")
+		Expect(pg.RecordDeletion(ctx, db.AdmissionRecord{ObjectUID: uids["acme/a"], Namespace: "acme", Target: "project/a", RequestedBy: "bob"})).To(Succeed())
+		used, admitted = admit(ctx, creation("acme", "c", false), cacheShowing())
+		Expect(admitted).To(BeTrue())
+		Expect(used).To(Equal(1))
+
+		By("a creation older than the window no longer counts")
+		_, err := pg.Pool().Exec(ctx, "UPDATE tenancy.quota_admissions SET admitted_at = now() - interval '1 minute' WHERE namespace = 'acme'")
+		Expect(err).NotTo(HaveOccurred())
+		used, admitted = admit(ctx, creation("acme", "d", false), cacheShowing())
+		Expect(admitted).To(BeTrue())
+		Expect(used).To(Equal(0))
+	})
+
+	It("serializes two replicas creating for the last slot at once", func(ctx SpecContext) {
+		// Two pools stand for two manager replicas whose caches both show none of the creations.
+		other, err := db.Connect(ctx, pg.Pool().Config().ConnString(), logr.Discard())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(other.Close)
+		Expect(other.Start(ctx)).To(Succeed())
+
+		for round := range 20 {
+			ns := fmt.Sprintf("org-%d", round)
+			_, admitted := admit(ctx, creation(ns, "first", false), cacheShowing())
+			Expect(admitted).To(BeTrue())
+			var wg sync.WaitGroup
+			results := make([]bool, 2)
+			for i, replica := range []*db.Postgres{pg, other} {
+				q := creation(ns, fmt.Sprintf("last-%d", i), false)
+				wg.Go(func() {
+					defer GinkgoRecover()
+					_, admitted, err := replica.AdmitQuota(ctx, q, cacheShowing())
+					Expect(err).NotTo(HaveOccurred())
+					results[i] = admitted
+				})
+			}
+			wg.Wait()
+			Expect(results).To(ConsistOf(true, false), "round %d", round)
+		}
 	})
 })
 

@@ -90,20 +90,53 @@ func algorithmFor(key crypto.PublicKey) string {
 	return ""
 }
 
-// JWKSCache fetches and caches authd's JSON Web Key Set. An unknown kid triggers a refetch, at
-// most once per MinRefetchInterval, so forged kids cannot make it hammer authd.
+// JWKSCache fetches and caches authd's JSON Web Key Set.
+//
+// A key is trusted for at most MaxAge after the start of the fetch that last returned it. Past
+// that, a key set that cannot be refreshed trusts no key at all: a key removed from the set
+// (rotated out, or withdrawn after a leak) stops verifying tokens at most MaxAge after it left,
+// even while authd's endpoint errors. To ride out short outages, the set is refreshed in the
+// background from half its MaxAge on; while such refreshes fail, the cached keys keep working
+// until MaxAge, so that with steady traffic an outage of authd shorter than MaxAge/2 refuses no
+// token.
+//
+// An unknown kid, or a set past MaxAge, makes the caller wait for a refresh. Refreshes start at
+// most once per MinRefetchInterval, successful or not, so that neither forged kids nor an absent
+// authd cause a fetch per request. Only one refresh runs at a time and every caller that needs
+// one shares it. It runs on a context of its own, without holding the cache's lock: a cancelled
+// request stops waiting but neither aborts the refresh others wait on nor records a failure, and
+// a slow endpoint delays no token whose key is cached.
 type JWKSCache struct {
-	URL                string
-	Client             *http.Client
-	MaxAge             time.Duration
+	URL    string
+	Client *http.Client
+	// MaxAge is how long keys are trusted after they were fetched; zero means 5 minutes.
+	MaxAge time.Duration
+	// MinRefetchInterval is the least time between the starts of two refreshes.
 	MinRefetchInterval time.Duration
+
+	// now is time.Now, but for tests.
+	now func() time.Time
 
 	mu        sync.Mutex
 	keys      map[string]crypto.PublicKey
-	fetchedAt time.Time // the last attempt, successful or not
+	fetchedAt time.Time // when the refresh that fetched keys started; zero before the first success
+	triedAt   time.Time // when the last refresh started, successful or not
+	lastErr   error     // why the last refresh failed; nil after a success
+	inFlight  *refresh
 }
 
-// NewJWKSCache caches the key set at url for 5 minutes, refetching at most every 10 seconds.
+// refresh is one fetch of the key set, shared by the callers that wait for it.
+type refresh struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// refreshTimeout bounds a refresh, which no request's context bounds, for a Client without a
+// timeout of its own.
+const refreshTimeout = 30 * time.Second
+
+// NewJWKSCache trusts the keys of the key set at url for 5 minutes (refreshing it from 2.5
+// minutes on), and refetches it at most every 10 seconds.
 func NewJWKSCache(url string) *JWKSCache {
 	return &JWKSCache{URL: url, Client: &http.Client{Timeout: 5 * time.Second}, MaxAge: 5 * time.Minute, MinRefetchInterval: 10 * time.Second}
 }
@@ -111,42 +144,105 @@ func NewJWKSCache(url string) *JWKSCache {
 // Key returns the public key kid.
 func (c *JWKSCache) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	now := c.clock()
+	age, maxAge := now.Sub(c.fetchedAt), c.maxAge()
+	fresh := !c.fetchedAt.IsZero() && age < maxAge
 	key, known := c.keys[kid]
-	age := time.Since(c.fetchedAt)
-	// Known keys are refreshed every MaxAge; an unknown kid, or a failed fetch, waits for
-	// MinRefetchInterval, so that neither forged kids nor an absent authd cause a fetch per request.
-	if (known && age < c.MaxAge) || (!known && !c.fetchedAt.IsZero() && age < c.MinRefetchInterval) {
-		if !known {
-			return nil, fmt.Errorf("unknown key %q", kid)
+	if fresh && known {
+		if age >= maxAge/2 {
+			c.startRefresh(ctx, now) // refresh ahead, without waiting for it
 		}
+		c.mu.Unlock()
 		return key, nil
 	}
-	if err := c.fetch(ctx); err != nil {
-		if known {
-			return key, nil // a stale key beats failing every request while authd is away
+	r := c.startRefresh(ctx, now)
+	lastErr := c.lastErr
+	c.mu.Unlock()
+	if r == nil {
+		if !fresh && lastErr != nil {
+			return nil, fmt.Errorf("the JWKS could not be refreshed: %w", lastErr)
 		}
-		return nil, err
+		return nil, fmt.Errorf("unknown key %q", kid)
 	}
-	if key, known = c.keys[kid]; !known {
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the JWKS: %w", context.Cause(ctx))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	c.mu.Lock()
+	key, known = c.keys[kid]
+	c.mu.Unlock()
+	if !known {
 		return nil, fmt.Errorf("unknown key %q", kid)
 	}
 	return key, nil
 }
 
-func (c *JWKSCache) fetch(ctx context.Context) error {
-	c.fetchedAt = time.Now()
+// startRefresh returns the refresh in flight, or starts one, or returns nil when the last one
+// started less than MinRefetchInterval ago. The caller holds mu.
+func (c *JWKSCache) startRefresh(ctx context.Context, now time.Time) *refresh {
+	if c.inFlight != nil {
+		return c.inFlight
+	}
+	if !c.triedAt.IsZero() && now.Sub(c.triedAt) < c.MinRefetchInterval {
+		return nil
+	}
+	r := &refresh{done: make(chan struct{})}
+	c.inFlight, c.triedAt = r, now
+	// Detached from the request that happened to need it (keeping its values, such as a trace),
+	// since others may wait for it too.
+	go c.runRefresh(context.WithoutCancel(ctx), r, now)
+	return r
+}
+
+// runRefresh fetches the key set without holding mu, then stores it, or the failure, and lets the
+// waiting callers go.
+func (c *JWKSCache) runRefresh(ctx context.Context, r *refresh, started time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	keys, err := c.fetch(ctx)
+	c.mu.Lock()
+	if err == nil {
+		c.keys, c.fetchedAt = keys, started
+	}
+	c.lastErr, c.inFlight, r.err = err, nil, err
+	c.mu.Unlock()
+	close(r.done)
+}
+
+func (c *JWKSCache) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
+}
+
+func (c *JWKSCache) maxAge() time.Duration {
+	if c.MaxAge > 0 {
+		return c.MaxAge
+	}
+	return 5 * time.Minute
+}
+
+func (c *JWKSCache) fetch(ctx context.Context) (map[string]crypto.PublicKey, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp, err := c.Client.Do(req)
+	client := c.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching the JWKS: %w", err)
+		return nil, fmt.Errorf("fetching the JWKS: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching the JWKS: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("fetching the JWKS: status %d", resp.StatusCode)
 	}
 	var set struct {
 		Keys []struct {
@@ -154,7 +250,7 @@ func (c *JWKSCache) fetch(ctx context.Context) error {
 		} `json:"keys"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&set); err != nil {
-		return fmt.Errorf("decoding the JWKS: %w", err)
+		return nil, fmt.Errorf("decoding the JWKS: %w", err)
 	}
 	keys := map[string]crypto.PublicKey{}
 	for _, k := range set.Keys {
@@ -165,8 +261,7 @@ func (c *JWKSCache) fetch(ctx context.Context) error {
 			keys[k.KID] = key
 		}
 	}
-	c.keys = keys
-	return nil
+	return keys, nil
 }
 
 // parseJWK reads an Ed25519 (EdDSA) or P-256 (ES256) public key.
