@@ -41,7 +41,7 @@ func verifier() *tenancy.Verifier {
 var _ = Describe("Invitations and logins", func() {
 	It("accept an invitation once, activate the membership, and log the user in", func(ctx SpecContext) {
 		org := organization(ctx, "invite")
-		m, token := member(ctx, org, "ivy@example.com", tenancyv1.RoleAdmin, "")
+		m, token := member(ctx, org, "ivy@example.com", tenancyv1.RoleAdmin)
 		Expect(token).NotTo(BeEmpty())
 
 		short := postJSON(authdURL, "/auth/invitations/accept", map[string]string{"token": token, "password": "short"})

@@ -25,11 +25,11 @@ import (
 // version.
 
 // send posts a JSON body with extra headers (pairs of name and value) to base+path.
-func send(base, method, path string, body any, header ...string) response {
+func send(base, path string, body any, header ...string) response {
 	GinkgoHelper()
 	data, err := json.Marshal(body)
 	Expect(err).NotTo(HaveOccurred())
-	req, err := http.NewRequest(method, base+path, strings.NewReader(string(data)))
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(string(data)))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
@@ -50,13 +50,13 @@ var _ = Describe("An invitation link someone else could read", func() {
 		home, victim, later := organization(ctx, "home"), organization(ctx, "victim"), organization(ctx, "later")
 		activeMember(ctx, home, "mallory@example.com", tenancyv1.RoleAdmin)
 		bearer := "Bearer " + login("mallory@example.com", home.Name)["access_token"].(string)
-		before, _ := member(ctx, victim, "cfo@victim.example", tenancyv1.RoleAdmin, "")
+		before, _ := member(ctx, victim, "cfo@victim.example", tenancyv1.RoleAdmin)
 		Expect(before.Status.State).To(Equal(tenancyv1.MembershipInvited))
 
 		By("an Admin of one organization invites the victim's email and accepts the link herself")
 		var invited response
 		Eventually(func(g Gomega) { // the Admin's RoleBinding follows her membership a moment later
-			invited = send(authdURL, http.MethodPost, "/api/v1/organizations/"+home.Name+"/members",
+			invited = send(authdURL, "/api/v1/organizations/"+home.Name+"/members",
 				map[string]string{"email": "cfo@victim.example", "role": "Member"}, "Authorization", bearer)
 			g.Expect(invited.StatusCode).To(Equal(http.StatusCreated), invited.Raw)
 		}).WithContext(ctx).Should(Succeed())
@@ -67,7 +67,7 @@ var _ = Describe("An invitation link someone else could read", func() {
 		Expect(accepted.StatusCode).To(Equal(http.StatusOK), accepted.Raw)
 
 		By("the victim's memberships elsewhere, older and newer, stay Invited and grant no token")
-		after, _ := member(ctx, later, "cfo@victim.example", tenancyv1.RoleOwner, "")
+		after, _ := member(ctx, later, "cfo@victim.example", tenancyv1.RoleOwner)
 		Expect(membershipState(ctx, after)).To(Equal(tenancyv1.MembershipInvited))
 		Expect(kube.Patch(ctx, before, client.RawPatch("application/merge-patch+json",
 			[]byte(`{"metadata":{"annotations":{"tenancy.dev/reinvite":"resync"}}}`)))).To(Succeed())
@@ -91,7 +91,7 @@ var _ = Describe("An invitation link someone else could read", func() {
 		Expect(states).To(Equal([]string{"Invited", "Invited"}))
 
 		By("the account holder accepts another membership only with that membership's own invitation, signed in")
-		_, token := member(ctx, organization(ctx, "third"), "cfo@victim.example", tenancyv1.RoleViewer, "")
+		_, token := member(ctx, organization(ctx, "third"), "cfo@victim.example", tenancyv1.RoleViewer)
 		Expect(token).NotTo(BeEmpty())
 		wrong := postJSON(authdURL, "/auth/invitations/accept", map[string]string{"token": token, "password": "a new password of my own"})
 		Expect(wrong.StatusCode).To(Equal(http.StatusUnauthorized), "a link cannot replace the password of an account that has one")
@@ -100,7 +100,7 @@ var _ = Describe("An invitation link someone else could read", func() {
 	It("makes memberships Active at once when a platform admin vouches for the email", func(ctx SpecContext) {
 		first, second := organization(ctx, "vouch"), organization(ctx, "vouch")
 		activeMember(ctx, first, "vera@example.com", tenancyv1.RoleMember)
-		invited, _ := member(ctx, second, "vera@example.com", tenancyv1.RoleMember, "")
+		invited, _ := member(ctx, second, "vera@example.com", tenancyv1.RoleMember)
 		Expect(invited.Status.State).To(Equal(tenancyv1.MembershipInvited))
 
 		// The suite's client is a cluster admin (system:masters), a platform admin.
@@ -119,7 +119,7 @@ var _ = Describe("An invitation link someone else could read", func() {
 		Expect(audited).To(Equal(1))
 
 		By("a verified user's new memberships are Active without an invitation")
-		m, token := member(ctx, organization(ctx, "vouch"), "vera@example.com", tenancyv1.RoleViewer, "")
+		m, token := member(ctx, organization(ctx, "vouch"), "vera@example.com", tenancyv1.RoleViewer)
 		Expect(token).To(BeEmpty())
 		Expect(m.Status.State).To(Equal(tenancyv1.MembershipActive))
 	})
@@ -196,7 +196,7 @@ var _ = Describe("Refresh token reuse", func() {
 		activeMember(ctx, org, "reuben@example.com", tenancyv1.RoleMember)
 	})
 	refresh := func(token, userAgent string) response {
-		return send(authdURL, http.MethodPost, "/auth/refresh", map[string]string{"refresh_token": token}, "User-Agent", userAgent)
+		return send(authdURL, "/auth/refresh", map[string]string{"refresh_token": token}, "User-Agent", userAgent)
 	}
 
 	It("accepts a rotated token once more within the interval, from the client that rotated it, and never twice", func() {
@@ -262,7 +262,7 @@ var _ = Describe("Login throttling", func() {
 		base = startAuthd(conf)
 	})
 	loginFrom := func(address, email, pass, org string) response {
-		return send(base, http.MethodPost, "/auth/login", map[string]string{"email": email, "password": pass, "organization": org},
+		return send(base, "/auth/login", map[string]string{"email": email, "password": pass, "organization": org},
 			"X-Forwarded-For", address)
 	}
 
@@ -279,7 +279,7 @@ var _ = Describe("Login throttling", func() {
 		Expect(loginFrom("198.51.100.2", "tess@example.com", password, org.Name).StatusCode).To(Equal(http.StatusOK))
 
 		By("an address the client writes itself, through no trusted proxy, is ignored")
-		spoofed := send(base, http.MethodPost, "/auth/login", map[string]string{"email": "tess@example.com", "password": password},
+		spoofed := send(base, "/auth/login", map[string]string{"email": "tess@example.com", "password": password},
 			"X-Forwarded-For", "198.51.100.2, 203.0.113.7")
 		Expect(spoofed.StatusCode).To(Equal(http.StatusTooManyRequests), "the proxy appended the real client, 203.0.113.7")
 	})
@@ -310,11 +310,11 @@ var _ = Describe("Login throttling", func() {
 	It("counts passwords sent with an invitation as login attempts of the account", func(ctx SpecContext) {
 		first, second := organization(ctx, "invthrottle"), organization(ctx, "invthrottle")
 		activeMember(ctx, first, "ingrid@example.com", tenancyv1.RoleMember)
-		_, token := member(ctx, second, "ingrid@example.com", tenancyv1.RoleMember, "")
+		_, token := member(ctx, second, "ingrid@example.com", tenancyv1.RoleMember)
 		Expect(token).NotTo(BeEmpty())
 		var codes []int
 		for range 12 {
-			r := send(base, http.MethodPost, "/auth/invitations/accept", map[string]string{"token": token, "password": "guess"},
+			r := send(base, "/auth/invitations/accept", map[string]string{"token": token, "password": "guess"},
 				"X-Forwarded-For", "203.0.113.20")
 			codes = append(codes, r.StatusCode)
 		}

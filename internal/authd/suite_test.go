@@ -222,12 +222,12 @@ func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
 	}).WithContext(ctx).Should(Succeed())
 }
 
-// member creates a Membership for email in org (project "" for the whole organization), waits
-// for it, and returns its invitation token ("" when the user already has a password).
-func member(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role, project string) (*tenancyv1.Membership, string) {
+// member creates an organization-wide Membership for email in org, waits for it, and returns its
+// invitation token ("" when the membership is Active at once: the user is verified).
+func member(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role) (*tenancyv1.Membership, string) {
 	GinkgoHelper()
 	m := &tenancyv1.Membership{ObjectMeta: metav1.ObjectMeta{Namespace: org.Name, Name: uniqueName("m")},
-		Spec: tenancyv1.MembershipSpec{User: email, Role: role, Project: project}}
+		Spec: tenancyv1.MembershipSpec{User: email, Role: role}}
 	Expect(kube.Create(ctx, m)).To(Succeed())
 	eventuallyReady(ctx, m)
 	if m.Status.State == tenancyv1.MembershipActive {
@@ -241,7 +241,7 @@ func member(ctx context.Context, org *tenancyv1.Organization, email string, role
 // activeMember is an organization-wide member with a password: the invitation, if any, accepted.
 func activeMember(ctx context.Context, org *tenancyv1.Organization, email string, role tenancyv1.Role) *tenancyv1.Membership {
 	GinkgoHelper()
-	m, token := member(ctx, org, email, role, "")
+	m, token := member(ctx, org, email, role)
 	if token != "" {
 		// Sets the password of a new user; proves it for a user who has one.
 		r := postJSON(authdURL, "/auth/invitations/accept", map[string]string{"token": token, "password": password})
