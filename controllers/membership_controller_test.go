@@ -114,13 +114,13 @@ var _ = Describe("Membership controller", func() {
 	})
 
 	It("invites a user whose password was set through a link, unverified, like one without a password", func(ctx SpecContext) {
-		_, err := sqlPool.Exec(ctx, "INSERT INTO tenancy.users (email, password_hash) VALUES ('erin@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA')")
+		_, err := sqlPool.Exec(ctx, "INSERT INTO tenancy.users (email, password_hash) VALUES ('elsa@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA')")
 		Expect(err).NotTo(HaveOccurred())
-		m := newMembership("erin", "erin@example.com", tenancyv1.RoleMember, "")
+		m := newMembership("elsa", "elsa@example.com", tenancyv1.RoleMember, "")
 		Expect(k8sClient.Create(ctx, m)).To(Succeed())
 		eventuallyReady(ctx, m)
 		Expect(m.Status.State).To(Equal(tenancyv1.MembershipInvited))
-		Expect(m.Status.InviteSecretName).To(Equal("erin-invite"))
+		Expect(m.Status.InviteSecretName).To(Equal("elsa-invite"))
 
 		By("a platform admin vouches for the email: the user is verified and the membership Active")
 		m.Annotations = map[string]string{tenancyv1.EmailVerifiedAnnotation: "true"}
@@ -130,7 +130,7 @@ var _ = Describe("Membership controller", func() {
 			g.Expect(m.Status.State).To(Equal(tenancyv1.MembershipActive))
 		}).WithContext(ctx).Should(Succeed())
 		var verified bool
-		Expect(sqlPool.QueryRow(ctx, "SELECT email_verified_at IS NOT NULL FROM tenancy.users WHERE email = 'erin@example.com'").Scan(&verified)).To(Succeed())
+		Expect(sqlPool.QueryRow(ctx, "SELECT email_verified_at IS NOT NULL FROM tenancy.users WHERE email = 'elsa@example.com'").Scan(&verified)).To(Succeed())
 		Expect(verified).To(BeTrue())
 	})
 

@@ -41,6 +41,9 @@ const membersInOrganization = 10000
 //     the 10,000 users on every decision (the slowest cache-only path).
 //   - demote-owner: a platform admin demotes one of two Owners, dry run: the decision that locks
 //     and reads PostgreSQL.
+//   - create-under-quota: an Admin adds a member to a small Pro organization, dry run: the quota
+//     has room, so the decision locks the organization in PostgreSQL and reads what other
+//     replicas admitted.
 func BenchmarkWebhookDecision(b *testing.B) {
 	ctx := context.Background()
 	env, cfg, database := startControlPlane(b, "benchwebhook", testenv.WithWebhooks)
@@ -97,6 +100,20 @@ func BenchmarkWebhookDecision(b *testing.B) {
 	b.Run("demote-owner", func(b *testing.B) {
 		review.measure(b, admissionv1.Update, asPlatform, demoted, ownerA, true)
 	})
+	// The controllers are off: the namespace is made here, as for the big organization.
+	waitFor(b, func() error { return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smallProOrg}}) })
+	waitFor(b, func() error {
+		return c.Create(ctx, &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: smallProOrg}, Spec: tenancyv1.OrganizationSpec{Tier: tenancyv1.TierPro}})
+	})
+	waitFor(b, func() error {
+		return c.Create(ctx, membershipIn(smallProOrg, "admin", "admin@example.com", tenancyv1.RoleAdmin))
+	})
+	waitFor(b, func() error { // the cache shows the Admin
+		return c.Create(ctx, membershipIn(smallProOrg, "probe", "probe@example.com", tenancyv1.RoleMember), client.DryRunAll)
+	})
+	b.Run("create-under-quota", func(b *testing.B) {
+		review.measure(b, admissionv1.Create, asAdmin, membershipIn(smallProOrg, "newcomer", "newcomer@example.com", tenancyv1.RoleMember), nil, true)
+	})
 	pro := []byte(`{"spec":{"tier":"Pro"}}`)
 	if err := c.Patch(ctx, &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: org}}, client.RawPatch(types.MergePatchType, pro)); err != nil {
 		b.Fatal(err)
@@ -109,9 +126,16 @@ func BenchmarkWebhookDecision(b *testing.B) {
 }
 
 func benchMembership(name, user string, role tenancyv1.Role) *tenancyv1.Membership {
+	return membershipIn(benchOrg, name, user, role)
+}
+
+// smallProOrg is the webhook benchmark's organization whose members quota has room.
+const smallProOrg = "small-pro"
+
+func membershipIn(namespace, name, user string, role tenancyv1.Role) *tenancyv1.Membership {
 	return &tenancyv1.Membership{
 		TypeMeta:   metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "Membership"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchOrg, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Spec:       tenancyv1.MembershipSpec{User: user, Role: role},
 	}
 }

@@ -48,7 +48,11 @@ var _ = Describe("PostgreSQL stopped", func() {
 		Eventually(func() int { return get(ctx, authdURL+"/readyz").status }).WithContext(ctx).Should(Equal(http.StatusOK))
 
 		By("making an organization with an Owner who has a password, and an API key")
-		Expect(applyAll(ctx, s.kube, []client.Object{organization("acme")})).To(Succeed())
+		// Enterprise: its creates count no quota, so the webhooks admit them without the database
+		// (a limited tier's are refused with 503 meanwhile, webhooks/quota_test.go).
+		acme := organization("acme")
+		acme.Spec.Tier = tenancyv1.TierEnterprise
+		Expect(applyAll(ctx, s.kube, []client.Object{acme})).To(Succeed())
 		Expect(applyAll(ctx, s.kube, []client.Object{
 			project("acme", "web"),
 			membership("acme", "owner", "owner@acme.example", tenancyv1.RoleOwner, ""),

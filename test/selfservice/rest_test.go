@@ -280,6 +280,7 @@ var _ = Describe("The self-service REST API", func() {
 		req, err := http.NewRequest(http.MethodPost, authdURL+orgPath(t.org.Name, "/members"), strings.NewReader("{not json"))
 		Expect(err).NotTo(HaveOccurred())
 		req.Header.Set("Authorization", "Bearer "+login(t.admin, t.org.Name))
+		req.Header.Set("Content-Type", "application/json")
 		malformed := send(req)
 		Expect(malformed.StatusCode).To(Equal(http.StatusBadRequest))
 		Expect(malformed.Body).To(And(HaveKeyWithValue("error", "invalid_request"), HaveKey("error_description")))
