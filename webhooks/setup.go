@@ -197,7 +197,9 @@ func (a *admitter) admitQuota(ctx context.Context, org *tenancyv1.Organization, 
 	if err != nil || counted {
 		return nil, err
 	}
-	if len(others) > 0 || a.quotas == nil {
+	// Refused already, or full by the cache's count alone (what other replicas admitted can only
+	// add to it): no need to ask the database.
+	if len(others) > 0 || a.quotas == nil || n >= q.limit {
 		return withinQuota(q.path, org, q.what, n, q.limit), nil
 	}
 	// Within the API server's 5 s, so that a database that hangs gets the 503 below.

@@ -28,7 +28,7 @@ import (
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
-// authdClients is DESIGN.md's concurrency for the token target.
+// authdClients is the token target's concurrency (docs/design.md).
 const authdClients = 16
 
 // authdBench is an authd over real HTTP with an organization, a user with a password and an

@@ -1,4 +1,4 @@
-// Package bench measures Tenancy against the targets of DESIGN.md; `make bench` runs it and the
+// Package bench measures Tenancy against the targets of docs/design.md; `make bench` runs it and the
 // figures go into docs/benchmarks.md.
 package bench
 

@@ -29,7 +29,7 @@ import (
 // benchOrg is the organization, and namespace, of the webhook benchmark.
 const benchOrg = "big"
 
-// membersInOrganization is DESIGN.md's size for the webhook target.
+// membersInOrganization is the webhook target's size (docs/design.md).
 const membersInOrganization = 10000
 
 // BenchmarkWebhookDecision measures one validation decision of the membership webhook, as the
