@@ -101,7 +101,9 @@ func BenchmarkWebhookDecision(b *testing.B) {
 		review.measure(b, admissionv1.Update, asPlatform, demoted, ownerA, true)
 	})
 	// The controllers are off: the namespace is made here, as for the big organization.
-	waitFor(b, func() error { return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smallProOrg}}) })
+	waitFor(b, func() error {
+		return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: smallProOrg}})
+	})
 	waitFor(b, func() error {
 		return c.Create(ctx, &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: smallProOrg}, Spec: tenancyv1.OrganizationSpec{Tier: tenancyv1.TierPro}})
 	})
