@@ -2,7 +2,6 @@ package authd_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -24,20 +23,6 @@ import (
 // The regression specs of docs/security.md: each one is an attack that worked on an earlier
 // version.
 
-// send posts a JSON body with extra headers (pairs of name and value) to base+path.
-func send(base, path string, body any, header ...string) response {
-	GinkgoHelper()
-	data, err := json.Marshal(body)
-	Expect(err).NotTo(HaveOccurred())
-	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(string(data)))
-	Expect(err).NotTo(HaveOccurred())
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	return do(req)
-}
-
 // membershipState reads a Membership's state once its controller has reconciled it.
 func membershipState(ctx context.Context, m *tenancyv1.Membership) tenancyv1.MembershipState {
 	GinkgoHelper()
@@ -56,7 +41,7 @@ var _ = Describe("An invitation link someone else could read", func() {
 		By("an Admin of one organization invites the victim's email and accepts the link herself")
 		var invited response
 		Eventually(func(g Gomega) { // the Admin's RoleBinding follows her membership a moment later
-			invited = send(authdURL, "/api/v1/organizations/"+home.Name+"/members",
+			invited = postJSON(authdURL, "/api/v1/organizations/"+home.Name+"/members",
 				map[string]string{"email": "cfo@victim.example", "role": "Member"}, "Authorization", bearer)
 			g.Expect(invited.StatusCode).To(Equal(http.StatusCreated), invited.Raw)
 		}).WithContext(ctx).Should(Succeed())
@@ -196,7 +181,7 @@ var _ = Describe("Refresh token reuse", func() {
 		activeMember(ctx, org, "reuben@example.com", tenancyv1.RoleMember)
 	})
 	refresh := func(token, userAgent string) response {
-		return send(authdURL, "/auth/refresh", map[string]string{"refresh_token": token}, "User-Agent", userAgent)
+		return postJSON(authdURL, "/auth/refresh", map[string]string{"refresh_token": token}, "User-Agent", userAgent)
 	}
 
 	It("accepts a rotated token once more within the interval, from the client that rotated it, and never twice", func() {
@@ -262,7 +247,7 @@ var _ = Describe("Login throttling", func() {
 		base = startAuthd(conf)
 	})
 	loginFrom := func(address, email, pass, org string) response {
-		return send(base, "/auth/login", map[string]string{"email": email, "password": pass, "organization": org},
+		return postJSON(base, "/auth/login", map[string]string{"email": email, "password": pass, "organization": org},
 			"X-Forwarded-For", address)
 	}
 
@@ -279,7 +264,7 @@ var _ = Describe("Login throttling", func() {
 		Expect(loginFrom("198.51.100.2", "tess@example.com", password, org.Name).StatusCode).To(Equal(http.StatusOK))
 
 		By("an address the client writes itself, through no trusted proxy, is ignored")
-		spoofed := send(base, "/auth/login", map[string]string{"email": "tess@example.com", "password": password},
+		spoofed := postJSON(base, "/auth/login", map[string]string{"email": "tess@example.com", "password": password},
 			"X-Forwarded-For", "198.51.100.2, 203.0.113.7")
 		Expect(spoofed.StatusCode).To(Equal(http.StatusTooManyRequests), "the proxy appended the real client, 203.0.113.7")
 	})
@@ -314,7 +299,7 @@ var _ = Describe("Login throttling", func() {
 		Expect(token).NotTo(BeEmpty())
 		var codes []int
 		for range 12 {
-			r := send(base, "/auth/invitations/accept", map[string]string{"token": token, "password": "guess"},
+			r := postJSON(base, "/auth/invitations/accept", map[string]string{"token": token, "password": "guess"},
 				"X-Forwarded-For", "203.0.113.20")
 			codes = append(codes, r.StatusCode)
 		}

@@ -181,13 +181,17 @@ func get(path string, header ...string) response {
 	return do(req)
 }
 
-func postJSON(base, path string, body any) response {
+// postJSON posts a JSON body to base+path, with extra headers (pairs of name and value).
+func postJSON(base, path string, body any, header ...string) response {
 	GinkgoHelper()
 	data, err := json.Marshal(body)
 	Expect(err).NotTo(HaveOccurred())
 	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(string(data)))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	return do(req)
 }
 
