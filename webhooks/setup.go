@@ -47,7 +47,7 @@ type Records interface {
 type Quotas interface {
 	// AdmitQuota admits a creation that a tier quota limits when the organization has room for it,
 	// counting with count the creations other replicas admitted.
-	AdmitQuota(ctx context.Context, q db.QuotaAdmission, count func(admitted []string) (int, error)) (used int, admitted bool, err error)
+	AdmitQuota(ctx context.Context, q db.QuotaAdmission, cache func(admitted []string) (count int, shown []string, err error)) (used int, admitted bool, err error)
 }
 
 // Settings configure the webhooks.
@@ -212,21 +212,21 @@ func (a *admitter) admitQuota(ctx context.Context, org *tenancyv1.Organization, 
 		ObjectUID: string(obj.GetUID()),
 		Limit:     q.limit,
 		DryRun:    who.dryRun,
-	}, func(pending []string) (int, error) {
+	}, func(pending []string) (int, []string, error) {
 		// The admitted keys first, the total last: an object that reaches the cache in between is
 		// counted twice, which can only refuse, never admit, one too many.
-		notShown := 0
+		var shown []string
 		for _, k := range pending {
-			_, shown, err := q.census.Count(ctx, ns, k)
+			_, isShown, err := q.census.Count(ctx, ns, k)
 			if err != nil {
-				return 0, err
+				return 0, nil, err
 			}
-			if !shown {
-				notShown++
+			if isShown {
+				shown = append(shown, k)
 			}
 		}
 		n, _, err := q.census.Count(ctx, ns, "")
-		return n + notShown, err
+		return n, shown, err
 	})
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Counting a quota", "organization", org.Name, "quota", q.what)

@@ -68,51 +68,37 @@ type QuotaAdmission struct {
 }
 
 // AdmitQuota decides, serialized per organization namespace across every replica, whether the
-// creation q fits its quota. count is the asking replica's cache: given the keys of the other
-// creations of the quota admitted in the last QuotaAdmissionWindow, it returns how many distinct
-// keys its cache shows together with those it does not show yet. When that leaves room (and q
-// is no dry run), AdmitQuota records q and returns true. used is that count, without q.
-func (p *Postgres) AdmitQuota(ctx context.Context, q QuotaAdmission, count func(admitted []string) (int, error)) (used int, admitted bool, err error) {
+// creation q fits its quota. cache is the asking replica's cache: given the keys of the other
+// creations of the quota admitted in the last QuotaAdmissionWindow, it returns how many objects
+// the cache shows and which of those keys among them. Every admitted key it does not show counts
+// too (one admitted after the keys were read counts even if the cache shows it: that can only
+// refuse, never admit, one too many). When that leaves room (and q is no dry run), AdmitQuota
+// records q and returns true. used is that count, without q. Two round trips, the second under
+// the namespace's lock (tenancy.admit_quota).
+func (p *Postgres) AdmitQuota(ctx context.Context, q QuotaAdmission, cache func(admitted []string) (count int, shown []string, err error)) (used int, admitted bool, err error) {
 	if err := p.ensureMigrated(); err != nil {
 		return 0, false, err
 	}
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		// Its own lock, not the owners': quota creations and Owner removals do not wait for each other.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy.quota/' || $1, 0))", q.Namespace); err != nil {
-			return fmt.Errorf("locking the quotas of %s: %w", q.Namespace, err)
-		}
-		rows, err := tx.Query(ctx, `
-			SELECT key FROM tenancy.quota_admissions
-			WHERE namespace = $1 AND quota = $2 AND key <> $3 AND admitted_at > now() - make_interval(secs => $4)`,
-			q.Namespace, q.Quota, q.Key, QuotaAdmissionWindow.Seconds())
-		if err != nil {
-			return err
-		}
-		others, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("reading admitted creations: %w", err)
-		}
-		// Counted while the lock is held, so that the next replica's count includes what this
-		// one records.
-		if used, err = count(others); err != nil {
-			return err
-		}
-		admitted = used < q.Limit
-		if !admitted || q.DryRun {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO tenancy.quota_admissions (namespace, quota, key, object_uid) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (namespace, quota, key) DO UPDATE SET object_uid = excluded.object_uid, admitted_at = excluded.admitted_at`,
-			q.Namespace, q.Quota, q.Key, q.ObjectUID); err != nil {
-			return fmt.Errorf("recording the admission: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM tenancy.quota_admissions WHERE admitted_at < now() - make_interval(secs => $1)",
-			QuotaAdmissionWindow.Seconds()); err != nil {
-			return fmt.Errorf("pruning quota admissions: %w", err)
-		}
-		return nil
-	})
+	rows, err := p.pool.Query(ctx, `
+		SELECT key FROM tenancy.quota_admissions
+		WHERE namespace = $1 AND quota = $2 AND key <> $3 AND admitted_at > now() - make_interval(secs => $4)`,
+		q.Namespace, q.Quota, q.Key, QuotaAdmissionWindow.Seconds())
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the admitted %s of %s: %w", q.Quota, q.Namespace, err)
+	}
+	others, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the admitted %s of %s: %w", q.Quota, q.Namespace, err)
+	}
+	count, shown, err := cache(others)
+	if err != nil {
+		return 0, false, err
+	}
+	if shown == nil {
+		shown = []string{}
+	}
+	err = p.pool.QueryRow(ctx, "SELECT used, admitted FROM tenancy.admit_quota($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		q.Namespace, q.Quota, q.Key, q.ObjectUID, q.Limit, count, shown, q.DryRun, QuotaAdmissionWindow.Seconds()).Scan(&used, &admitted)
 	if err != nil {
 		return 0, false, fmt.Errorf("admitting one more of the %s of %s: %w", q.Quota, q.Namespace, err)
 	}

@@ -118,15 +118,16 @@ var _ = Describe("Quota admissions", func() {
 		_, pg = newMigratedDatabase(ctx, "quota")
 	})
 
-	// cacheShowing is a replica's count over a cache that shows keys: what it shows, plus the
-	// admitted keys it does not.
-	cacheShowing := func(keys ...string) func([]string) (int, error) {
-		return func(admitted []string) (int, error) {
-			distinct := map[string]bool{}
-			for _, k := range append(slices.Clone(keys), admitted...) {
-				distinct[k] = true
+	// cacheShowing is a replica's cache that shows keys: how many, and which of the admitted ones.
+	cacheShowing := func(keys ...string) func([]string) (int, []string, error) {
+		return func(admitted []string) (int, []string, error) {
+			var shown []string
+			for _, k := range admitted {
+				if slices.Contains(keys, k) {
+					shown = append(shown, k)
+				}
 			}
-			return len(distinct), nil
+			return len(keys), shown, nil
 		}
 	}
 	uids := map[string]string{}
@@ -136,7 +137,7 @@ var _ = Describe("Quota admissions", func() {
 		}
 		return db.QuotaAdmission{Namespace: ns, Quota: "projects", Key: key, ObjectUID: uids[ns+"/"+key], Limit: 2, DryRun: dryRun}
 	}
-	admit := func(ctx context.Context, q db.QuotaAdmission, count func([]string) (int, error)) (int, bool) {
+	admit := func(ctx context.Context, q db.QuotaAdmission, count func([]string) (int, []string, error)) (int, bool) {
 		GinkgoHelper()
 		used, admitted, err := pg.AdmitQuota(ctx, q, count)
 		Expect(err).NotTo(HaveOccurred())
