@@ -243,7 +243,7 @@ func (r *OrganizationReconciler) reconcileSecretAccess(ctx context.Context, s *o
 }
 
 // operatorBindingNames are the RoleBindings the operator keeps in an organization namespace.
-var operatorBindingNames = []string{OwnerRoleName + "s", AdminRoleName + "s", ViewerRoleName + "s"}
+var operatorBindingNames = []string{bindingName(OwnerRoleName), bindingName(AdminRoleName), bindingName(ViewerRoleName)}
 
 // foreignSecretReaders lists, by name, the RoleBindings in org's namespace that the operator did
 // not make and whose Role or ClusterRole lets its subjects get, list or watch Secrets. It reads

@@ -111,7 +111,7 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: roleKind, Name: roleName},
 			Subjects: slices.CompactFunc(subjects, func(a, b rbacv1.Subject) bool { return a.Name == b.Name }),
 		}
-		b.Name, b.Namespace = roleName+"s", namespace
+		b.Name, b.Namespace = bindingName(roleName), namespace
 		return b
 	}
 	return organizationRBAC{
@@ -124,6 +124,10 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 		},
 	}
 }
+
+// bindingName is the name of the RoleBinding the operator keeps for the Role or ClusterRole
+// roleName in an organization namespace.
+func bindingName(roleName string) string { return roleName + "s" }
 
 // tenantClusterRoles are the Owner and Viewer rules, which do not depend on the organization.
 func tenantClusterRoles() []*rbacv1.ClusterRole {

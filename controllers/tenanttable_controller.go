@@ -70,7 +70,7 @@ func (r *TenantTableReconciler) reconcilePolicies(ctx context.Context, t *tenanc
 	var reserved *db.ReservedSchemaError
 	if errors.As(err, &reserved) {
 		t.Status.Policies = nil
-		return ctrl.Result{}, stalled("SchemaReserved", "%s", reserved)
+		return ctrl.Result{}, stalled(tenancyv1.SchemaReservedReason, "%s", reserved)
 	}
 	if err != nil {
 		return ctrl.Result{}, err

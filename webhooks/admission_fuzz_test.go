@@ -23,9 +23,14 @@ import (
 	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
-// admissionRecords admits every Owner removal and forgets deletions: the fuzz test is about
-// decoding, not about the database.
+// admissionRecords admits every Owner removal, counts quotas from the cache alone and forgets
+// deletions: the fuzz test is about decoding, not about the database.
 type admissionRecords struct{}
+
+func (admissionRecords) AdmitQuota(_ context.Context, q db.QuotaAdmission, cache func([]string) (int, []string, error)) (int, bool, error) {
+	used, _, err := cache(nil)
+	return used, used < q.Limit, err
+}
 
 func (admissionRecords) AdmitOwnerRemoval(context.Context, db.OwnerRemoval) (bool, error) {
 	return true, nil

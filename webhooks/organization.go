@@ -85,7 +85,7 @@ func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1
 // already there stay. The operator's service accounts do not count: authd creates Organizations
 // only for signup, which must get a new namespace, and the manager creates none.
 func adoptionByPlatformAdmin(ns string, who requester) field.ErrorList {
-	if who.namedAdmin && !who.operator {
+	if who.namedAdmin {
 		return nil
 	}
 	return field.ErrorList{field.Forbidden(namespaceSpecPath, fmt.Sprintf(

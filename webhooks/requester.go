@@ -21,7 +21,7 @@ type requester struct {
 	platformAdmin bool
 	// namedAdmin requesters are platform admins by --platform-admin-users or
 	// --platform-admin-groups: people acting for the platform. The operator's service accounts are
-	// platform admins for what they do on others' behalf, not named ones.
+	// platform admins for what they do on others' behalf, never named ones, whatever their groups.
 	namedAdmin bool
 	// operator is the manager or authd acting with its own service account.
 	operator bool
@@ -41,8 +41,8 @@ func (a *admitter) requesterOf(ctx context.Context) (requester, error) {
 		operator: a.isOperator(u.Username),
 		dryRun:   req.DryRun != nil && *req.DryRun,
 	}
-	r.namedAdmin = slices.Contains(a.settings.PlatformAdminUsers, u.Username) ||
-		slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.settings.PlatformAdminGroups, g) })
+	r.namedAdmin = !r.operator && (slices.Contains(a.settings.PlatformAdminUsers, u.Username) ||
+		slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.settings.PlatformAdminGroups, g) }))
 	r.platformAdmin = r.operator || r.namedAdmin
 	r.email = tenancyEmail(u.Username, a.settings.UsernamePrefix)
 	return r, nil

@@ -2,13 +2,13 @@ package webhooks
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
 // The rules below are pure: each takes the field path it speaks about and what the cache showed,
@@ -187,10 +187,10 @@ func noOwnerLeft(org string) *field.Error {
 var schemaPath = field.NewPath("spec", "schema")
 
 // applicationSchema refuses a TenantTable whose table would be in a schema the operator must never
-// change: its own (tenancy), whose row-level security guards the identities, or PostgreSQL's
-// (information_schema and every pg_ schema: pg_catalog, pg_toast, temporary schemas).
+// change (db.ReservedSchema): its own, whose row-level security guards the identities, or
+// PostgreSQL's.
 func applicationSchema(path *field.Path, schema string) field.ErrorList {
-	if schema != "tenancy" && schema != "information_schema" && !strings.HasPrefix(schema, "pg_") {
+	if !db.ReservedSchema(schema) {
 		return nil
 	}
 	return field.ErrorList{field.Forbidden(path, fmt.Sprintf(

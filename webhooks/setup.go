@@ -40,13 +40,8 @@ type Records interface {
 	AdmitOwnerRemoval(ctx context.Context, r db.OwnerRemoval) (bool, error)
 	// RecordDeletion remembers who asked for a deletion, for the audit log.
 	RecordDeletion(ctx context.Context, r db.AdmissionRecord) error
-}
-
-// Quotas is what the validating webhooks keep in the database to count tier quotas across
-// replicas. The Records that SetupWithManager is given must implement it too.
-type Quotas interface {
 	// AdmitQuota admits a creation that a tier quota limits when the organization has room for it,
-	// counting with count the creations other replicas admitted.
+	// counting the creations other replicas admitted that cache does not show.
 	AdmitQuota(ctx context.Context, q db.QuotaAdmission, cache func(admitted []string) (count int, shown []string, err error)) (used int, admitted bool, err error)
 }
 
@@ -73,13 +68,8 @@ func OperatorServiceAccounts(operatorNamespace string) []string {
 }
 
 // SetupWithManager registers the defaulting and validating webhook of every kind with mgr's
-// webhook server; tenant.Setup must have registered the cache indexes. records must also be
-// Quotas.
+// webhook server; tenant.Setup must have registered the cache indexes.
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s Settings) error {
-	quotas, ok := records.(Quotas)
-	if !ok {
-		return fmt.Errorf("the webhooks' records (%T) cannot count quotas", records)
-	}
 	members, err := tenant.NewCensus(ctx, mgr.GetCache(), &tenancyv1.Membership{}, func(o client.Object) string {
 		return db.NormalizeEmail(o.(*tenancyv1.Membership).Spec.User)
 	})
@@ -103,7 +93,6 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s 
 		live:     mgr.GetAPIReader(),
 		scheme:   mgr.GetScheme(),
 		records:  records,
-		quotas:   quotas,
 		settings: s,
 		operator: OperatorServiceAccounts(s.OperatorNamespace),
 	}
@@ -139,11 +128,9 @@ func register[T client.Object](mgr ctrl.Manager, obj T, w kindWebhook[T]) error 
 type admitter struct {
 	cache client.Reader
 	// live reads from the API server, for what the cache may not show yet.
-	live    client.Reader
-	scheme  *runtime.Scheme
-	records Records
-	// quotas is nil only in tests without a database: quotas are then counted from the cache.
-	quotas   Quotas
+	live     client.Reader
+	scheme   *runtime.Scheme
+	records  Records
 	settings Settings
 	// members, projects and apiKeys count what the quotas limit, per organization namespace.
 	members, projects, apiKeys *tenant.Census
@@ -199,13 +186,13 @@ func (a *admitter) admitQuota(ctx context.Context, org *tenancyv1.Organization, 
 	}
 	// Refused already, or full by the cache's count alone (what other replicas admitted can only
 	// add to it): no need to ask the database.
-	if len(others) > 0 || a.quotas == nil || n >= q.limit {
+	if len(others) > 0 || n >= q.limit {
 		return withinQuota(q.path, org, q.what, n, q.limit), nil
 	}
 	// Within the API server's 5 s, so that a database that hangs gets the 503 below.
 	dbCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	used, admitted, err := a.quotas.AdmitQuota(dbCtx, db.QuotaAdmission{
+	used, admitted, err := a.records.AdmitQuota(dbCtx, db.QuotaAdmission{
 		Namespace: ns,
 		Quota:     q.what,
 		Key:       key,

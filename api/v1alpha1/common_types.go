@@ -111,6 +111,8 @@ const (
 	ForeignRoleBindingsReason = "ForeignRoleBindings"
 	// NamespaceReservedReason: the namespace belongs to the cluster or the operator.
 	NamespaceReservedReason = "NamespaceReserved"
+	// SchemaReservedReason: a TenantTable names a table in the operator's schema or PostgreSQL's.
+	SchemaReservedReason = "SchemaReserved"
 	// NamespaceNotBoundReason: the object lives in a namespace that no organization owns.
 	NamespaceNotBoundReason = "NamespaceNotBound"
 	// OrganizationNotReadyReason: the owning organization has no database row yet.

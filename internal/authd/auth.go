@@ -53,7 +53,7 @@ func (s *Server) throttled(w http.ResponseWriter, r *http.Request) bool {
 // Every attempt it lets through ends with endPasswordAttempt.
 func (s *Server) beginPasswordAttempt(w http.ResponseWriter, r *http.Request, account string) error {
 	address, now := s.clientOf(r).Address, time.Now()
-	if wait := s.pairs.wait(account+"\x00"+address, now); wait > 0 {
+	if wait := s.pairs.wait(pairKey(account, address), now); wait > 0 {
 		return slowDown(w, wait)
 	}
 	if wait := s.accounts.wait(account, now); wait > 0 {
@@ -72,7 +72,7 @@ func (s *Server) beginPasswordAttempt(w http.ResponseWriter, r *http.Request, ac
 // success (the account's count from everywhere stays, so that the owner signing in does not
 // give a guesser fresh attempts).
 func (s *Server) endPasswordAttempt(r *http.Request, account string, ok bool) {
-	pair, now := account+"\x00"+s.clientOf(r).Address, time.Now()
+	pair, now := pairKey(account, s.clientOf(r).Address), time.Now()
 	if ok {
 		s.pairs.succeed(pair)
 		return
@@ -80,6 +80,9 @@ func (s *Server) endPasswordAttempt(r *http.Request, account string, ok bool) {
 	s.pairs.fail(pair, now)
 	s.accounts.fail(account, now)
 }
+
+// pairKey is what an account's failures from one address are counted under.
+func pairKey(account, address string) string { return account + "\x00" + address }
 
 // slowDown is the refusal of a throttled attempt, with its Retry-After.
 func slowDown(w http.ResponseWriter, wait time.Duration) error {
@@ -121,17 +124,15 @@ func (s *Server) checkPassword(w http.ResponseWriter, r *http.Request, email, pa
 	if email == "" || password == "" {
 		return user{}, &problem{Status: http.StatusBadRequest, Code: "invalid_request", Message: "email and password are required"}
 	}
-	if err := s.throttleAddress(w, r); err != nil {
+	err := s.throttleAddress(w, r)
+	if err == nil {
+		err = s.beginPasswordAttempt(w, r, email)
+	}
+	if err != nil {
 		s.metrics.logins.WithLabelValues("throttled").Inc()
 		return user{}, err
 	}
-	if err := s.beginPasswordAttempt(w, r, email); err != nil {
-		s.metrics.logins.WithLabelValues("throttled").Inc()
-		return user{}, err
-	}
-	if len(password) > maxPasswordLength {
-		password = password[:maxPasswordLength] // hash the same bounded work; it cannot match
-	}
+	password = truncate(password, maxPasswordLength) // hash the same bounded work; it cannot match
 	u, ok, err := s.authenticate(r.Context(), email, password)
 	if err != nil {
 		return user{}, err

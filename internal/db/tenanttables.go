@@ -47,9 +47,9 @@ func (e *ReservedSchemaError) Error() string {
 		"a TenantTable protects application tables only", e.Schema, e.Table, e.Schema)
 }
 
-// reservedSchema reports whether the operator must leave schema alone. PostgreSQL refuses to
-// create schemas named pg_…, so any such name is one of its own.
-func reservedSchema(schema string) bool {
+// ReservedSchema reports whether the operator must leave schema alone: its own (tenancy), or
+// PostgreSQL's (information_schema, and pg_…, a prefix PostgreSQL refuses to others' schemas).
+func ReservedSchema(schema string) bool {
 	return schema == "tenancy" || schema == "information_schema" || strings.HasPrefix(schema, "pg_")
 }
 
@@ -70,7 +70,7 @@ type TableReport struct {
 // hand. It is idempotent and writes nothing when all is in place. A table in a reserved schema is
 // refused with a *ReservedSchemaError before any SQL runs.
 func (p *Postgres) EnsurePolicies(ctx context.Context, t TenantTable) (TableReport, error) {
-	if reservedSchema(t.Schema) {
+	if ReservedSchema(t.Schema) {
 		return TableReport{}, &ReservedSchemaError{Schema: t.Schema, Table: t.Table}
 	}
 	if err := p.ensureMigrated(); err != nil {
@@ -135,9 +135,6 @@ func (p *Postgres) EnsurePolicies(ctx context.Context, t TenantTable) (TableRepo
 // as it is: EnsurePolicies never put policies there, and its row-level security is not ours to
 // turn off.
 func (p *Postgres) DropPolicies(ctx context.Context, t TenantTable, disableRLS bool) error {
-	if reservedSchema(t.Schema) {
-		return nil
-	}
 	if err := p.ensureMigrated(); err != nil {
 		return err
 	}
@@ -330,12 +327,9 @@ func (p *Postgres) PurgeOrganizationData(ctx context.Context, uid, name string, 
 		}
 		purged := map[string]any{}
 		for _, t := range tables {
-			if reservedSchema(t.Schema) {
-				continue // never an organization's data: the operator's identity rows, or PostgreSQL's
-			}
 			if _, err := inspectTable(ctx, tx, t); err != nil {
 				var missing *TableMissingError
-				var reserved *ReservedSchemaError
+				var reserved *ReservedSchemaError // never an organization's data
 				if errors.As(err, &missing) || errors.As(err, &reserved) {
 					continue
 				}
