@@ -28,12 +28,6 @@ type APIKeyStore interface {
 	RevokeAPIKeys(ctx context.Context, uid, name string, actor db.Actor) error
 }
 
-// APIKey Secret keys.
-const (
-	APIKeySecretKey   = "apiKey"
-	APIKeyIDSecretKey = "keyID"
-)
-
 // APIKeyReconciler issues, rotates and revokes API keys; the plaintext goes only into the Secret.
 type APIKeyReconciler struct {
 	client.Client
@@ -109,7 +103,7 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 	// The cache may lag behind the Secret the previous reconcile wrote: confirm with the API
 	// server before rotating because of what the cache shows. (A Secret missing from the cache was
 	// already looked up there by getSecret.)
-	if current != nil && secretFound && string(secret.Data[APIKeyIDSecretKey]) != current.KeyID {
+	if current != nil && secretFound && string(secret.Data[tenancyv1.APIKeyIDSecretKey]) != current.KeyID {
 		fresh := &corev1.Secret{}
 		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secretName}, fresh)
 		switch {
@@ -136,7 +130,7 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 		reason = "its Secret was deleted"
 		r.Recorder.Eventf(k, nil, corev1.EventTypeWarning, "SecretDeleted", "RotateKey",
 			"Secret %s was deleted; issuing a new key (the previous one works for %s more)", secretName, r.RotationGrace)
-	case string(secret.Data[APIKeyIDSecretKey]) != current.KeyID:
+	case string(secret.Data[tenancyv1.APIKeyIDSecretKey]) != current.KeyID:
 		reason = "its Secret no longer holds the current key"
 	}
 	if reason != "" {
@@ -180,7 +174,7 @@ func (r *APIKeyReconciler) issueKey(ctx context.Context, k *tenancyv1.APIKey, wa
 	}
 
 	err = writeOwnedSecret(ctx, r.Client, r.APIReader, k, secret, exists, k.SecretNameOrDefault(), nil,
-		map[string][]byte{APIKeySecretKey: []byte(key.Plaintext), APIKeyIDSecretKey: []byte(key.ID)})
+		map[string][]byte{tenancyv1.APIKeySecretKey: []byte(key.Plaintext), tenancyv1.APIKeyIDSecretKey: []byte(key.ID)})
 	if err != nil {
 		return db.APIKeyRow{}, err
 	}

@@ -63,12 +63,6 @@ type membershipScope struct {
 	membership *tenancyv1.Membership
 }
 
-// Invitation Secret keys.
-const (
-	InviteTokenKey = "token"
-	InviteURLKey   = "url"
-)
-
 // +kubebuilder:rbac:groups=tenancy.dev,resources=memberships,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=tenancy.dev,resources=memberships/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tenancy.dev,resources=memberships/finalizers,verbs=update
@@ -248,10 +242,10 @@ func (r *MembershipReconciler) invitationState(ctx context.Context, m *tenancyv1
 	check := func(secret *corev1.Secret) (db.InvitationState, time.Time, error) {
 		if secret.Annotations[tenancyv1.ReinviteAnnotation] != m.Annotations[tenancyv1.ReinviteAnnotation] ||
 			secret.Annotations[invitedRoleAnnotation] != string(m.RoleOrDefault()) ||
-			!bytes.HasPrefix(secret.Data[InviteURLKey], []byte(r.invitationURL(""))) {
+			!bytes.HasPrefix(secret.Data[tenancyv1.InvitationURLKey], []byte(r.invitationURL(""))) {
 			return db.InvitationUnknown, time.Time{}, nil
 		}
-		return r.Store.CheckInvitation(ctx, m.Status.ID, hashToken(secret.Data[InviteTokenKey]))
+		return r.Store.CheckInvitation(ctx, m.Status.ID, hashToken(secret.Data[tenancyv1.InvitationTokenKey]))
 	}
 	state, expires, err := check(cached)
 	if err != nil || state != db.InvitationUnknown {
@@ -286,7 +280,7 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 			tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
 			"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
 		},
-		map[string][]byte{InviteTokenKey: []byte(token), InviteURLKey: []byte(r.invitationURL(token))})
+		map[string][]byte{tenancyv1.InvitationTokenKey: []byte(token), tenancyv1.InvitationURLKey: []byte(r.invitationURL(token))})
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
-	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
@@ -308,7 +307,7 @@ func (s *Server) invitationURL(ctx context.Context, c orgCaller, membershipName 
 		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: m.Status.InviteSecretName}, &secret); err != nil {
 			return false, nil
 		}
-		link = string(secret.Data[controllers.InviteURLKey])
+		link = string(secret.Data[tenancyv1.InvitationURLKey])
 		return link != "", nil
 	})
 	return link

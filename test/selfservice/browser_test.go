@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
-	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
@@ -174,7 +173,7 @@ var _ = Describe("The web pages in a browser", func() {
 			g.Expect(invite.Status.InviteSecretName).NotTo(BeEmpty())
 			var secret corev1.Secret
 			g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: t.ns(), Name: invite.Status.InviteSecretName}, &secret)).To(Succeed())
-			link = string(secret.Data[controllers.InviteURLKey])
+			link = string(secret.Data[tenancyv1.InvitationURLKey])
 		}).WithContext(ctx).Should(Succeed())
 		Expect(link).To(HavePrefix(authdURL + "/invite?token="))
 

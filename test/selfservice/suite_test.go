@@ -229,7 +229,7 @@ func inviteToken(ctx context.Context, m *tenancyv1.Membership) string {
 	GinkgoHelper()
 	var secret corev1.Secret
 	Expect(admin.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Status.InviteSecretName}, &secret)).To(Succeed())
-	return string(secret.Data[controllers.InviteTokenKey])
+	return string(secret.Data[tenancyv1.InvitationTokenKey])
 }
 
 func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
