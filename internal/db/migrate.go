@@ -1,5 +1,3 @@
-// Package db is the PostgreSQL side of the operator: embedded migrations, the identity rows that
-// custom resources produce, and the classification of database errors.
 package db
 
 import (
