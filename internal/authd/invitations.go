@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,65 +17,6 @@ import (
 // AcceptedAnnotation is set on a Membership when its invitation is accepted: it wakes the
 // Membership controller, which then shows the membership Active and removes the invitation.
 const AcceptedAnnotation = "tenancy.dev/invitation-accepted-at"
-
-var errInvalidInvitation = errors.New("the invitation is unknown, used or expired")
-
-// invitation is an open invitation with its membership and user.
-type invitation struct {
-	ID            string
-	MembershipID  string
-	MembershipUID string
-	UserID        string
-	Email         string
-	PasswordHash  *string
-	OrgID         string
-	OrgName       string
-	Namespace     string
-}
-
-// acceptInvitation uses the invitation token once. prove decides, for the invitation's user,
-// whether the request may accept it and returns a new password hash to set (nil to keep the
-// user's); its error leaves the invitation open.
-func (s *Store) acceptInvitation(ctx context.Context, token string, prove func(invitation) (*string, error)) (invitation, error) {
-	var inv invitation
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			SELECT i.id, m.id, m.uid, u.id, u.email::text, u.password_hash, o.id, o.name, o.namespace
-			FROM tenancy.invitations i
-			JOIN tenancy.memberships m ON m.id = i.membership_id
-			JOIN tenancy.users u ON u.id = m.user_id
-			JOIN tenancy.organizations o ON o.id = m.organization_id
-			WHERE i.hash = $1 AND i.used_at IS NULL AND i.expires_at > now() AND NOT u.disabled
-			FOR UPDATE OF i, u`, hashOf(token)).
-			Scan(&inv.ID, &inv.MembershipID, &inv.MembershipUID, &inv.UserID, &inv.Email, &inv.PasswordHash, &inv.OrgID, &inv.OrgName, &inv.Namespace)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errInvalidInvitation
-		}
-		if err != nil {
-			return err
-		}
-		newHash, err := prove(inv)
-		if err != nil {
-			return err
-		}
-		if newHash != nil {
-			tag, err := tx.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now()
-				WHERE id = $1 AND password_hash IS NULL`, inv.UserID, *newHash)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				return &errProof{"this account got a password meanwhile: send it, or an access token of the account"}
-			}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE id = $1`, inv.ID); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE tenancy.memberships SET state = 'Active', updated_at = now() WHERE id = $1`, inv.MembershipID)
-		return err
-	})
-	return inv, err
-}
 
 type acceptRequest struct {
 	Token    string `json:"token"`

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,4 +76,32 @@ func (s *Server) usernameOf(email string) (string, error) {
 		return "", fmt.Errorf("authd does not act as %s: it is a Kubernetes or platform administrator name", username)
 	}
 	return username, nil
+}
+
+// kubeProblem turns an error of the Kubernetes API into the same status, reason, message and
+// field causes that kubectl shows; other errors stay as they are (failed answers them).
+func kubeProblem(err error) error {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return err
+	}
+	st := status.Status()
+	code := map[metav1.StatusReason]string{
+		metav1.StatusReasonForbidden: "forbidden", metav1.StatusReasonInvalid: "invalid", metav1.StatusReasonNotFound: "not_found",
+		metav1.StatusReasonAlreadyExists: "already_exists", metav1.StatusReasonConflict: "conflict", metav1.StatusReasonBadRequest: "invalid_request",
+	}[st.Reason]
+	if code == "" || st.Code < 400 || st.Code >= 500 {
+		return err // timeouts, unavailability, server errors: not the caller's fault (failed answers 503)
+	}
+	if st.Reason == metav1.StatusReasonForbidden && strings.Contains(st.Message, "cannot impersonate") {
+		// authd's own RBAC is missing: a deployment fault, not the caller's.
+		return fmt.Errorf("authd may not impersonate the caller (config/authd/role.yaml): %w", err)
+	}
+	p := &problem{Status: int(st.Code), Code: code, Message: st.Message}
+	if st.Details != nil {
+		for _, c := range st.Details.Causes {
+			p.Fields = append(p.Fields, fieldProblem{Field: c.Field, Type: string(c.Type), Message: c.Message})
+		}
+	}
+	return p
 }

@@ -37,9 +37,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// clientCredentials trades an API key for an access token with the key's role and scope. The key
-// is checked against the database on every request, so a deleted, expired or revoked key stops
-// working at once.
+// clientCredentials trades an API key for an access token with the key's organization, project
+// and role. The key is checked against the database on every request, so a deleted, expired or
+// revoked key stops working at once.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request) {
 	id, secret, basic := r.BasicAuth()
 	if !basic {

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/pkg/tenancy"
@@ -17,105 +17,35 @@ import (
 
 func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 	org := "/api/v1/organizations/{org}"
-	route("GET "+org+"/projects", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
-		items, err := s.listProjects(ctx, c)
-		return answerList(w, items, err)
-	}))
-	route("POST "+org+"/projects", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		var req projectRequest
-		if err := decodeJSON(r, &req); err != nil {
-			return badRequest("body", err.Error())
-		}
-		p, err := s.createProject(ctx, c, req)
-		return answer(w, http.StatusCreated, p, err)
-	}))
-	route("DELETE "+org+"/projects/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		err := s.deleteObject(ctx, c, &tenancyv1.Project{}, r.PathValue("name"))
-		return answerNoContent(w, err)
-	}))
-	route("GET "+org+"/members", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
-		items, err := s.listMembers(ctx, c)
-		return answerList(w, items, err)
-	}))
-	route("POST "+org+"/members", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		var req memberRequest
-		if err := decodeJSON(r, &req); err != nil {
-			return badRequest("body", err.Error())
-		}
-		m, err := s.inviteMember(ctx, c, req)
-		return answer(w, http.StatusCreated, m, err)
-	}))
-	route("PATCH "+org+"/members/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		var req roleRequest
-		if err := decodeJSON(r, &req); err != nil {
-			return badRequest("body", err.Error())
-		}
-		m, err := s.setMemberRole(ctx, c, r.PathValue("name"), req)
-		return answer(w, http.StatusOK, m, err)
-	}))
-	route("DELETE "+org+"/members/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		err := s.deleteObject(ctx, c, &tenancyv1.Membership{}, r.PathValue("name"))
-		return answerNoContent(w, err)
-	}))
-	route("GET "+org+"/apikeys", s.inOrg(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
-		items, err := s.listAPIKeys(ctx, c)
-		return answerList(w, items, err)
-	}))
-	route("POST "+org+"/apikeys", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		var req apiKeyRequest
-		if err := decodeJSON(r, &req); err != nil {
-			return badRequest("body", err.Error())
-		}
-		k, err := s.createAPIKey(ctx, c, req)
-		return answerKey(w, http.StatusCreated, k, err)
-	}))
-	route("POST "+org+"/apikeys/{name}/rotate", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		k, err := s.rotateAPIKey(ctx, c, r.PathValue("name"))
-		return answerKey(w, http.StatusOK, k, err)
-	}))
-	route("DELETE "+org+"/apikeys/{name}", s.inOrg(func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		err := s.deleteObject(ctx, c, &tenancyv1.APIKey{}, r.PathValue("name"))
-		return answerNoContent(w, err)
-	}))
-	route("GET "+org+"/audit", s.inOrg(func(_ context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
-		items, next, err := s.auditFromRequest(r, c)
-		if err != nil {
-			return err
-		}
-		page := map[string]any{"items": items}
-		if next != "" {
-			page["next"] = next
-		}
-		writeJSON(w, http.StatusOK, page)
-		return nil
-	}))
+	route("GET "+org+"/projects", s.inOrg(answerItems(s.listProjects)))
+	route("POST "+org+"/projects", s.inOrg(answerJSON(http.StatusCreated, withBody(s.createProject))))
+	route("DELETE "+org+"/projects/{name}", s.inOrg(deleteNamed[tenancyv1.Project](s)))
+	route("GET "+org+"/members", s.inOrg(answerItems(s.listMembers)))
+	route("POST "+org+"/members", s.inOrg(answerJSON(http.StatusCreated, withBody(s.inviteMember))))
+	route("PATCH "+org+"/members/{name}", s.inOrg(answerJSON(http.StatusOK, withNameAndBody(s.setMemberRole))))
+	route("DELETE "+org+"/members/{name}", s.inOrg(deleteNamed[tenancyv1.Membership](s)))
+	route("GET "+org+"/apikeys", s.inOrg(answerItems(s.listAPIKeys)))
+	route("POST "+org+"/apikeys", s.inOrg(answerKey(http.StatusCreated, withBody(s.createAPIKey))))
+	route("POST "+org+"/apikeys/{name}/rotate", s.inOrg(answerKey(http.StatusOK, withName(s.rotateAPIKey))))
+	route("DELETE "+org+"/apikeys/{name}", s.inOrg(deleteNamed[tenancyv1.APIKey](s)))
+	route("GET "+org+"/audit", s.inOrg(s.answerAuditPage))
 
-	route("GET /api/v1/me/sessions", s.asUser(func(ctx context.Context, w http.ResponseWriter, _ *http.Request, u user, current string) error {
-		items, err := s.store.sessions(ctx, u.ID, current)
-		return answerList(w, items, err)
-	}))
-	route("DELETE /api/v1/me/sessions/{id}", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
-		return s.endUserSessions(w, r, u, r.PathValue("id"), "")
-	}))
-	route("DELETE /api/v1/me/sessions", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
-		return s.endUserSessions(w, r, u, "", current)
-	}))
-	route("PUT /api/v1/me/password", s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
-		var req passwordRequest
-		if err := decodeJSON(r, &req); err != nil {
-			return badRequest("body", err.Error())
-		}
-		if err := s.changePassword(w, r, u, req, current); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}))
+	route("GET /api/v1/me/sessions", s.asUser(s.answerOwnSessions))
+	route("DELETE /api/v1/me/sessions/{id}", s.asUser(s.endOwnSession))
+	route("DELETE /api/v1/me/sessions", s.asUser(s.endOwnOtherSessions))
+	route("PUT /api/v1/me/password", s.asUser(s.changeOwnPassword))
 }
+
+// userHandler serves a route for user u, whose access token belongs to session; asUser answers
+// its error.
+type userHandler func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, session string) error
+
+// orgHandler serves a route of one organization for caller c; inOrg answers its error.
+type orgHandler func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error
 
 // asUser authenticates a person by their access token (person). API keys have no Kubernetes
 // identity to act as, so they are refused.
-func (s *Server) asUser(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, session string) error) http.HandlerFunc {
+func (s *Server) asUser(h userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, claims, err := s.person(w, r)
 		if err == nil {
@@ -128,7 +58,7 @@ func (s *Server) asUser(h func(ctx context.Context, w http.ResponseWriter, r *ht
 // inOrg is asUser for the organization named in the path. The token must be one for that
 // organization as a whole: a token for another organization, or narrowed to a project, does not
 // carry the caller's authority over this one.
-func (s *Server) inOrg(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error) http.HandlerFunc {
+func (s *Server) inOrg(h orgHandler) http.HandlerFunc {
 	return s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
 		c, err := s.callerIn(ctx, u, r.PathValue("org"))
 		if err != nil {
@@ -154,130 +84,166 @@ func claimsOf(ctx context.Context) *tenancy.Claims {
 	return claims
 }
 
-// answerError answers err, when there is one: a problem with its own status, a key the
-// operator has not issued yet, or a failure.
-func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) {
-	var p *problem
-	switch {
-	case err == nil:
-	case errors.As(err, &p):
-		writeJSON(w, p.Status, p)
-	default:
-		s.failed(w, r, err)
+// The routes of an organization are built from an operation of selfservice.go (which the web
+// pages call too): an orgCall takes the operation's input from the request, an answer helper
+// writes its result.
+
+// orgCall runs an operation of an organization with its input read from r.
+type orgCall[Resp any] func(ctx context.Context, r *http.Request, c orgCaller) (Resp, error)
+
+// withBody passes op the request's JSON body.
+func withBody[Req, Resp any](op func(context.Context, orgCaller, Req) (Resp, error)) orgCall[Resp] {
+	return func(ctx context.Context, r *http.Request, c orgCaller) (Resp, error) {
+		req, err := bodyOf[Req](r)
+		if err != nil {
+			var none Resp
+			return none, err
+		}
+		return op(ctx, c, req)
 	}
 }
 
-func answer(w http.ResponseWriter, status int, v any, err error) error {
-	if err == nil {
-		writeJSON(w, status, v)
+// withName passes op the {name} of the path.
+func withName[Resp any](op func(context.Context, orgCaller, string) (Resp, error)) orgCall[Resp] {
+	return func(ctx context.Context, r *http.Request, c orgCaller) (Resp, error) {
+		return op(ctx, c, r.PathValue("name"))
 	}
-	return err
 }
 
-func answerList[T any](w http.ResponseWriter, items []T, err error) error {
-	return answer(w, http.StatusOK, map[string]any{"items": items}, err)
+// withNameAndBody passes op the {name} of the path and the request's JSON body.
+func withNameAndBody[Req, Resp any](op func(context.Context, orgCaller, string, Req) (Resp, error)) orgCall[Resp] {
+	return func(ctx context.Context, r *http.Request, c orgCaller) (Resp, error) {
+		req, err := bodyOf[Req](r)
+		if err != nil {
+			var none Resp
+			return none, err
+		}
+		return op(ctx, c, r.PathValue("name"), req)
+	}
 }
 
-func answerNoContent(w http.ResponseWriter, err error) error {
-	if err == nil {
+// bodyOf decodes the request's JSON body; one that is not a Req is the caller's problem.
+func bodyOf[Req any](r *http.Request) (Req, error) {
+	var req Req
+	if err := decodeJSON(r, &req); err != nil {
+		return req, badRequest("body", err.Error())
+	}
+	return req, nil
+}
+
+// answerJSON answers what call returns with status.
+func answerJSON[Resp any](status int, call orgCall[Resp]) orgHandler {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		v, err := call(ctx, r, c)
+		if err == nil {
+			writeJSON(w, status, v)
+		}
+		return err
+	}
+}
+
+// answerItems answers what list returns as {"items": [...]}.
+func answerItems[T any](list func(context.Context, orgCaller) ([]T, error)) orgHandler {
+	return func(ctx context.Context, w http.ResponseWriter, _ *http.Request, c orgCaller) error {
+		items, err := list(ctx, c)
+		if err == nil {
+			writeItems(w, items)
+		}
+		return err
+	}
+}
+
+func writeItems[T any](w http.ResponseWriter, items []T) {
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// answerKey answers an issued key with status, or 202 when the APIKey exists but its key is not
+// issued yet: it then reaches the caller only through the APIKey's Secret.
+func answerKey(status int, call orgCall[apiKeyView]) orgHandler {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		k, err := call(ctx, r, c)
+		switch {
+		case errors.Is(err, errKeyPending):
+			k.Message = err.Error() + "; read it from the APIKey's Secret once it is Ready"
+			writeJSON(w, http.StatusAccepted, k)
+			return nil
+		case err == nil:
+			writeJSON(w, status, k)
+		}
+		return err
+	}
+}
+
+// deleteNamed deletes the object of kind T named in the path, and answers 204.
+func deleteNamed[T any, PT interface {
+	*T
+	client.Object
+}](s *Server) orgHandler {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+		if err := s.deleteObject(ctx, c, PT(new(T)), r.PathValue("name")); err != nil {
+			return err
+		}
 		w.WriteHeader(http.StatusNoContent)
-	}
-	return err
-}
-
-// answerKey answers an issued key, or 202 when the APIKey exists but its key is not issued yet:
-// it then reaches the caller only through the APIKey's Secret.
-func answerKey(w http.ResponseWriter, status int, k apiKeyView, err error) error {
-	if errors.Is(err, errKeyPending) {
-		k.Message = err.Error() + "; read it from the APIKey's Secret once it is Ready"
-		writeJSON(w, http.StatusAccepted, k)
 		return nil
 	}
-	return answer(w, status, k, err)
 }
 
-// auditFromRequest reads the page of the audit log that r asks for, and the before of the
-// following page ("" at the end).
-func (s *Server) auditFromRequest(r *http.Request, c orgCaller) ([]auditRecord, string, error) {
-	before, limit, err := auditPaging(r)
-	if err != nil {
-		return nil, "", err
-	}
-	items, err := s.auditPage(r.Context(), c, before, limit)
-	if err != nil || len(items) < limit {
-		return items, "", err
-	}
-	return items, strconv.FormatInt(items[len(items)-1].ID, 10), nil
-}
-
-// auditPaging reads ?before= (an audit row id) and ?limit= (1–200, default 50).
-func auditPaging(r *http.Request) (before int64, limit int, err error) {
-	limit = 50
-	if v := r.URL.Query().Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 200 {
-			return 0, 0, badRequest("limit", "must be a number from 1 to 200")
-		}
-	}
-	if v := r.URL.Query().Get("before"); v != "" {
-		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
-			return 0, 0, badRequest("before", "must be the id of an audit row (the next value of the previous page)")
-		}
-	}
-	return before, limit, nil
-}
-
-// endUserSessions ends one of the user's sessions (family) or all but keep, for the API.
-func (s *Server) endUserSessions(w http.ResponseWriter, r *http.Request, u user, family, keep string) error {
-	ended, err := s.endSessionsOf(r, u, family, keep)
+// answerAuditPage answers a page of the organization's audit log, with the next page's before
+// when there may be more.
+func (s *Server) answerAuditPage(_ context.Context, w http.ResponseWriter, r *http.Request, c orgCaller) error {
+	items, next, err := s.auditFromRequest(r, c)
 	if err != nil {
 		return err
 	}
-	if family != "" && ended == 0 {
+	page := map[string]any{"items": items}
+	if next != "" {
+		page["next"] = next
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// answerOwnSessions answers the user's live sessions, marking the current one.
+func (s *Server) answerOwnSessions(ctx context.Context, w http.ResponseWriter, _ *http.Request, u user, current string) error {
+	items, err := s.store.sessions(ctx, u.ID, current)
+	if err == nil {
+		writeItems(w, items)
+	}
+	return err
+}
+
+// endOwnSession ends the user's session named in the path.
+func (s *Server) endOwnSession(_ context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
+	family := r.PathValue("id")
+	ended, err := s.endSessionsOf(r, u, family, "")
+	if err != nil {
+		return err
+	}
+	if ended == 0 {
 		return notFound("no live session " + family + " of " + u.Email)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// endSessionsOf ends the user's live session family, or all but keep, audits each, and says
-// how many it ended.
-func (s *Server) endSessionsOf(r *http.Request, u user, family, keep string) (int, error) {
-	ended, err := s.store.endSessions(r.Context(), u.ID, family, keep)
-	for _, id := range ended {
-		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.ended", Target: "session/" + id})
-	}
-	return len(ended), err
-}
-
-type passwordRequest struct {
-	CurrentPassword string `json:"currentPassword"`
-	NewPassword     string `json:"newPassword"`
-}
-
-// changePassword sets a new password once the current one is proven, and ends the user's other
-// sessions: whoever knew the old password is logged out.
-func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, req passwordRequest, keep string) error {
-	ctx := r.Context()
-	if err := checkNewPassword(req.NewPassword); err != nil {
-		return badRequest("newPassword", strings.TrimPrefix(err.Error(), "password: "))
-	}
-	if _, err := s.checkPassword(w, r, u.Email, req.CurrentPassword); err != nil {
-		var p *problem
-		if errors.As(err, &p) && p.Code == "invalid_credentials" {
-			return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the password is wrong",
-				Fields: []fieldProblem{{Field: "currentPassword", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
-		}
+// endOwnOtherSessions ends every session of the user but the current one.
+func (s *Server) endOwnOtherSessions(_ context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
+	if _, err := s.endSessionsOf(r, u, "", current); err != nil {
 		return err
 	}
-	hash, err := s.hashPassword(req.NewPassword)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// changeOwnPassword changes the user's password and ends their other sessions.
+func (s *Server) changeOwnPassword(_ context.Context, w http.ResponseWriter, r *http.Request, u user, current string) error {
+	req, err := bodyOf[passwordRequest](r)
 	if err != nil {
 		return err
 	}
-	if err := s.store.setPassword(ctx, u.ID, hash); err != nil {
+	if err := s.changePassword(w, r, u, req, current); err != nil {
 		return err
 	}
-	ended, err := s.store.endSessions(ctx, u.ID, "", keep)
-	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "password.changed", Target: "user/" + u.Email,
-		Details: map[string]any{"sessions_ended": len(ended)}})
-	return err
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -29,60 +29,6 @@ import (
 // identity come from the database; everything about an organization's Projects, Memberships and
 // APIKeys goes to the Kubernetes API as the caller (Kubernetes.AsCaller), so that RBAC and the
 // admission webhooks decide exactly as they do for that person's kubectl.
-
-// problem is a refusal or failure, for a JSON error body or a message on a page.
-type problem struct {
-	Status  int            `json:"-"`
-	Code    string         `json:"error"`
-	Message string         `json:"error_description"`
-	Fields  []fieldProblem `json:"fields,omitempty"`
-}
-
-// fieldProblem is one field the API server or a webhook refused, as kubectl shows it.
-type fieldProblem struct {
-	Field   string `json:"field"`
-	Type    string `json:"type"`
-	Message string `json:"message"`
-}
-
-func (p *problem) Error() string { return p.Message }
-
-func badRequest(field, message string) *problem {
-	return &problem{Status: http.StatusBadRequest, Code: "invalid_request", Message: field + ": " + message,
-		Fields: []fieldProblem{{Field: field, Type: "FieldValueInvalid", Message: message}}}
-}
-
-func notFound(message string) *problem {
-	return &problem{Status: http.StatusNotFound, Code: "not_found", Message: message}
-}
-
-// kubeProblem turns an error of the Kubernetes API into the same status, reason, message and
-// field causes that kubectl shows; other errors stay as they are (failed answers them).
-func kubeProblem(err error) error {
-	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
-		return err
-	}
-	st := status.Status()
-	code := map[metav1.StatusReason]string{
-		metav1.StatusReasonForbidden: "forbidden", metav1.StatusReasonInvalid: "invalid", metav1.StatusReasonNotFound: "not_found",
-		metav1.StatusReasonAlreadyExists: "already_exists", metav1.StatusReasonConflict: "conflict", metav1.StatusReasonBadRequest: "invalid_request",
-	}[st.Reason]
-	if code == "" || st.Code < 400 || st.Code >= 500 {
-		return err // timeouts, unavailability, server errors: not the caller's fault (failed answers 503)
-	}
-	if st.Reason == metav1.StatusReasonForbidden && strings.Contains(st.Message, "cannot impersonate") {
-		// authd's own RBAC is missing: a deployment fault, not the caller's.
-		return fmt.Errorf("authd may not impersonate the caller (config/authd/role.yaml): %w", err)
-	}
-	p := &problem{Status: int(st.Code), Code: code, Message: st.Message}
-	if st.Details != nil {
-		for _, c := range st.Details.Causes {
-			p.Fields = append(p.Fields, fieldProblem{Field: c.Field, Type: string(c.Type), Message: c.Message})
-		}
-	}
-	return p
-}
 
 // orgCaller is a user acting in one of their organizations.
 type orgCaller struct {
@@ -429,17 +375,6 @@ func (s *Server) issuedKey(ctx context.Context, c orgCaller, name string, previo
 	return view, err
 }
 
-// auditRecord is one row of an organization's audit log.
-type auditRecord struct {
-	ID        int64          `json:"id"`
-	At        time.Time      `json:"at"`
-	Actor     string         `json:"actor"`
-	Action    string         `json:"action"`
-	Target    string         `json:"target"`
-	RequestID string         `json:"requestID,omitempty"`
-	Details   map[string]any `json:"details,omitempty"`
-}
-
 // auditPage is the organization's audit log for Admins and Owners of the whole organization,
 // newest first, limit rows older than before (0: the newest).
 func (s *Server) auditPage(ctx context.Context, c orgCaller, before int64, limit int) ([]auditRecord, error) {
@@ -448,6 +383,36 @@ func (s *Server) auditPage(ctx context.Context, c orgCaller, before int64, limit
 			Message: fmt.Sprintf("%s is not an Admin of %s: the audit log is for its Admins and Owners", c.user.Email, c.org.OrgName)}
 	}
 	return s.store.auditLog(ctx, c.org.OrgID, before, limit)
+}
+
+// auditFromRequest reads the page of the audit log that r asks for, and the before of the
+// following page ("" at the end).
+func (s *Server) auditFromRequest(r *http.Request, c orgCaller) ([]auditRecord, string, error) {
+	before, limit, err := auditPaging(r)
+	if err != nil {
+		return nil, "", err
+	}
+	items, err := s.auditPage(r.Context(), c, before, limit)
+	if err != nil || len(items) < limit {
+		return items, "", err
+	}
+	return items, strconv.FormatInt(items[len(items)-1].ID, 10), nil
+}
+
+// auditPaging reads ?before= (an audit row id) and ?limit= (1–200, default 50).
+func auditPaging(r *http.Request) (before int64, limit int, err error) {
+	limit = 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 200 {
+			return 0, 0, badRequest("limit", "must be a number from 1 to 200")
+		}
+	}
+	if v := r.URL.Query().Get("before"); v != "" {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+			return 0, 0, badRequest("before", "must be the id of an audit row (the next value of the previous page)")
+		}
+	}
+	return before, limit, nil
 }
 
 func parseRole(field, value string, fallback tenancyv1.Role) (tenancyv1.Role, error) {

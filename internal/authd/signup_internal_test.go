@@ -17,6 +17,7 @@ import (
 // invitation accepted meanwhile). The activation must then fail rather than hand the signup a
 // session of that account.
 func TestActivateOwnerRefusesAnAccountThatGotAPassword(t *testing.T) {
+	testenv.SkipIfShort(t, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	database, err := testenv.NewDatabase(ctx, "signup")

@@ -221,42 +221,6 @@ func (s *Store) contextKey(ctx context.Context, kid string) (tctx.Key, error) {
 	return k, err
 }
 
-// auditEntry is one row of tenancy.audit_log.
-type auditEntry struct {
-	Actor       string
-	ActorUserID *string
-	ActorKeyID  *string
-	Action      string
-	Target      string
-	OrgID       *string
-	RequestID   string
-	Details     map[string]any
-}
-
-func (s *Store) audit(ctx context.Context, entries []auditEntry) error {
-	batch := &pgx.Batch{}
-	for _, e := range entries {
-		details := map[string]any{}
-		for k, v := range e.Details {
-			if text, ok := v.(string); ok {
-				v = printable(text)
-			}
-			details[k] = v
-		}
-		batch.Queue(`INSERT INTO tenancy.audit_log (actor, actor_user_id, actor_api_key_id, action, target, organization_id, request_id, details)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, printable(e.Actor), e.ActorUserID, e.ActorKeyID, e.Action, printable(e.Target),
-			e.OrgID, printable(e.RequestID), details)
-	}
-	return s.pool.SendBatch(ctx, batch).Close()
-}
-
-// printable makes a client-supplied string storable: valid UTF-8 without NUL (which PostgreSQL
-// refuses in text and jsonb), at most 256 bytes.
-func printable(s string) string {
-	s = strings.ReplaceAll(strings.ToValidUTF8(s, "?"), "\x00", "?")
-	return truncate(s, 256)
-}
-
 // newOpaqueToken returns a random token of 256 bits with a prefix, and the SHA-256 stored for it.
 func newOpaqueToken(prefix string) (token string, hash []byte, err error) {
 	b := make([]byte, 32)
@@ -270,4 +234,12 @@ func newOpaqueToken(prefix string) (token string, hash []byte, err error) {
 func hashOf(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
 	return sum[:]
+}
+
+// truncate cuts s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -53,6 +53,7 @@ const (
 )
 
 func TestAuthd(t *testing.T) {
+	testenv.SkipIfShort(t, "envtest and PostgreSQL")
 	RegisterFailHandler(Fail)
 	SetDefaultEventuallyTimeout(30 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
@@ -62,41 +63,29 @@ func TestAuthd(t *testing.T) {
 
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
-	database, err := testenv.NewDatabase(ctx, "authd")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(database.Drop)
-	sqlPool, err = pgxpool.New(ctx, database.URL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(sqlPool.Close)
-	dbProxy, authdDB, err = database.Proxied()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(dbProxy.Close)
-
-	env, err := testenv.NewControlPlane()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err := env.Start()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(env.Stop)
-	scheme := testenv.Scheme()
-	kube, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	asCaller, err = authd.NewCallerClient(cfg, scheme, kube.RESTMapper())
-	Expect(err).NotTo(HaveOccurred())
-	Expect(kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
-
-	stop, err := testenv.StartManager(testenv.Manager{
-		Config: cfg, Scheme: scheme, DatabaseURL: database.URL, Log: GinkgoLogr,
-		Controllers: &controllers.Settings{
-			ResyncPeriod: time.Minute, PublicURL: "https://auth.tenancy.test", InvitationTTL: time.Hour,
-			APIKeyRotationGrace: time.Hour, OperatorNamespace: operatorNamespace,
-			Options: controller.Options{MaxConcurrentReconciles: 4},
+	// The manager runs as the cluster admin (no ManagerRBAC) and reaches the database directly;
+	// authd goes through the proxy, which specs cut.
+	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
+		Name:              "authd",
+		Proxy:             true,
+		OperatorNamespace: operatorNamespace,
+		Log:               GinkgoLogr,
+		Manager: &testenv.SuiteManager{
+			Controllers: &controllers.Settings{
+				ResyncPeriod: time.Minute, PublicURL: "https://auth.tenancy.test", InvitationTTL: time.Hour,
+				APIKeyRotationGrace: time.Hour, OperatorNamespace: operatorNamespace,
+				Options: controller.Options{MaxConcurrentReconciles: 4},
+			},
 		},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(stop)
+	DeferCleanup(suite.Stop)
+	kube, sqlPool, dbProxy, authdDB = suite.Client, suite.Pool, suite.Proxy, suite.ProxiedURL
+	asCaller, err = authd.NewCallerClient(suite.Config, suite.Scheme, kube.RESTMapper())
+	Expect(err).NotTo(HaveOccurred())
 
 	// The manager's key rotation, run by hand so that specs choose when keys rotate.
-	pg, err := db.Connect(ctx, database.URL, GinkgoLogr)
+	pg, err := db.Connect(ctx, suite.DatabaseURL, GinkgoLogr)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(pg.Close)
 	Expect(pg.Start(ctx)).To(Succeed())

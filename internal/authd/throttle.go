@@ -2,10 +2,7 @@ package authd
 
 import (
 	"math"
-	"net"
-	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -162,39 +159,4 @@ func (b *backoff) forgetIdle(now time.Time) {
 // retryAfterSeconds is a Retry-After value: whole seconds, at least one.
 func retryAfterSeconds(d time.Duration) int {
 	return int(math.Max(1, math.Ceil(d.Seconds())))
-}
-
-// clientAddress is the address of the client that sent r: the TCP peer, or, when the peer is one
-// of trusted proxies, the rightmost address of X-Forwarded-For that is not itself a trusted proxy
-// (what a client writes further left is its own claim and is ignored).
-func clientAddress(r *http.Request, trusted []netip.Prefix) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !isTrusted(peer.Unmap(), trusted) {
-		return host
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break // an unparsable hop: trust nothing to its left
-		}
-		if !isTrusted(hop.Unmap(), trusted) {
-			return hop.Unmap().String()
-		}
-		host = hop.Unmap().String()
-	}
-	return host
-}
-
-func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
 }

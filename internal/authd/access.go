@@ -17,9 +17,10 @@ var errNoAccess = errors.New("no access")
 // Invited: it grants nothing until its own invitation is accepted.
 var errMembershipNotActive = fmt.Errorf("%w: membership not active", errNoAccess)
 
-// access is the scope and role a token gets.
+// access is what a token grants: the organization (or none) and project it is for, and the
+// role it has there.
 type access struct {
-	scope
+	tenantIDs
 	OrgName string
 	Role    string
 }
@@ -72,7 +73,7 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 		}
 		return access{}, fmt.Errorf("%w: no active membership in organization %s", errNoAccess, org)
 	}
-	a := access{scope: scope{OrgID: &inOrg[0].OrgID}, OrgName: inOrg[0].OrgName}
+	a := access{tenantIDs: tenantIDs{OrgID: &inOrg[0].OrgID}, OrgName: inOrg[0].OrgName}
 	orgRole := ""
 	var projects []membership
 	for _, m := range inOrg {
@@ -111,6 +112,14 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 		return access{}, fmt.Errorf("%w: you belong to several projects of %s (%s): name one", errNoAccess, a.OrgName, strings.Join(names, ", "))
 	}
 	return a, nil
+}
+
+// accessErrorCode is the error code of a refused choice of organization or project.
+func accessErrorCode(err error) string {
+	if errors.Is(err, errMembershipNotActive) {
+		return "membership_not_active"
+	}
+	return "access_denied"
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +21,8 @@ var (
 	errRefreshReuse = errors.New("the refresh token was already used; every session of its family is revoked")
 )
 
-// scope is where a session's tokens apply: an organization (or none) and maybe a project.
-type scope struct {
+// tenantIDs are the organization (or none) and maybe the project that a session's tokens are for.
+type tenantIDs struct {
 	OrgID     *string
 	ProjectID *string
 }
@@ -38,12 +39,6 @@ type sessionPolicy struct {
 	ReuseInterval time.Duration
 }
 
-// requester is who a session was started from, for the session list and the audit log.
-type requester struct {
-	UserAgent string
-	Address   string
-}
-
 // sessionKind tells a browser's session, whose cookie the web pages use without rotating it,
 // from an API session, which rotates its refresh token at every refresh.
 type sessionKind bool
@@ -55,7 +50,7 @@ const (
 
 // startSession creates the first refresh token of a new family; it returns the token and the
 // family's id.
-func (s *Store) startSession(ctx context.Context, userID string, sc scope, kind sessionKind, p sessionPolicy, c requester) (token, familyID string, err error) {
+func (s *Store) startSession(ctx context.Context, userID string, ids tenantIDs, kind sessionKind, p sessionPolicy, c clientInfo) (token, familyID string, err error) {
 	token, hash, err := newOpaqueToken(refreshTokenPrefix)
 	if err != nil {
 		return "", "", err
@@ -64,7 +59,7 @@ func (s *Store) startSession(ctx context.Context, userID string, sc scope, kind 
 		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, web)
 		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9)
 		RETURNING family_id`,
-		hash, userID, sc.OrgID, sc.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address, bool(kind)).Scan(&familyID)
+		hash, userID, ids.OrgID, ids.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address, bool(kind)).Scan(&familyID)
 	if err != nil {
 		return "", "", fmt.Errorf("starting a session: %w", err)
 	}
@@ -76,16 +71,16 @@ type rotation struct {
 	Token    string
 	UserID   string
 	FamilyID string
-	Scope    scope
+	Tenant   tenantIDs
 }
 
-// rotate exchanges a refresh token for its successor. choose picks the new token's scope from
-// the user and the scope of the presented token (it may move the session to another organization
-// the user belongs to), reading through q, the rotation's own transaction (a second connection
-// per rotation would let concurrent rotations exhaust the pool); an error from it leaves the
-// presented token unused.
-func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c requester,
-	choose func(ctx context.Context, q querier, userID string, current scope) (scope, error)) (rotation, error) {
+// rotate exchanges a refresh token for its successor. choose picks the organization and project
+// of the new token from the user and those of the presented token (it may move the session to
+// another organization the user belongs to), reading through q, the rotation's own transaction
+// (a second connection per rotation would let concurrent rotations exhaust the pool); an error
+// from it leaves the presented token unused.
+func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c clientInfo,
+	choose func(ctx context.Context, q querier, userID string, current tenantIDs) (tenantIDs, error)) (rotation, error) {
 	var r rotation
 	var familyRevoked bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -104,7 +99,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 		}
 		var id string
 		var web, rotated, withinGrace, reusedBefore, sameClient, revoked, expired bool
-		var current scope
+		var current tenantIDs
 		// sameClient: the request comes from the address and user agent that rotated the token
 		// (recorded on its successor).
 		if err := tx.QueryRow(ctx, `
@@ -133,7 +128,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			familyRevoked = true
 			return nil // commit the revocation, then report the reuse
 		}
-		if r.Scope, err = choose(ctx, tx, r.UserID, current); err != nil {
+		if r.Tenant, err = choose(ctx, tx, r.UserID, current); err != nil {
 			return err
 		}
 		// The first use rotates the token; the one reuse allowed is recorded, so that a third
@@ -151,7 +146,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address)
 			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6
 			FROM tenancy.refresh_tokens WHERE id = $7`,
-			hash, r.Scope.OrgID, r.Scope.ProjectID, p.TTL.Seconds(), truncate(c.UserAgent, 256), c.Address, id)
+			hash, r.Tenant.OrgID, r.Tenant.ProjectID, p.TTL.Seconds(), truncate(c.UserAgent, 256), c.Address, id)
 		return err
 	})
 	if err == nil && familyRevoked {
@@ -201,9 +196,110 @@ func (s *Store) refreshTokenState(ctx context.Context, presented string) (active
 	return active, userID, orgID, expires, err
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// session is one of a user's live sessions: a refresh token family nobody has revoked that
+// has not expired.
+type session struct {
+	ID            string    `json:"id"`
+	Organization  string    `json:"organization,omitempty"`
+	Started       time.Time `json:"startedAt"`
+	LastRefreshed time.Time `json:"lastRefreshedAt"`
+	Expires       time.Time `json:"expiresAt"`
+	UserAgent     string    `json:"userAgent"`
+	ClientAddress string    `json:"clientAddress"`
+	Current       bool      `json:"current"`
+}
+
+// sessions lists a user's live sessions, newest first; current marks the caller's own.
+func (s *Store) sessions(ctx context.Context, userID, current string) ([]session, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT DISTINCT ON (t.family_id) t.family_id, coalesce(o.name, ''), first.created_at, t.created_at,
+		       least(t.expires_at, t.family_expires_at), t.user_agent, t.client_address
+		FROM tenancy.refresh_tokens t
+		LEFT JOIN tenancy.organizations o ON o.id = t.organization_id
+		JOIN LATERAL (SELECT min(created_at) AS created_at FROM tenancy.refresh_tokens f WHERE f.family_id = t.family_id) first ON true
+		WHERE t.user_id = $1 AND t.rotated_at IS NULL AND t.revoked_at IS NULL
+		  AND now() < t.expires_at AND now() < t.family_expires_at
+		  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)
+		ORDER BY t.family_id, t.created_at DESC`, userID)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (session, error) {
+		var v session
+		err := row.Scan(&v.ID, &v.Organization, &v.Started, &v.LastRefreshed, &v.Expires, &v.UserAgent, &v.ClientAddress)
+		v.Current = v.ID == current
+		v.Started, v.LastRefreshed, v.Expires = v.Started.UTC(), v.LastRefreshed.UTC(), v.Expires.UTC()
+		return v, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(list, func(a, b session) int { return b.LastRefreshed.Compare(a.LastRefreshed) })
+	return list, nil
+}
+
+// endSessions revokes the user's live sessions (those that sessions lists): the one with id
+// family, or, with family "", every one but keep. It returns the ids of the sessions it ended.
+func (s *Store) endSessions(ctx context.Context, userID, family, keep string) ([]string, error) {
+	var ended []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT DISTINCT family_id::text FROM tenancy.refresh_tokens t
+			WHERE user_id = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND now() < expires_at AND now() < family_expires_at
+			  AND ($2 = '' OR family_id::text = $2) AND family_id::text <> $3
+			  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)
+			ORDER BY 1`, userID, family, keep)
+		if err != nil {
+			return err
+		}
+		if ended, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		for _, id := range ended {
+			if err := lockFamily(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = ANY($1::uuid[]) AND revoked_at IS NULL`, ended)
+		return err
+	})
+	return ended, err
+}
+
+// webSession is the session behind a browser's cookie.
+type webSession struct {
+	User     user
+	FamilyID string
+}
+
+// errNoWebSession is a cookie whose session is unknown, ended, expired or was used elsewhere.
+var errNoWebSession = errors.New("no live session")
+
+// webSession finds the live session of a cookie's refresh token. Pages use the token without
+// rotating it, and slide its expiry forward at most once an hour: a rotated token means someone
+// refreshed with it, and the cookie no longer counts.
+func (s *Store) webSession(ctx context.Context, token string, p sessionPolicy) (webSession, error) {
+	var w webSession
+	var id string
+	var slide bool
+	err := s.pool.QueryRow(ctx, `
+		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled,
+		       t.expires_at < least(now() + make_interval(secs => $2) - interval '1 hour', t.family_expires_at)
+		FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id
+		WHERE t.hash = $1 AND t.web AND t.rotated_at IS NULL AND t.revoked_at IS NULL
+		  AND now() < t.expires_at AND now() < t.family_expires_at AND NOT u.disabled
+		  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)`,
+		hashOf(token), p.TTL.Seconds()).
+		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &slide)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return w, errNoWebSession
+	}
+	if err != nil {
+		return w, err
+	}
+	if slide {
+		_, err = s.pool.Exec(ctx, `UPDATE tenancy.refresh_tokens SET expires_at = least(now() + make_interval(secs => $2), family_expires_at) WHERE id = $1`,
+			id, p.TTL.Seconds())
+	}
+	return w, err
 }

@@ -1,0 +1,53 @@
+package authd
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// What people do to their own account, through the REST API and the account page alike.
+
+// passwordRequest changes the password; the account page fills it from its form.
+type passwordRequest struct {
+	CurrentPassword string `json:"currentPassword"`
+	NewPassword     string `json:"newPassword"`
+}
+
+// changePassword sets a new password once the current one is proven, and ends the user's other
+// sessions: whoever knew the old password is logged out.
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, req passwordRequest, keep string) error {
+	ctx := r.Context()
+	if err := checkNewPassword(req.NewPassword); err != nil {
+		return badRequest("newPassword", strings.TrimPrefix(err.Error(), "password: "))
+	}
+	if _, err := s.checkPassword(w, r, u.Email, req.CurrentPassword); err != nil {
+		var p *problem
+		if errors.As(err, &p) && p.Code == "invalid_credentials" {
+			return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the password is wrong",
+				Fields: []fieldProblem{{Field: "currentPassword", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
+		}
+		return err
+	}
+	hash, err := s.hashPassword(req.NewPassword)
+	if err != nil {
+		return err
+	}
+	if err := s.store.setPassword(ctx, u.ID, hash); err != nil {
+		return err
+	}
+	ended, err := s.store.endSessions(ctx, u.ID, "", keep)
+	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "password.changed", Target: "user/" + u.Email,
+		Details: map[string]any{"sessions_ended": len(ended)}})
+	return err
+}
+
+// endSessionsOf ends the user's live session family, or all but keep, audits each, and says
+// how many it ended.
+func (s *Server) endSessionsOf(r *http.Request, u user, family, keep string) (int, error) {
+	ended, err := s.store.endSessions(r.Context(), u.ID, family, keep)
+	for _, id := range ended {
+		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.ended", Target: "session/" + id})
+	}
+	return len(ended), err
+}

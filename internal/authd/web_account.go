@@ -1,0 +1,63 @@
+package authd
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// The account page: memberships, password and sessions.
+
+// accountData is the account page's content.
+type accountData struct {
+	Memberships []membership
+	Sessions    []session
+}
+
+func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, ws webSession) {
+	s.renderAccount(w, r, ws, http.StatusOK, nil)
+}
+
+func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, ws webSession, status int, failure error) {
+	v, all, err := s.baseView(w, r, ws, "Your account")
+	var sessions []session
+	if err == nil {
+		sessions, err = s.store.sessions(r.Context(), ws.User.ID, ws.FamilyID)
+	}
+	v.Data = accountData{Memberships: all, Sessions: sessions}
+	if err == nil {
+		err = failure
+	}
+	if err != nil {
+		s.renderFailure(w, r, "account", v, err)
+		return
+	}
+	s.render(w, status, "account", v)
+}
+
+func (s *Server) passwordSubmit(w http.ResponseWriter, r *http.Request, ws webSession) {
+	req := passwordRequest{CurrentPassword: r.PostFormValue("current"), NewPassword: r.PostFormValue("new")}
+	if req.NewPassword != r.PostFormValue("confirm") {
+		s.renderAccount(w, r, ws, http.StatusBadRequest, badRequest("confirm", "the two new passwords differ"))
+		return
+	}
+	if err := s.changePassword(w, r, ws.User, req, ws.FamilyID); err != nil {
+		s.renderAccount(w, r, ws, http.StatusBadRequest, err)
+		return
+	}
+	s.site.Flash(w, "Your password is changed; your other sessions are ended.")
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}
+
+func (s *Server) sessionEndSubmit(w http.ResponseWriter, r *http.Request, ws webSession) {
+	family, keep := r.PathValue("id"), ""
+	if family == "" {
+		keep = ws.FamilyID
+	}
+	ended, err := s.endSessionsOf(r, ws.User, family, keep)
+	if err != nil {
+		s.renderAccount(w, r, ws, http.StatusInternalServerError, err)
+		return
+	}
+	s.site.Flash(w, fmt.Sprintf("%d session(s) ended.", ended))
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}
