@@ -118,20 +118,10 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 		}
 	}
 
-	reason := ""
-	switch {
-	case current == nil && k.Status.KeyID == "":
-		reason = "created"
-	case current == nil || current.Revoked:
-		reason = "the key's database row was removed or revoked by hand"
-	case current.Rotation != want.Rotation:
-		reason = "spec.rotation changed"
-	case !secretFound:
-		reason = "its Secret was deleted"
+	reason := issueReason(k, current, want.Rotation, secret, secretFound)
+	if reason == reasonSecretDeleted {
 		r.Recorder.Eventf(k, nil, corev1.EventTypeWarning, "SecretDeleted", "RotateKey",
 			"Secret %s was deleted; issuing a new key (the previous one works for %s more)", secretName, r.RotationGrace)
-	case string(secret.Data[tenancyv1.APIKeyIDSecretKey]) != current.KeyID:
-		reason = "its Secret no longer holds the current key"
 	}
 	if reason != "" {
 		row, err := r.issueKey(ctx, k, want, secret, secretFound, reason)
@@ -159,6 +149,35 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 	return ctrl.Result{}, nil
 }
 
+// Why a new key is issued: the audit log records it, and a rotation's Event says it.
+const (
+	reasonCreated       = "created"
+	reasonRowLost       = "the key's database row was removed or revoked by hand"
+	reasonRotation      = "spec.rotation changed"
+	reasonSecretDeleted = "its Secret was deleted"
+	reasonSecretStale   = "its Secret no longer holds the current key"
+)
+
+// issueReason says why k needs a new key, or "" when its current one (the database's current
+// row, nil when there is none) stays: the first key, a row lost or revoked by hand, a new
+// spec.rotation (wantRotation), or a Secret that is gone or holds another key. A row that goes
+// missing after the first key is a loss, not a creation, since the status already names a key.
+func issueReason(k *tenancyv1.APIKey, current *db.APIKeyRow, wantRotation string, secret *corev1.Secret, secretFound bool) string {
+	switch {
+	case current == nil && k.Status.KeyID == "":
+		return reasonCreated
+	case current == nil || current.Revoked:
+		return reasonRowLost
+	case current.Rotation != wantRotation:
+		return reasonRotation
+	case !secretFound:
+		return reasonSecretDeleted
+	case string(secret.Data[tenancyv1.APIKeyIDSecretKey]) != current.KeyID:
+		return reasonSecretStale
+	}
+	return ""
+}
+
 // issueKey generates a key, records its hash, and writes the plaintext into the Secret. Should
 // writing the Secret fail, the next reconcile sees a Secret without the current key and issues
 // another: a key is never left in the database without its Secret.
@@ -179,7 +198,7 @@ func (r *APIKeyReconciler) issueKey(ctx context.Context, k *tenancyv1.APIKey, wa
 		return db.APIKeyRow{}, err
 	}
 	// The first key is told by the status (keyID, prefix); a rotation gets an Event.
-	if reason != "created" {
+	if reason != reasonCreated {
 		r.Recorder.Eventf(k, secret, corev1.EventTypeNormal, "KeyRotated", "RotateKey",
 			"Issued key %s into Secret %s because %s; the previous key works for %s more", key.ID, secret.Name, reason, r.RotationGrace)
 	}

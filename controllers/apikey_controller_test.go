@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,10 +69,15 @@ var _ = Describe("APIKey controller", func() {
 		Expect(k.Status.Prefix).To(Equal("tnc_" + keyID))
 		Expect(k.Status.RotatedAt).NotTo(BeNil())
 
-		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.api_keys
-		                       WHERE id = $1 AND uid = $2 AND key_id = $3 AND hash = $4 AND role = 'Member'
-		                         AND organization_id = $5 AND revoked_at IS NULL AND expires_at IS NULL`,
-			k.Status.ID, string(k.UID), keyID, sha256Of([]byte(key)), org.Status.ID)).To(Equal(1))
+		Expect(apiKeyRow(ctx, "k.id = $1", k.Status.ID)).To(MatchFields(IgnoreExtras, Fields{
+			"UID":            Equal(string(k.UID)),
+			"KeyID":          Equal(keyID),
+			"Hash":           Equal(sha256Of([]byte(key))),
+			"Role":           Equal("Member"),
+			"OrganizationID": PointTo(Equal(org.Status.ID)),
+			"RevokedAt":      BeNil(),
+			"ExpiresAt":      BeNil(),
+		}))
 		Expect(appearsInDatabase(ctx, key)).To(BeZero(), "the key must appear nowhere in the database")
 		Expect(appearsInDatabase(ctx, key[len("tnc_")+len(keyID)+1:len(key)-6])).To(BeZero(), "nor its secret part")
 
@@ -98,11 +104,19 @@ var _ = Describe("APIKey controller", func() {
 		newKeyValue := string(keySecret(ctx, k).Data["apiKey"])
 		Expect(newKeyValue).NotTo(Equal(oldKey))
 
-		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.api_keys WHERE hash = $1 AND superseded_at IS NOT NULL
-		                         AND revoked_at IS NULL AND expires_at BETWEEN now() + $2::interval - interval '1 minute' AND now() + $2::interval`,
-			sha256Of([]byte(oldKey)), rotationGrace)).To(Equal(1), "the old key lives out its grace period")
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE hash = $1 AND superseded_at IS NULL AND rotation = '2026-11'",
-			sha256Of([]byte(newKeyValue)))).To(Equal(1))
+		now := time.Now()
+		Expect(apiKeyRow(ctx, "k.hash = $1", sha256Of([]byte(oldKey)))).To(MatchFields(IgnoreExtras, Fields{
+			"SupersededAt": Not(BeNil()),
+			"RevokedAt":    BeNil(),
+			"ExpiresAt": PointTo(SatisfyAll(
+				BeTemporally(">=", now.Add(rotationGrace-time.Minute)),
+				BeTemporally("<=", now.Add(rotationGrace)),
+			)),
+		}), "the old key lives out its grace period")
+		Expect(apiKeyRow(ctx, "k.hash = $1", sha256Of([]byte(newKeyValue)))).To(MatchFields(IgnoreExtras, Fields{
+			"SupersededAt": BeNil(),
+			"Rotation":     Equal("2026-11"),
+		}))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.rotated' AND details->>'previousKeyID' = $1",
 			oldID)).To(Equal(1))
 	})
@@ -114,13 +128,13 @@ var _ = Describe("APIKey controller", func() {
 		Expect(k8sClient.Create(ctx, k)).To(Succeed())
 		eventuallyReady(ctx, k)
 		Expect(k.Status.ExpiresAt.Time).To(BeTemporally("==", expires.Time))
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE id = $1 AND expires_at = $2", k.Status.ID, expires.Time)).To(Equal(1))
+		Expect(apiKeyRow(ctx, "k.id = $1", k.Status.ID)).To(HaveField("ExpiresAt", PointTo(BeTemporally("==", expires.Time))))
 		keyID := k.Status.KeyID
 
 		Expect(patchSpec(ctx, k, func(k *tenancyv1.APIKey) { k.Spec.Role = tenancyv1.RoleMember })).To(Succeed())
 		eventuallyReady(ctx, k)
 		Expect(k.Status.KeyID).To(Equal(keyID))
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE id = $1 AND role = 'Member'", k.Status.ID)).To(Equal(1))
+		Expect(apiKeyRow(ctx, "k.id = $1", k.Status.ID)).To(HaveField("Role", "Member"))
 	})
 
 	It("rotates, with an Event and an audit entry, when its Secret is deleted by hand", func(ctx SpecContext) {
@@ -168,8 +182,11 @@ var _ = Describe("APIKey controller", func() {
 
 		Expect(k8sClient.Delete(ctx, k)).To(Succeed())
 		eventuallyGone(ctx, k)
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1 AND revoked_at IS NOT NULL AND revoked_at <= now()",
-			string(k.UID))).To(Equal(2), "both the current and the rotated-out key")
+		revokedBy := time.Now()
+		Expect(apiKeyRows(ctx, "k.uid = $1", string(k.UID))).To(SatisfyAll(
+			HaveLen(2),
+			HaveEach(HaveField("RevokedAt", PointTo(BeTemporally("<=", revokedBy)))),
+		), "both the current and the rotated-out key are revoked")
 		err := k8sClient.Get(ctx, client.ObjectKey{Namespace: org.Name, Name: "temp-apikey"}, &corev1.Secret{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
 	})

@@ -43,7 +43,7 @@ var _ = Describe("Database outage", Serial, func() {
 		eventuallyReady(ctx, org)
 		eventuallyReady(ctx, proj)
 
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE uid = $1 AND tier = 'Pro'", string(org.UID))).To(Equal(1))
+		Expect(organizationRow(ctx, "o.uid = $1", string(org.UID))).To(HaveField("Tier", "Pro"))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE uid = $1", string(proj.UID))).To(Equal(1))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE organization_id = $1", org.Status.ID)).To(Equal(1))
 	})

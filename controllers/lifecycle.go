@@ -56,8 +56,9 @@ const newObjectGrace = 10 * time.Second
 
 // queuedBlockerGrace is the longer silence while that Organization or Project has not been
 // reconciled even once: thousands of tenants applied at once queue their Organizations, and a
-// waiting status on each of their objects (then the Ready one) was 28,000 more writes at
-// 2,000 tenants, which slowed the Organizations further.
+// waiting status on each of their objects (then the Ready one) would add writes just while the
+// API server is busiest, slowing the Organizations further (docs/benchmarks.md, "Why the code
+// is shaped this way").
 const queuedBlockerGrace = 5 * time.Minute
 
 // briefWait reports whether err is such a wait of an object that has no status yet.
@@ -92,7 +93,7 @@ type lifecycle[T tenancyv1.Object] struct {
 // ownStatusWrites remembers, per object, the resourceVersion that the controller's last status
 // patch replaced. While the cache still shows that version, a reconcile (woken by a Secret or
 // Namespace the previous one wrote) would start from the old status and write the same status
-// again: at scale that was one more API write for every other APIKey.
+// again, an API write for nothing.
 type ownStatusWrites struct{ replaced sync.Map }
 
 // cacheBehind reports whether obj, read from the cache, predates the controller's own last
@@ -124,7 +125,13 @@ func (w *ownStatusWrites) forget(key types.NamespacedName) { w.replaced.Delete(k
 // update that it waits for wakes no reconcile by itself (specChanged filters it).
 const cacheLagRetry = 100 * time.Millisecond
 
-func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+// schemaWaitReason is the logged reason of a reconcile that waits quietly for the schema check.
+const schemaWaitReason = "DatabaseNotMigrated"
+
+// reconcile runs one reconcile of req and logs its outcome. Finding the object gone, or the cache
+// behind the controller's own last status write, it does nothing and logs nothing.
+func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	started := time.Now()
 	obj := l.newObject()
 	if err := l.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -135,11 +142,25 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 	if l.ownWrites.cacheBehind(req.NamespacedName, obj) {
 		return ctrl.Result{RequeueAfter: cacheLagRetry}, nil
 	}
-	if !obj.GetDeletionTimestamp().IsZero() {
-		return l.reconcileDelete(ctx, obj)
+	var (
+		result  ctrl.Result
+		outcome reconcileOutcome
+		err     error
+	)
+	if obj.GetDeletionTimestamp().IsZero() {
+		result, outcome, err = l.reconcileLive(ctx, req, obj)
+	} else {
+		result, outcome, err = l.reconcileDelete(ctx, obj)
 	}
+	outcome.log(ctx, result, time.Since(started))
+	return result, err
+}
+
+// reconcileLive adds the finalizer, runs the kind's phases and writes their outcome into the
+// status.
+func (l lifecycle[T]) reconcileLive(ctx context.Context, req ctrl.Request, obj T) (result ctrl.Result, outcome reconcileOutcome, retErr error) {
 	if err := addFinalizer(ctx, l.client, obj); err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, reconcileOutcome{state: tenancyv1.ReconcilingCondition, reason: tenancyv1.ProgressingReason}, err
 	}
 
 	patcher := newStatusPatcher(obj)
@@ -152,15 +173,18 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 			// The manager checks the schema as it starts: until then, wait without a word, or
 			// every restart would turn Ready objects not Ready for a moment (and write them).
 			result, retErr = ctrl.Result{RequeueAfter: time.Second}, nil
+			outcome = reconcileOutcome{state: waitingQuietly, reason: schemaWaitReason}
 			return
 		}
 		if briefWait(obj, retErr) {
 			// The watch on the Organization or Project wakes the object when that gets its row;
 			// the requeue is a safety net, after which a wait that lasts is reported.
+			outcome = reconcileOutcome{state: waitingQuietly, reason: waitReason(retErr)}
 			result, retErr = ctrl.Result{RequeueAfter: jitter(newObjectGrace)}, nil
 			return
 		}
 		result, retErr = finishReconcile(obj, result, retErr, l.resync)
+		outcome = outcomeOf(obj)
 		before := obj.GetResourceVersion()
 		err := patcher.patch(ctx, l.client, obj)
 		if err == nil {
@@ -168,17 +192,20 @@ func (l lifecycle[T]) reconcile(ctx context.Context, req ctrl.Request) (result c
 		}
 		retErr = errors.Join(retErr, err)
 	}()
-	return l.reconcileNormal(ctx, obj)
+	result, retErr = l.reconcileNormal(ctx, obj)
+	return result, outcome, retErr
 }
 
-func (l lifecycle[T]) reconcileDelete(ctx context.Context, obj T) (ctrl.Result, error) {
+// reconcileDelete runs the kind's clean-up and then lets the object go.
+func (l lifecycle[T]) reconcileDelete(ctx context.Context, obj T) (ctrl.Result, reconcileOutcome, error) {
+	deleted := reconcileOutcome{state: deletedOutcome}
 	if !controllerutil.ContainsFinalizer(obj, tenancyv1.Finalizer) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, deleted, nil
 	}
 	patcher := newStatusPatcher(obj)
 	if err := l.cleanUp(ctx, obj); err != nil {
 		result, err := finishReconcile(obj, ctrl.Result{}, err, l.resync)
-		return result, errors.Join(err, patcher.patch(ctx, l.client, obj))
+		return result, outcomeOf(obj), errors.Join(err, patcher.patch(ctx, l.client, obj))
 	}
-	return ctrl.Result{}, removeFinalizer(ctx, l.client, obj)
+	return ctrl.Result{}, deleted, removeFinalizer(ctx, l.client, obj)
 }

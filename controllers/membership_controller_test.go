@@ -1,8 +1,11 @@
 package controllers_test
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,20 +51,30 @@ var _ = Describe("Membership controller", func() {
 		Expect(m.Status.State).To(Equal(tenancyv1.MembershipInvited))
 		Expect(m.Status.InviteSecretName).To(Equal("alice-invite"))
 		Expect(m.Status.UserID).NotTo(BeEmpty())
-		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
-		                       WHERE m.id = $1 AND m.uid = $2 AND u.email = 'alice@example.com' AND u.id = $3
-		                         AND m.role = 'Admin' AND m.state = 'Invited' AND m.project_id IS NULL AND m.organization_id = $4`,
-			m.Status.ID, string(m.UID), m.Status.UserID, org.Status.ID)).To(Equal(1))
+		Expect(membershipRow(ctx, "m.id = $1", m.Status.ID)).To(MatchFields(IgnoreExtras, Fields{
+			"UID":            Equal(string(m.UID)),
+			"Email":          Equal("alice@example.com"),
+			"UserID":         Equal(m.Status.UserID),
+			"Role":           Equal("Admin"),
+			"State":          Equal("Invited"),
+			"ProjectID":      BeNil(),
+			"OrganizationID": Equal(org.Status.ID),
+		}))
 
 		secret := inviteSecret(ctx, m)
 		token := secret.Data["token"]
 		Expect(len(token)).To(BeNumerically(">=", 43), "256 bits, base64url")
 		Expect(string(secret.Data["url"])).To(Equal(publicURL + "/invite?token=" + string(token)))
 		Expect(metav1.IsControlledBy(secret, m)).To(BeTrue())
-		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.invitations
-		                       WHERE membership_id = $1 AND hash = $2 AND used_at IS NULL
-		                         AND expires_at BETWEEN now() + interval '6 days 23 hours' AND now() + interval '7 days 1 minute'`,
-			m.Status.ID, sha256Of(token))).To(Equal(1))
+		now := time.Now()
+		Expect(invitationRow(ctx, "i.hash = $1", sha256Of(token))).To(MatchFields(IgnoreExtras, Fields{
+			"MembershipID": Equal(m.Status.ID),
+			"UsedAt":       BeNil(),
+			"ExpiresAt": SatisfyAll(
+				BeTemporally(">=", now.Add(7*24*time.Hour-time.Hour)),
+				BeTemporally("<=", now.Add(7*24*time.Hour+time.Minute)),
+			),
+		}))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations i WHERE strpos(i::text, $1) > 0", string(token))).To(Equal(0),
 			"the token itself is never stored")
 
@@ -75,8 +88,10 @@ var _ = Describe("Membership controller", func() {
 		m := newMembership("bob-web", "bob@example.com", tenancyv1.RoleViewer, proj.Name)
 		Expect(k8sClient.Create(ctx, m)).To(Succeed())
 		eventuallyReady(ctx, m)
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.memberships WHERE id = $1 AND project_id = $2 AND role = 'Viewer'",
-			m.Status.ID, proj.Status.ID)).To(Equal(1))
+		Expect(membershipRow(ctx, "m.id = $1", m.Status.ID)).To(MatchFields(IgnoreExtras, Fields{
+			"ProjectID": PointTo(Equal(proj.Status.ID)),
+			"Role":      Equal("Viewer"),
+		}))
 
 		orgWide := newMembership("bob", "bob@example.com", tenancyv1.RoleMember, "")
 		Expect(k8sClient.Create(ctx, orgWide)).To(Succeed())
@@ -85,7 +100,7 @@ var _ = Describe("Membership controller", func() {
 
 		Expect(patchSpec(ctx, m, func(m *tenancyv1.Membership) { m.Spec.Role = tenancyv1.RoleAdmin })).To(Succeed())
 		eventuallyReady(ctx, m)
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.memberships WHERE id = $1 AND role = 'Admin'", m.Status.ID)).To(Equal(1))
+		Expect(membershipRow(ctx, "m.id = $1", m.Status.ID)).To(HaveField("Role", "Admin"))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'membership.updated' AND target = 'membership/bob-web'")).
 			To(Equal(1))
 	})

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 var _ = Describe("Organization controller", func() {
@@ -38,9 +40,14 @@ var _ = Describe("Organization controller", func() {
 		Expect(ns.Annotations).To(HaveKeyWithValue(tenancyv1.CreatedNamespaceAnnotation, "true"))
 		Expect(ns.OwnerReferences).To(ContainElement(HaveField("UID", org.UID)))
 
-		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.organizations
-		                       WHERE id = $1 AND uid = $2 AND name = $3 AND display_name = $4 AND tier = 'Free' AND namespace = $3`,
-			org.Status.ID, string(org.UID), org.Name, "Org "+org.Name)).To(Equal(1))
+		Expect(organizationRow(ctx, "o.id = $1", org.Status.ID)).To(MatchAllFields(Fields{
+			"ID":          Equal(org.Status.ID),
+			"UID":         Equal(string(org.UID)),
+			"Name":        Equal(org.Name),
+			"DisplayName": Equal("Org " + org.Name),
+			"Tier":        Equal("Free"),
+			"Namespace":   Equal(org.Name),
+		}))
 	})
 
 	It("updates its row when the spec changes", func(ctx SpecContext) {
@@ -53,8 +60,10 @@ var _ = Describe("Organization controller", func() {
 			o.Spec.DisplayName = "Renamed"
 		})).To(Succeed())
 		eventuallyReady(ctx, org)
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE id = $1 AND tier = 'Enterprise' AND display_name = 'Renamed'",
-			org.Status.ID)).To(Equal(1))
+		Expect(organizationRow(ctx, "o.id = $1", org.Status.ID)).To(MatchFields(IgnoreExtras, Fields{
+			"Tier":        Equal("Enterprise"),
+			"DisplayName": Equal("Renamed"),
+		}))
 	})
 
 	It("refuses to change spec.namespace", func(ctx SpecContext) {
@@ -157,8 +166,7 @@ var _ = Describe("Organization controller", func() {
 
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE uid = $1", string(org.UID))).To(Equal(0))
 		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE uid = $1", string(proj.UID))).To(Equal(0))
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE key_id = $1 AND revoked_at IS NOT NULL",
-			"key-"+org.Name)).To(Equal(1))
+		Expect(apiKeyRow(ctx, "k.key_id = $1", "key-"+org.Name)).To(HaveField("RevokedAt", Not(BeNil())), "the key stays, revoked")
 		ns := &corev1.Namespace{}
 		err = k8sClient.Get(ctx, client.ObjectKey{Name: org.Name}, ns)
 		if err == nil {
@@ -176,16 +184,18 @@ var _ = Describe("Organization controller", func() {
 
 		_, err := sqlPool.Exec(ctx, "UPDATE tenancy.organizations SET tier = 'Enterprise', display_name = 'hacked' WHERE id = $1", id)
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() int {
-			return countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE id = $1 AND tier = 'Free' AND display_name = $2",
-				id, org.Spec.DisplayName)
-		}).WithContext(ctx).Should(Equal(1))
+		Eventually(func() (testenv.OrganizationRow, error) {
+			return organizationRow(ctx, "o.id = $1", id)
+		}).WithContext(ctx).Should(MatchFields(IgnoreExtras, Fields{
+			"Tier":        Equal("Free"),
+			"DisplayName": Equal(org.Spec.DisplayName),
+		}))
 
 		_, err = sqlPool.Exec(ctx, "DELETE FROM tenancy.organizations WHERE id = $1", id)
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() int {
-			return countRows(ctx, "SELECT count(*) FROM tenancy.organizations WHERE id = $1 AND uid = $2", id, string(org.UID))
-		}).WithContext(ctx).Should(Equal(1), "restored with the same id")
+		Eventually(func() (testenv.OrganizationRow, error) {
+			return organizationRow(ctx, "o.id = $1", id)
+		}).WithContext(ctx).Should(HaveField("UID", string(org.UID)), "restored with the same id")
 
 		Eventually(func(g Gomega) {
 			var events corev1.EventList

@@ -2,11 +2,8 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -19,7 +16,6 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
-	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // ProjectStore is the database side of the Project controller.
@@ -97,46 +93,6 @@ func (r *ProjectReconciler) reconcileRow(ctx context.Context, s *projectScope) (
 	reportRowChange(r.Recorder, p, p.Status.ID, res)
 	p.Status.ID = res.ID
 	return ctrl.Result{}, nil
-}
-
-// organizationOfNamespace returns the Organization bound to namespace ns once it has a row. It
-// waits while an Organization names the namespace but has not bound it yet (GitOps applies a
-// tenant's objects in one pass) and while the Organization is being deleted, and stalls when no
-// Organization claims the namespace.
-func organizationOfNamespace(ctx context.Context, c client.Client, ns string) (*tenancyv1.Organization, error) {
-	namespace := &corev1.Namespace{}
-	if err := c.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
-		return nil, fmt.Errorf("getting namespace %s: %w", ns, err)
-	}
-	if owner := namespace.Labels[tenancyv1.OrganizationLabel]; owner != "" {
-		org := &tenancyv1.Organization{}
-		err := c.Get(ctx, client.ObjectKey{Name: owner}, org)
-		// Only a label that matches the Organization's own spec binds: a label put on some other
-		// namespace by hand must not let its objects into that organization.
-		if err == nil && org.NamespaceName() == ns {
-			// Its rows go first when it is deleted: nothing may be written for it any more.
-			if !org.DeletionTimestamp.IsZero() {
-				return nil, waiting(tenancyv1.OrganizationNotReadyReason, "Organization %s is being deleted", owner)
-			}
-			if org.Status.ID == "" {
-				return nil, waitingOn(org, tenancyv1.OrganizationNotReadyReason, "Organization %s has no database row yet", owner)
-			}
-			return org, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("getting organization %s: %w", owner, err)
-		}
-	}
-	claimants, err := tenant.OrganizationsNaming(ctx, c, ns)
-	if err != nil {
-		return nil, err
-	}
-	if len(claimants) > 0 {
-		return nil, waitingOn(&claimants[0], tenancyv1.OrganizationNotReadyReason,
-			"Organization %s has not bound namespace %s yet", claimants[0].Name, ns)
-	}
-	return nil, stalled(tenancyv1.NamespaceNotBoundReason,
-		"Namespace %s is bound to no organization: create an Organization whose spec.namespace is %s, or move this object to an organization's namespace", ns, ns)
 }
 
 // SetupWithManager registers the controller; tenant.Setup must have run.

@@ -5,11 +5,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 var _ = Describe("Project controller", func() {
@@ -33,9 +35,13 @@ var _ = Describe("Project controller", func() {
 		Expect(k8sClient.Create(ctx, proj)).To(Succeed())
 		eventuallyReady(ctx, proj)
 		Expect(proj.Status.OrganizationID).To(Equal(org.Status.ID))
-		Expect(countRows(ctx, `SELECT count(*) FROM tenancy.projects
-		                       WHERE id = $1 AND uid = $2 AND organization_id = $3 AND name = 'web' AND display_name = 'Project web'`,
-			proj.Status.ID, string(proj.UID), org.Status.ID)).To(Equal(1))
+		Expect(projectRow(ctx, "p.id = $1", proj.Status.ID)).To(MatchAllFields(Fields{
+			"ID":             Equal(proj.Status.ID),
+			"UID":            Equal(string(proj.UID)),
+			"OrganizationID": Equal(org.Status.ID),
+			"Name":           Equal("web"),
+			"DisplayName":    Equal("Project web"),
+		}))
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
 			g.Expect(org.Status.Projects).To(Equal(int32(1)))
@@ -43,8 +49,7 @@ var _ = Describe("Project controller", func() {
 
 		Expect(patchSpec(ctx, proj, func(p *tenancyv1.Project) { p.Spec.DisplayName = "Web shop" })).To(Succeed())
 		eventuallyReady(ctx, proj)
-		Expect(countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE id = $1 AND display_name = 'Web shop'",
-			proj.Status.ID)).To(Equal(1))
+		Expect(projectRow(ctx, "p.id = $1", proj.Status.ID)).To(HaveField("DisplayName", "Web shop"))
 
 		Expect(k8sClient.Delete(ctx, proj)).To(Succeed())
 		eventuallyGone(ctx, proj)
@@ -64,15 +69,15 @@ var _ = Describe("Project controller", func() {
 
 		_, err := sqlPool.Exec(ctx, "UPDATE tenancy.projects SET display_name = 'hacked' WHERE id = $1", proj.Status.ID)
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() int {
-			return countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE id = $1 AND display_name = 'Project api'", proj.Status.ID)
-		}).WithContext(ctx).Should(Equal(1))
+		Eventually(func() (testenv.ProjectRow, error) {
+			return projectRow(ctx, "p.id = $1", proj.Status.ID)
+		}).WithContext(ctx).Should(HaveField("DisplayName", "Project api"))
 
 		_, err = sqlPool.Exec(ctx, "DELETE FROM tenancy.projects WHERE id = $1", proj.Status.ID)
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() int {
-			return countRows(ctx, "SELECT count(*) FROM tenancy.projects WHERE id = $1 AND uid = $2", proj.Status.ID, string(proj.UID))
-		}).WithContext(ctx).Should(Equal(1))
+		Eventually(func() (testenv.ProjectRow, error) {
+			return projectRow(ctx, "p.id = $1", proj.Status.ID)
+		}).WithContext(ctx).Should(HaveField("UID", string(proj.UID)), "restored with the same id")
 	})
 
 	It("stalls, naming the namespace, when no organization owns its namespace", func(ctx SpecContext) {

@@ -1,5 +1,3 @@
-// Package controllers holds one reconciler per tenancy kind. Each Reconcile fetches its object,
-// handles the finalizer, defers a status patch, and runs reconcileDelete or a list of phases.
 package controllers
 
 import (
@@ -140,6 +138,50 @@ func finishReconcile(obj tenancyv1.Object, result ctrl.Result, err error, resync
 	}
 }
 
+// reconcileOutcome is what one reconcile left an object with, for its log line.
+type reconcileOutcome struct {
+	// state is the condition that is now True (Ready, Reconciling or Stalled), waitingQuietly
+	// for a wait that leaves the status as it was, or deletedOutcome once the clean-up is done.
+	state string
+	// reason is that condition's reason, or why the object waits.
+	reason string
+}
+
+// The outcomes that no condition tells.
+const (
+	waitingQuietly = "Waiting"
+	deletedOutcome = "Deleted"
+)
+
+// outcomeOf reads the outcome from the conditions that finishReconcile set; Stalled and
+// Reconciling come first, as kstatus reads them.
+func outcomeOf(obj tenancyv1.Object) reconcileOutcome {
+	conditions := obj.CommonStatusRef().Conditions
+	for _, condType := range []string{tenancyv1.StalledCondition, tenancyv1.ReconcilingCondition, tenancyv1.ReadyCondition} {
+		if c := meta.FindStatusCondition(conditions, condType); c != nil && c.Status == metav1.ConditionTrue {
+			return reconcileOutcome{state: condType, reason: c.Reason}
+		}
+	}
+	return reconcileOutcome{}
+}
+
+// waitReason is the reason of a waitingError in err, or "" when there is none.
+func waitReason(err error) string {
+	var wait *waitingError
+	if errors.As(err, &wait) {
+		return wait.reason
+	}
+	return ""
+}
+
+// log writes one line per reconcile at V(1), which the manager's --zap-log-level=debug shows
+// (docs/operations.md): enough to follow one object's reconciles without the cost of logging
+// them all by default. Errors are logged by controller-runtime already.
+func (o reconcileOutcome) log(ctx context.Context, result ctrl.Result, took time.Duration) {
+	ctrl.LoggerFrom(ctx).V(1).Info("Reconciled", "outcome", o.state, "reason", o.reason,
+		"requeueAfter", result.RequeueAfter.String(), "duration", took.String())
+}
+
 func setCondition(obj tenancyv1.Object, condType string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&obj.CommonStatusRef().Conditions, metav1.Condition{
 		Type:               condType,
@@ -160,30 +202,13 @@ func newStatusPatcher[T tenancyv1.Object](obj T) statusPatcher[T] {
 }
 
 func (p statusPatcher[T]) patch(ctx context.Context, c client.Client, obj T) error {
-	if equality.Semantic.DeepEqual(statusOf(p.before), statusOf(obj)) {
+	if equality.Semantic.DeepEqual(p.before.FullStatus(), obj.FullStatus()) {
 		return nil
 	}
 	if err := c.Status().Patch(ctx, obj, client.MergeFrom(p.before)); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("patching status: %w", err))
 	}
 	return nil
-}
-
-// statusOf returns the kind's whole status for comparison.
-func statusOf(obj tenancyv1.Object) any {
-	switch o := obj.(type) {
-	case *tenancyv1.Organization:
-		return o.Status
-	case *tenancyv1.Project:
-		return o.Status
-	case *tenancyv1.Membership:
-		return o.Status
-	case *tenancyv1.APIKey:
-		return o.Status
-	case *tenancyv1.TenantTable:
-		return o.Status
-	}
-	panic(fmt.Sprintf("statusOf: unexpected kind %T", obj))
 }
 
 // actorOf attributes a change to the user the admission webhook recorded, or to the controller.

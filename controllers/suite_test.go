@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,6 +46,7 @@ const rotationGrace = time.Hour
 const publicURL = "https://auth.tenancy.test"
 
 func TestControllers(t *testing.T) {
+	testenv.SkipIfShort(t, "envtest and PostgreSQL")
 	RegisterFailHandler(Fail)
 	SetDefaultEventuallyTimeout(30 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
@@ -55,60 +55,34 @@ func TestControllers(t *testing.T) {
 	RunSpecs(t, "Controllers")
 }
 
+// The manager runs its real wiring, as cmd/manager does, as its service account with only
+// config/rbac's role. The webhooks stay off (--enable-webhooks=false): these specs reach states,
+// such as objects in a namespace no organization owns, that the controllers must handle and the
+// webhooks refuse; webhooks/ tests the two together.
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
-
-	database, err := testenv.NewDatabase(ctx, "controllers")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(database.Drop)
-	sqlPool, err = pgxpool.New(ctx, database.URL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(sqlPool.Close)
-
-	var proxiedURL string
-	dbProxy, proxiedURL, err = database.Proxied()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(dbProxy.Close)
-
-	env, err := testenv.NewControlPlane()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err := env.Start()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(env.Stop)
-
-	scheme := testenv.Scheme()
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-
-	Expect(testenv.InstallPolicies(ctx, k8sClient)).To(Succeed())
-	Expect(testenv.InstallManagerRBAC(ctx, k8sClient)).To(Succeed())
-	managerUser, err := testenv.ManagerUser(env)
-	Expect(err).NotTo(HaveOccurred())
-	managerClient, err = client.New(managerUser.Config(), client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	startManager(managerUser.Config(), scheme, proxiedURL)
-}, NodeTimeout(5*time.Minute))
-
-// startManager runs the manager's real wiring, as cmd/manager does, for the rest of the suite.
-// The webhooks stay off (--enable-webhooks=false): these specs reach states, such as objects in
-// a namespace no organization owns, that the controllers must handle and the webhooks refuse;
-// webhooks/ tests the two together.
-func startManager(cfg *rest.Config, scheme *runtime.Scheme, databaseURL string) {
-	GinkgoHelper()
-	stop, err := testenv.StartManager(testenv.Manager{
-		Config: cfg, Scheme: scheme, DatabaseURL: databaseURL, Log: GinkgoLogr,
-		Controllers: &controllers.Settings{
-			ResyncPeriod:        resyncPeriod,
-			PublicURL:           publicURL,
-			InvitationTTL:       7 * 24 * time.Hour,
-			APIKeyRotationGrace: rotationGrace,
-			OperatorNamespace:   "tenancy-system",
-			Options:             controller.Options{MaxConcurrentReconciles: 4},
+	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
+		Name:        "controllers",
+		Proxy:       true,
+		Policies:    true,
+		ManagerRBAC: true,
+		Log:         GinkgoLogr,
+		Manager: &testenv.SuiteManager{
+			ThroughProxy: true,
+			Controllers: &controllers.Settings{
+				ResyncPeriod:        resyncPeriod,
+				PublicURL:           publicURL,
+				InvitationTTL:       7 * 24 * time.Hour,
+				APIKeyRotationGrace: rotationGrace,
+				OperatorNamespace:   "tenancy-system",
+				Options:             controller.Options{MaxConcurrentReconciles: 4},
+			},
 		},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(stop)
-}
+	DeferCleanup(suite.Stop)
+	k8sClient, managerClient, sqlPool, dbProxy = suite.Client, suite.ManagerClient, suite.Pool, suite.Proxy
+}, NodeTimeout(5*time.Minute))
 
 // eventuallyReady waits for obj to be Ready at its current generation.
 func eventuallyReady(ctx context.Context, obj tenancyv1.Object) {
@@ -185,4 +159,32 @@ func countRows(ctx context.Context, sql string, args ...any) int {
 	var n int
 	Expect(sqlPool.QueryRow(ctx, sql, args...).Scan(&n)).To(Succeed())
 	return n
+}
+
+// The operator's rows, read whole through the direct pool (internal/testenv/rows.go), so that a
+// spec compares their fields and a failure names the one that differs. where is a WHERE clause
+// over the table's alias: o, p, m (with u and p), k, i (with m).
+
+func organizationRow(ctx context.Context, where string, args ...any) (testenv.OrganizationRow, error) {
+	return testenv.ReadOrganization(ctx, sqlPool, where, args...)
+}
+
+func projectRow(ctx context.Context, where string, args ...any) (testenv.ProjectRow, error) {
+	return testenv.ReadProject(ctx, sqlPool, where, args...)
+}
+
+func membershipRow(ctx context.Context, where string, args ...any) (testenv.MembershipRow, error) {
+	return testenv.ReadMembership(ctx, sqlPool, where, args...)
+}
+
+func apiKeyRow(ctx context.Context, where string, args ...any) (testenv.APIKeyRow, error) {
+	return testenv.ReadAPIKey(ctx, sqlPool, where, args...)
+}
+
+func apiKeyRows(ctx context.Context, where string, args ...any) ([]testenv.APIKeyRow, error) {
+	return testenv.ReadAPIKeys(ctx, sqlPool, where, args...)
+}
+
+func invitationRow(ctx context.Context, where string, args ...any) (testenv.InvitationRow, error) {
+	return testenv.ReadInvitation(ctx, sqlPool, where, args...)
 }

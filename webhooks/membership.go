@@ -65,7 +65,7 @@ func (w *membershipWebhook) ValidateCreate(ctx context.Context, m *tenancyv1.Mem
 // other membership of the user in the same scope. (Room in the members quota is checked last.)
 func (w *membershipWebhook) structure(ctx context.Context, m *tenancyv1.Membership, t orgNamespace) (field.ErrorList, error) {
 	var errs field.ErrorList
-	in := scope{t.org.Name, m.Spec.Project}
+	in := roleScope{t.org.Name, m.Spec.Project}
 	if m.Spec.Project != "" {
 		p, err := w.project(ctx, m.Namespace, m.Spec.Project)
 		if err != nil {

@@ -21,13 +21,13 @@ var (
 	userPath      = field.NewPath("spec", "user")
 )
 
-// scope is where a role applies: an organization, or one of its projects.
-type scope struct {
+// roleScope is where a role applies: an organization, or one of its projects.
+type roleScope struct {
 	org     string
 	project string
 }
 
-func (s scope) String() string {
+func (s roleScope) String() string {
 	if s.project == "" {
 		return s.org
 	}
@@ -35,7 +35,7 @@ func (s scope) String() string {
 }
 
 // path is the field that names the scope: spec.project, or the namespace for the organization.
-func (s scope) path() *field.Path {
+func (s roleScope) path() *field.Path {
 	if s.project == "" {
 		return namespacePath
 	}
@@ -43,7 +43,7 @@ func (s scope) path() *field.Path {
 }
 
 // standingIn says what role someone has in a scope, for refusals.
-func standingIn(who string, has tenancyv1.Role, in scope) string {
+func standingIn(who string, has tenancyv1.Role, in roleScope) string {
 	if has == "" {
 		return fmt.Sprintf("%s has no role in %s", who, in)
 	}
@@ -52,7 +52,7 @@ func standingIn(who string, has tenancyv1.Role, in scope) string {
 
 // needsAdmin refuses a requester below Admin in the scope: creating, changing and deleting
 // projects, memberships and API keys is for Admins and Owners.
-func needsAdmin(path *field.Path, who string, has tenancyv1.Role, in scope, action string) field.ErrorList {
+func needsAdmin(path *field.Path, who string, has tenancyv1.Role, in roleScope, action string) field.ErrorList {
 	if has.AtLeast(tenancyv1.RoleAdmin) {
 		return nil
 	}
@@ -77,7 +77,7 @@ type roleChange struct {
 // keeps Owners the only ones to grant, demote or remove an Owner; never granting itself a
 // membership or raising its own role (a membership of one's own would outlive a demotion of the
 // one that allowed it).
-func authorizeRoleChange(who string, has tenancyv1.Role, in scope, c roleChange) field.ErrorList {
+func authorizeRoleChange(who string, has tenancyv1.Role, in roleScope, c roleChange) field.ErrorList {
 	if errs := needsAdmin(in.path(), who, has, in, c.verb+" "+c.kind+"s"); len(errs) > 0 {
 		return errs
 	}

@@ -27,12 +27,12 @@ func TestAuthorizeRoleChange(t *testing.T) {
 		member = tenancyv1.RoleMember
 		viewer = tenancyv1.RoleViewer
 	)
-	acme := scope{org: "acme"}
-	web := scope{org: "acme", project: "web"}
+	acme := roleScope{org: "acme"}
+	web := roleScope{org: "acme", project: "web"}
 	cases := []struct {
 		reason string
 		has    tenancyv1.Role
-		in     scope
+		in     roleScope
 		change roleChange
 		want   []string
 	}{

@@ -42,6 +42,7 @@ var (
 const tenancyUsers = "tenancy:users"
 
 func TestWebhooks(t *testing.T) {
+	testenv.SkipIfShort(t, "envtest and PostgreSQL")
 	RegisterFailHandler(Fail)
 	SetDefaultEventuallyTimeout(30 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
@@ -52,58 +53,37 @@ func TestWebhooks(t *testing.T) {
 
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
-
-	database, err := testenv.NewDatabase(ctx, "webhooks")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(database.Drop)
-	sqlPool, err = pgxpool.New(ctx, database.URL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(sqlPool.Close)
-	var proxiedURL string
-	dbProxy, proxiedURL, err = database.Proxied()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(dbProxy.Close)
-
-	env, err := testenv.NewControlPlane()
-	Expect(err).NotTo(HaveOccurred())
-	Expect(testenv.WithWebhooks(env)).To(Succeed())
-	adminCfg, err = env.Start()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(env.Stop)
-
-	testScheme = testenv.Scheme()
-	admin, err = client.New(adminCfg, client.Options{Scheme: testScheme})
-	Expect(err).NotTo(HaveOccurred())
-
-	Expect(testenv.InstallPolicies(ctx, admin)).To(Succeed())
-	Expect(testenv.InstallManagerRBAC(ctx, admin)).To(Succeed())
-	Expect(letTenancyUsersEdit(ctx)).To(Succeed())
-	managerUser, err := testenv.ManagerUser(env)
-	Expect(err).NotTo(HaveOccurred())
-
-	stop, err := testenv.StartManager(testenv.Manager{
-		Config: managerUser.Config(), Scheme: testScheme, DatabaseURL: proxiedURL, Log: GinkgoLogr,
-		Controllers: &controllers.Settings{
-			ResyncPeriod:        time.Minute,
-			PublicURL:           "https://auth.tenancy.test",
-			InvitationTTL:       time.Hour,
-			APIKeyRotationGrace: time.Hour,
-			OperatorNamespace:   "tenancy-system",
-			Options:             controller.Options{MaxConcurrentReconciles: 4},
+	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
+		Name:        "webhooks",
+		Proxy:       true,
+		Webhooks:    true,
+		Policies:    true,
+		ManagerRBAC: true,
+		Log:         GinkgoLogr,
+		BeforeManager: func(ctx context.Context, suite *testenv.Suite) error {
+			admin, adminCfg, testScheme = suite.Client, suite.Config, suite.Scheme
+			return letTenancyUsersEdit(ctx)
 		},
-		Webhooks: &webhooks.Settings{
-			PlatformAdminGroups: []string{"system:masters"},
-			OperatorNamespace:   "tenancy-system",
+		// StartSuite returns once the webhooks answer: the manager's server is up and its cache synced.
+		Manager: &testenv.SuiteManager{
+			ThroughProxy: true,
+			Controllers: &controllers.Settings{
+				ResyncPeriod:        time.Minute,
+				PublicURL:           "https://auth.tenancy.test",
+				InvitationTTL:       time.Hour,
+				APIKeyRotationGrace: time.Hour,
+				OperatorNamespace:   "tenancy-system",
+				Options:             controller.Options{MaxConcurrentReconciles: 4},
+			},
+			Webhooks: &webhooks.Settings{
+				PlatformAdminGroups: []string{"system:masters"},
+				OperatorNamespace:   "tenancy-system",
+			},
 		},
-		WebhookInstall: &env.WebhookInstallOptions,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(stop)
-
-	// The webhooks answer once the manager's server is up and its cache synced.
-	Eventually(func() error {
-		return admin.Create(ctx, &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, client.DryRunAll)
-	}).WithContext(ctx).Should(Succeed())
+	DeferCleanup(suite.Stop)
+	sqlPool, dbProxy = suite.Pool, suite.Proxy
 }, NodeTimeout(5*time.Minute))
 
 func letTenancyUsersEdit(ctx context.Context) error {

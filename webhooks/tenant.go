@@ -35,11 +35,9 @@ func (t orgNamespace) ending() bool {
 	return t.org == nil || t.org.DeletionTimestamp != nil || (t.namespace != nil && t.namespace.DeletionTimestamp != nil)
 }
 
-// orgNamespaceOf finds the Organization that owns namespace ns: the one its label names, when
-// that Organization names it back, or else the oldest one that names it (GitOps applies a
-// tenant's objects before the operator has labelled its namespace). An Organization created a
-// moment ago may not be in the cache yet: before concluding that there is none, it asks the API
-// server.
+// orgNamespaceOf finds the Organization that owns namespace ns, by the rule the controllers
+// share (tenant.OwnerOf). An Organization created a moment ago may not be in the cache yet:
+// before concluding that none names the namespace, it asks the API server.
 func (a *admitter) orgNamespaceOf(ctx context.Context, ns string) (orgNamespace, error) {
 	var t orgNamespace
 	namespace := &corev1.Namespace{}
@@ -49,35 +47,25 @@ func (a *admitter) orgNamespaceOf(ctx context.Context, ns string) (orgNamespace,
 	case !apierrors.IsNotFound(err):
 		return t, fmt.Errorf("getting namespace %s: %w", ns, err)
 	}
-	if owner := namespace.Labels[tenancyv1.OrganizationLabel]; t.namespace != nil && owner != "" {
-		org := &tenancyv1.Organization{}
-		err := a.cache.Get(ctx, client.ObjectKey{Name: owner}, org)
-		if err == nil && org.NamespaceName() == ns {
-			t.org = org
-			return t, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return t, fmt.Errorf("getting organization %s: %w", owner, err)
-		}
-	}
+	owner, err := tenant.OwnerOf(ctx, a.cache, ns, t.namespace, a.organizationsNaming)
+	t.org = owner.Organization
+	return t, err
+}
+
+// organizationsNaming lists the Organizations whose namespace is ns from the cache, or from the
+// API server when the cache shows none.
+func (a *admitter) organizationsNaming(ctx context.Context, ns string) ([]tenancyv1.Organization, error) {
 	claimants, err := tenant.OrganizationsNaming(ctx, a.cache, ns)
 	if err == nil && len(claimants) == 0 {
-		claimants, err = a.liveOrganizationsNaming(ctx, ns)
+		return a.liveOrganizationsNaming(ctx, ns)
 	}
-	if err != nil || len(claimants) == 0 {
-		return t, err
-	}
-	oldest := slices.MinFunc(claimants, func(x, y tenancyv1.Organization) int {
-		return x.CreationTimestamp.Compare(y.CreationTimestamp.Time)
-	})
-	t.org = &oldest
-	return t, nil
+	return claimants, err
 }
 
 // liveOrganizationsNaming asks the API server for the Organizations whose namespace is ns: those
-// whose spec.namespace is ns (a selectable field, so the API server filters; listing every
-// Organization on each request grew with their number and dominated a 2,000-tenant apply) and the
-// one named ns, whose namespace defaults to its name.
+// whose spec.namespace is ns (a selectable field, so that the API server filters rather than
+// sending every Organization on each request) and the one named ns, whose namespace defaults to
+// its name.
 func (a *admitter) liveOrganizationsNaming(ctx context.Context, ns string) ([]tenancyv1.Organization, error) {
 	var orgs tenancyv1.OrganizationList
 	if err := a.live.List(ctx, &orgs, client.MatchingFields{"spec.namespace": ns}); err != nil {
@@ -159,7 +147,7 @@ func (a *admitter) authorizeIn(ctx context.Context, who requester, t orgNamespac
 	if err != nil {
 		return nil, err
 	}
-	return authorizeRoleChange(who.name(), s.in(project), scope{orgName(t, ns), project}, c), nil
+	return authorizeRoleChange(who.name(), s.in(project), roleScope{orgName(t, ns), project}, c), nil
 }
 
 // finalizerKept refuses anyone but platform admins removing tenancy.dev/finalizer: a deletion

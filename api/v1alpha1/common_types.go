@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"slices"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -18,20 +20,15 @@ const (
 	RoleOwner  Role = "Owner"
 )
 
+// roleLadder is the one ordering of the roles; pkg/tenancy and the database's tenancy.role enum
+// must list the same spellings in the same order (roles_unit_test.go checks both).
+var roleLadder = [...]Role{RoleViewer, RoleMember, RoleAdmin, RoleOwner}
+
+// Roles returns the roles, lowest first.
+func Roles() []Role { return slices.Clone(roleLadder[:]) }
+
 // Rank orders the roles: Viewer 1, Member 2, Admin 3, Owner 4, and 0 for no role.
-func (r Role) Rank() int {
-	switch r {
-	case RoleViewer:
-		return 1
-	case RoleMember:
-		return 2
-	case RoleAdmin:
-		return 3
-	case RoleOwner:
-		return 4
-	}
-	return 0
-}
+func (r Role) Rank() int { return slices.Index(roleLadder[:], r) + 1 }
 
 // AtLeast reports whether r is min or above it on the ladder.
 func (r Role) AtLeast(min Role) bool { return r.Rank() >= min.Rank() }
@@ -138,6 +135,9 @@ type Object interface {
 	client.Object
 	// CommonStatusRef returns the object's conditions and observedGeneration for in-place changes.
 	CommonStatusRef() *CommonStatus
+	// FullStatus returns the kind's whole status by value, so that a reconcile can tell whether
+	// it changed anything worth writing.
+	FullStatus() any
 }
 
 // CommonStatusRef implements Object.
@@ -154,6 +154,21 @@ func (k *APIKey) CommonStatusRef() *CommonStatus { return &k.Status.CommonStatus
 
 // CommonStatusRef implements Object.
 func (t *TenantTable) CommonStatusRef() *CommonStatus { return &t.Status.CommonStatus }
+
+// FullStatus implements Object.
+func (o *Organization) FullStatus() any { return o.Status }
+
+// FullStatus implements Object.
+func (p *Project) FullStatus() any { return p.Status }
+
+// FullStatus implements Object.
+func (m *Membership) FullStatus() any { return m.Status }
+
+// FullStatus implements Object.
+func (k *APIKey) FullStatus() any { return k.Status }
+
+// FullStatus implements Object.
+func (t *TenantTable) FullStatus() any { return t.Status }
 
 // RoleOrDefault is spec.role, or Member (the CRD's default) when unset.
 func (m *Membership) RoleOrDefault() Role {

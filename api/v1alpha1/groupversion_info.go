@@ -1,7 +1,3 @@
-// Package v1alpha1 contains the tenancy.dev/v1alpha1 API: Organization, Project, Membership,
-// APIKey and TenantTable.
-// +kubebuilder:object:generate=true
-// +groupName=tenancy.dev
 package v1alpha1
 
 import (

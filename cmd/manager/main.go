@@ -1,6 +1,3 @@
-// Command manager runs the Tenancy controllers and admission webhooks: it migrates the database
-// schema, reconciles every tenancy kind into PostgreSQL rows, Secrets and RBAC, and serves the
-// defaulting and validating webhooks.
 package main
 
 import (
@@ -31,6 +28,7 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/operator"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
 	"github.com/tenancy-dev/tenancy/internal/webhookcert"
@@ -87,8 +85,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"How long an API key replaced by a rotation keeps working.")
 	fs.StringVar(&c.usernamePrefix, "username-prefix", "",
 		"Prefix that turns a member's email into their Kubernetes username; set it to the API server's --oidc-username-prefix.")
-	// Defaults measured by BenchmarkScale (docs/benchmarks.md): at 200 QPS and 8 workers the
-	// manager made tenants Ready a third slower, held back by its own rate limit.
+	// Defaults chosen with BenchmarkScale (docs/benchmarks.md, "Why the code is shaped this way"):
+	// with fewer workers or a lower rate limit, the manager holds itself back when many tenants
+	// arrive at once.
 	fs.IntVar(&c.maxConcurrentReconciles, "max-concurrent-reconciles", 16, "Workers per controller.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 1000, "Client-side rate limit towards the Kubernetes API (queries per second); the API server's priority and fairness is the real guard.")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 2000, "Burst above --kube-api-qps.")
@@ -200,49 +199,57 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 			return err
 		}
 	}
-	if err := mgr.Add(database); err != nil {
-		return err
-	}
-	if err := mgr.Add(&signing.Rotator{
-		Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: cfg.namespace, ContextKeys: database,
-		Policy:   signing.Policy{Algorithm: cfg.signingKeyAlgorithm, RotateEvery: cfg.signingKeyRotation, PublishAhead: signingKeyLead},
-		Interval: time.Minute,
-	}); err != nil {
-		return err
-	}
-	if err := tenant.Setup(ctx, mgr); err != nil {
+	if err := operator.Setup(ctx, mgr, database, operatorParts(cfg)); err != nil {
 		return err
 	}
 	if cfg.enableWebhooks {
-		if err := setupWebhooks(ctx, mgr, restConfig, database, cfg); err != nil {
+		if err := serveWebhooks(mgr, restConfig, cfg); err != nil {
 			return err
 		}
-	}
-	if err := controllers.SetupWithManager(mgr, database, controllers.Settings{
-		ResyncPeriod:        cfg.resyncPeriod,
-		PublicURL:           cfg.publicURL,
-		InvitationTTL:       cfg.invitationTTL,
-		APIKeyRotationGrace: cfg.apiKeyRotationGrace,
-		UsernamePrefix:      cfg.usernamePrefix,
-		OperatorNamespace:   cfg.namespace,
-		Options: controller.Options{
-			MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
-		},
-	}); err != nil {
-		return err
 	}
 	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String(),
 		"webhooks", cfg.enableWebhooks)
 	return mgr.Start(ctx)
 }
 
+// operatorParts turns the flags into the parts the manager runs: always the controllers and the
+// signing-key rotation, the webhooks unless --enable-webhooks=false.
+func operatorParts(cfg config) operator.Parts {
+	parts := operator.Parts{
+		Controllers: &controllers.Settings{
+			ResyncPeriod:        cfg.resyncPeriod,
+			PublicURL:           cfg.publicURL,
+			InvitationTTL:       cfg.invitationTTL,
+			APIKeyRotationGrace: cfg.apiKeyRotationGrace,
+			UsernamePrefix:      cfg.usernamePrefix,
+			OperatorNamespace:   cfg.namespace,
+			Options: controller.Options{
+				MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
+			},
+		},
+		SigningKeys: &operator.SigningKeys{
+			Namespace: cfg.namespace,
+			Policy:    signing.Policy{Algorithm: cfg.signingKeyAlgorithm, RotateEvery: cfg.signingKeyRotation, PublishAhead: signingKeyLead},
+		},
+	}
+	if cfg.enableWebhooks {
+		parts.Webhooks = &webhooks.Settings{
+			PlatformAdminGroups: cfg.platformAdminGroups,
+			PlatformAdminUsers:  cfg.platformAdminUsers,
+			UsernamePrefix:      cfg.usernamePrefix,
+			OperatorNamespace:   cfg.namespace,
+		}
+	}
+	return parts
+}
+
 // signingKeyLead is how long a new signing key is published before it signs: longer than authd
 // and the SDK cache the key set.
 const signingKeyLead = 10 * time.Minute
 
-// setupWebhooks registers the admission webhooks and, with --webhook-self-signed, makes their
-// certificate and keeps its CA in the webhook configurations.
-func setupWebhooks(ctx context.Context, mgr ctrl.Manager, restConfig *rest.Config, database *db.Postgres, cfg config) error {
+// serveWebhooks makes the webhook server's readiness the manager's and, with
+// --webhook-self-signed, makes its certificate and keeps its CA in the webhook configurations.
+func serveWebhooks(mgr ctrl.Manager, restConfig *rest.Config, cfg config) error {
 	if cfg.webhookSelfSigned {
 		hosts := []string{"localhost", "127.0.0.1",
 			"tenancy-webhook-service." + cfg.namespace + ".svc", "tenancy-webhook-service." + cfg.namespace + ".svc.cluster.local"}
@@ -263,14 +270,6 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, restConfig *rest.Confi
 		}); err != nil {
 			return err
 		}
-	}
-	if err := webhooks.SetupWithManager(ctx, mgr, database, webhooks.Settings{
-		PlatformAdminGroups: cfg.platformAdminGroups,
-		PlatformAdminUsers:  cfg.platformAdminUsers,
-		UsernamePrefix:      cfg.usernamePrefix,
-		OperatorNamespace:   cfg.namespace,
-	}); err != nil {
-		return err
 	}
 	return mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker())
 }

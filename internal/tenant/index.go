@@ -1,6 +1,3 @@
-// Package tenant holds what the controllers and the admission webhooks share about tenants: the
-// cache field indexes and the lookups built on them (register them once per manager with Setup),
-// and which namespaces no organization may own.
 package tenant
 
 import (

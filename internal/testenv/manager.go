@@ -14,7 +14,7 @@ import (
 
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
-	"github.com/tenancy-dev/tenancy/internal/tenant"
+	"github.com/tenancy-dev/tenancy/internal/operator"
 	"github.com/tenancy-dev/tenancy/webhooks"
 )
 
@@ -32,8 +32,9 @@ type Manager struct {
 	Log            logr.Logger
 }
 
-// StartManager runs the controllers and the webhooks, as asked, wired as cmd/manager wires them
-// (without metrics and probes), until the returned stop function is called.
+// StartManager runs the controllers and the webhooks, as asked, wired by operator.Setup as
+// cmd/manager wires them (without metrics, probes and the signing-key rotation, which the suites
+// that need keys run by hand), until the returned stop function is called.
 func StartManager(m Manager) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pg, err := db.Connect(ctx, m.DatabaseURL, m.Log.WithName("db"))
@@ -55,16 +56,7 @@ func StartManager(m Manager) (stop func(), err error) {
 	}
 	mgr, err := ctrl.NewManager(m.Config, options)
 	if err == nil {
-		err = mgr.Add(pg)
-	}
-	if err == nil {
-		err = tenant.Setup(ctx, mgr)
-	}
-	if err == nil && m.Webhooks != nil {
-		err = webhooks.SetupWithManager(ctx, mgr, pg, *m.Webhooks)
-	}
-	if err == nil && m.Controllers != nil {
-		err = controllers.SetupWithManager(mgr, pg, *m.Controllers)
+		err = operator.Setup(ctx, mgr, pg, operator.Parts{Controllers: m.Controllers, Webhooks: m.Webhooks})
 	}
 	if err != nil {
 		cancel()

@@ -33,31 +33,6 @@ func requestsForOrganizationsNaming(c client.Reader) func(ctx context.Context, o
 	}
 }
 
-// tenantScope is where a project-scoped object lives: its organization and, when spec.project is
-// set, the Project's row id.
-type tenantScope struct {
-	org       *tenancyv1.Organization
-	projectID string
-}
-
-// resolveTenant fills in the organization that owns obj's namespace and the row id of the
-// Project it names.
-func resolveTenant(ctx context.Context, c client.Client, obj projectScoped, s *tenantScope) (ctrl.Result, error) {
-	org, err := organizationOfNamespace(ctx, c, obj.GetNamespace())
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	s.org = org
-	s.projectID, err = projectID(ctx, c, obj.GetNamespace(), obj.ProjectName())
-	return ctrl.Result{}, err
-}
-
-// projectScoped is a namespaced kind with an optional spec.project.
-type projectScoped interface {
-	client.Object
-	ProjectName() string
-}
-
 // requestsForScopedObjects maps an Organization to every object of the list's kind in its
 // namespace, and a Project to those scoped to it.
 func requestsForScopedObjects(c client.Reader, newList func() client.ObjectList) func(ctx context.Context, obj client.Object) []reconcile.Request {
