@@ -1,4 +1,5 @@
-# Tenancy — see README.md. `make dev` runs the whole system locally; `make test` runs every test.
+# Tenancy — see README.md. `make dev` runs the whole system locally; `make unit` runs the tests
+# that need nothing but Go, `make test` every check and test.
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -12,8 +13,11 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-# Ginkgo/`go test` flags, e.g. `make test TEST_ARGS='-run TestControllers -v'`.
+# Ginkgo/`go test` flags, e.g. `make test TEST_ARGS='-run TestControllers -v'` or
+# `make test TEST_ARGS='-ginkgo.focus=APIKey'`. TEST_PKGS narrows the packages:
+# `make test TEST_PKGS=./controllers/`.
 TEST_ARGS ?=
+TEST_PKGS ?= ./...
 TEST_TIMEOUT ?= 30m
 
 .PHONY: all
@@ -57,18 +61,22 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 
 ##@ Test
 
+.PHONY: unit
+unit: ## Run the tests that need nothing but Go (`go test -short`): seconds, no API server, database or browser.
+	go test -short -count=1 $(TEST_PKGS) $(TEST_ARGS)
+
 .PHONY: test
 test: verify-generated verify-fmt vet lint ## Run every check and test: generated files, lint, unit, envtest and PostgreSQL.
 	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
 	export TENANCY_CHROMIUM="$$(hack/chromium.sh)"; \
-	go test -race -timeout $(TEST_TIMEOUT) -count=1 ./... $(TEST_ARGS)
+	go test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_PKGS) $(TEST_ARGS)
 
 .PHONY: bench
 bench: ## Run the benchmarks (figures belong in docs/benchmarks.md).
 	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
-	go test -run '^$$' -bench . -benchmem -timeout 120m ./... $(TEST_ARGS)
+	go test -run '^$$' -bench . -benchmem -timeout 120m $(TEST_PKGS) $(TEST_ARGS)
 
 .PHONY: envtest
 envtest: ## Build (once) the kube-apiserver, etcd, kubectl and kube-controller-manager binaries.

@@ -31,6 +31,7 @@ import (
 // policies on public.notes, connected as a login that is only a member of tenancy_app, and sends
 // it real HTTP requests with tokens signed and published (JWKS over HTTP) as authd does.
 func TestNotesIsolation(t *testing.T) {
+	testenv.SkipIfShort(t, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	database, pg := migratedDatabase(ctx, t)

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 var _ = Describe("Membership rows and invitations", func() {
@@ -35,7 +36,7 @@ var _ = Describe("Membership rows and invitations", func() {
 		Expect(first.Changed).To(BeTrue())
 		Expect(first.State).To(Equal("Invited"), "a user without a password is invited")
 		Expect(first.UserID).NotTo(BeEmpty())
-		Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.users WHERE email = 'bob@example.com' AND id = $1", first.UserID)).To(Equal(1))
+		Expect(testenv.ReadUser(ctx, pg.Pool(), "u.email = 'bob@example.com'")).To(HaveField("ID", first.UserID))
 
 		again, err := pg.UpsertMembership(ctx, m, actor)
 		Expect(err).NotTo(HaveOccurred())

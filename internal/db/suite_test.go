@@ -13,6 +13,7 @@ import (
 )
 
 func TestDB(t *testing.T) {
+	testenv.SkipIfShort(t, "PostgreSQL")
 	RegisterFailHandler(Fail)
 	// A spec's context has no deadline: without this a failing Eventually would wait forever.
 	EnforceDefaultTimeoutsWhenUsingContexts()

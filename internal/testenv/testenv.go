@@ -1,5 +1,3 @@
-// Package testenv starts what integration tests need: a database of their own on the test
-// PostgreSQL server and an envtest control plane with the tenancy CRDs.
 package testenv
 
 import (
@@ -30,8 +28,11 @@ func RepoRoot() string {
 }
 
 // ServerURL is the superuser URL of the test PostgreSQL server: $TENANCY_TEST_DATABASE_URL, or
-// what hack/postgres.sh finds or starts.
+// what hack/postgres.sh finds or starts. It fails under -short (see SkipIfShort).
 func ServerURL() (string, error) {
+	if err := refuseUnderShort("PostgreSQL is needed"); err != nil {
+		return "", err
+	}
 	if u := os.Getenv("TENANCY_TEST_DATABASE_URL"); u != "" {
 		return u, nil
 	}
@@ -112,8 +113,11 @@ func (d *Database) Drop(ctx context.Context) error {
 }
 
 // BinaryAssets is the directory of kube-apiserver, etcd and kubectl: $KUBEBUILDER_ASSETS, or what
-// hack/setup-envtest.sh builds (once) and caches.
+// hack/setup-envtest.sh builds (once) and caches. It fails under -short (see SkipIfShort).
 func BinaryAssets() (string, error) {
+	if err := refuseUnderShort("envtest's binaries are needed"); err != nil {
+		return "", err
+	}
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}

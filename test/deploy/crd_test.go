@@ -69,6 +69,7 @@ func TestCRDsForKubectl(t *testing.T) {
 // TestCRDRefusesReservedSchemas: the API server itself, with no webhook installed, refuses a
 // TenantTable whose table would be in the operator's own schema or in PostgreSQL's.
 func TestCRDRefusesReservedSchemas(t *testing.T) {
+	needsControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tenantTable := func(schema string) *tenancyv1.TenantTable {

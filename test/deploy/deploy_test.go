@@ -9,6 +9,7 @@ package deploy_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -61,6 +62,7 @@ const fieldOwner = "tenancy-deploy-test"
 // TestOverlaysApplyToAnAPIServer: the API server takes every object of every overlay, without a
 // refusal or a warning.
 func TestOverlaysApplyToAnAPIServer(t *testing.T) {
+	needsControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// The API server's warnings matter too: Pod Security admission only warns about a Deployment
@@ -205,6 +207,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testenv.Short() {
+		// The tests that need the API server skip themselves (needsControlPlane); the others
+		// build and read config/ alone.
+		os.Exit(m.Run())
+	}
 	code, err := runWithControlPlane(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -240,6 +248,12 @@ func runWithControlPlane(m *testing.M) (int, error) {
 		return 0, err
 	}
 	return m.Run(), nil
+}
+
+// needsControlPlane skips t under -short, where TestMain starts no control plane.
+func needsControlPlane(t *testing.T) {
+	t.Helper()
+	testenv.SkipIfShort(t, "envtest and the third-party CRDs from the Go module proxy")
 }
 
 // moduleDir downloads a module (once, into the module cache) and returns its directory.

@@ -23,6 +23,7 @@ const leaseName = "manager.tenancy.dev"
 // manager's service account takes the Lease, hands it over when a leader stops, and can touch no
 // other Lease.
 func TestLeaderElectionRole(t *testing.T) {
+	needsControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const namespace = "tenancy-system"

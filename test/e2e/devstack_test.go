@@ -28,6 +28,7 @@ import (
 // that deleting an organization really deletes the namespace it
 // created (kube-controller-manager runs), and that an interrupt stops every process it started.
 func TestDevStack(t *testing.T) {
+	testenv.SkipIfShort(t, "envtest, PostgreSQL and hack/devstack built from source")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	root := testenv.RepoRoot()

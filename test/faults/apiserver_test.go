@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 var _ = Describe("The API server restarted", func() {
@@ -53,7 +54,7 @@ var _ = Describe("The API server restarted", func() {
 			expectAllReady(g, ctx, s.kube)
 			expectRowsMatch(g, ctx, s)
 		}).WithContext(ctx).Should(Succeed())
-		Expect(countRows(ctx, s, "SELECT count(*) FROM tenancy.organizations WHERE name = 'before' AND display_name = 'Changed after the restart'")).To(Equal(1))
+		Expect(testenv.ReadOrganization(ctx, s.sql, "o.name = 'before'")).To(HaveField("DisplayName", "Changed after the restart"))
 		Expect(countRows(ctx, s, "SELECT count(*) FROM tenancy.projects")).To(Equal(1 + 3))
 		exited, err := m.Exited()
 		Expect(exited).To(BeFalse(), "the manager exited: %v", err)

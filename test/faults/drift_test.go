@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 // The controllers' own suite already shows organization and project rows, a RoleBinding's
@@ -44,9 +46,12 @@ var _ = Describe("Changes by hand", Ordered, func() {
 
 	It("puts back a deleted membership row with its id, and a new invitation", func(ctx SpecContext) {
 		exec(ctx, s, "DELETE FROM tenancy.memberships WHERE uid = $1", string(admin.UID))
-		Eventually(func() int {
-			return countRows(ctx, s, "SELECT count(*) FROM tenancy.memberships WHERE uid = $1 AND id = $2 AND role = 'Admin'", string(admin.UID), admin.Status.ID)
-		}).WithContext(ctx).Should(Equal(1))
+		Eventually(func() (testenv.MembershipRow, error) {
+			return testenv.ReadMembership(ctx, s.sql, "m.uid = $1", string(admin.UID))
+		}).WithContext(ctx).Should(MatchFields(IgnoreExtras, Fields{
+			"ID":   Equal(admin.Status.ID),
+			"Role": Equal("Admin"),
+		}))
 		// The invitation went with the row (ON DELETE CASCADE); the Secret gets a new one.
 		Eventually(func(g Gomega) { g.Expect(invitationIsLive(ctx, s, admin)).To(BeTrue()) }).WithContext(ctx).Should(Succeed())
 		Eventually(func(g Gomega) {
@@ -58,10 +63,12 @@ var _ = Describe("Changes by hand", Ordered, func() {
 
 	It("puts back a membership row whose role was raised", func(ctx SpecContext) {
 		exec(ctx, s, "UPDATE tenancy.memberships SET role = 'Owner', project_id = NULL WHERE uid = $1", string(viewer.UID))
-		Eventually(func() int {
-			return countRows(ctx, s, `SELECT count(*) FROM tenancy.memberships m JOIN tenancy.projects p ON p.id = m.project_id
-				WHERE m.uid = $1 AND m.role = 'Viewer' AND p.name = 'p0'`, string(viewer.UID))
-		}).WithContext(ctx).Should(Equal(1))
+		Eventually(func() (testenv.MembershipRow, error) {
+			return testenv.ReadMembership(ctx, s.sql, "m.uid = $1", string(viewer.UID))
+		}).WithContext(ctx).Should(MatchFields(IgnoreExtras, Fields{
+			"Role":        Equal("Viewer"),
+			"ProjectName": PointTo(Equal("p0")),
+		}))
 	})
 
 	It("issues a new invitation when its row is deleted", func(ctx SpecContext) {
@@ -71,11 +78,15 @@ var _ = Describe("Changes by hand", Ordered, func() {
 
 	It("puts back an API key row whose role was raised, without rotating the key", func(ctx SpecContext) {
 		exec(ctx, s, "UPDATE tenancy.api_keys SET role = 'Admin', project_id = gen_random_uuid() WHERE uid = $1 AND superseded_at IS NULL", string(ci.UID))
-		Eventually(func() int {
-			return countRows(ctx, s, `SELECT count(*) FROM tenancy.api_keys
-				WHERE uid = $1 AND key_id = $2 AND role = 'Member' AND project_id IS NULL AND superseded_at IS NULL AND revoked_at IS NULL`,
-				string(ci.UID), ci.Status.KeyID)
-		}).WithContext(ctx).Should(Equal(1))
+		Eventually(func() (testenv.APIKeyRow, error) {
+			return testenv.ReadAPIKey(ctx, s.sql, "k.key_id = $1", ci.Status.KeyID)
+		}).WithContext(ctx).Should(MatchFields(IgnoreExtras, Fields{
+			"UID":          Equal(string(ci.UID)),
+			"Role":         Equal("Member"),
+			"ProjectID":    BeNil(),
+			"SupersededAt": BeNil(),
+			"RevokedAt":    BeNil(),
+		}))
 		Expect(countRows(ctx, s, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1", string(ci.UID))).To(Equal(1), "no rotation")
 	})
 

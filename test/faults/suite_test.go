@@ -16,9 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -32,6 +31,7 @@ var binDir string
 const operatorNamespace = "tenancy-system"
 
 func TestFaults(t *testing.T) {
+	testenv.SkipIfShort(t, "envtest, PostgreSQL and the manager and authd built from cmd/")
 	RegisterFailHandler(Fail)
 	SetDefaultEventuallyTimeout(2 * time.Minute)
 	SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
@@ -75,13 +75,6 @@ type stack struct {
 func newStack(ctx context.Context, databaseURL string) *stack {
 	GinkgoHelper()
 	s := &stack{dir: GinkgoT().TempDir(), databaseURL: databaseURL}
-	var err error
-	s.sql, err = pgxpool.New(ctx, databaseURL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(s.sql.Close)
-
-	s.env, err = testenv.NewControlPlane()
-	Expect(err).NotTo(HaveOccurred())
 	// A fixed certificate directory survives an API server restart (envtest removes and replaces
 	// a temporary one), so clients keep trusting the restarted server.
 	certDir := filepath.Join(s.dir, "apiserver")
@@ -89,42 +82,45 @@ func newStack(ctx context.Context, databaseURL string) *stack {
 	apiServerLog, err := os.Create(filepath.Join(s.dir, "kube-apiserver.log"))
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(apiServerLog.Close)
-	s.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir, Out: apiServerLog, Err: apiServerLog}
-	// kube-apiserver stops listening at once on SIGTERM, then may wait a long time for its
-	// clients' requests; envtest kills it after this.
-	s.env.ControlPlaneStopTimeout = 5 * time.Second
-	cfg, err := s.env.Start()
+	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
+		DatabaseURL: databaseURL,
+		PrepareControlPlane: func(env *envtest.Environment) error {
+			env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir, Out: apiServerLog, Err: apiServerLog}
+			// kube-apiserver stops listening at once on SIGTERM, then may wait a long time for its
+			// clients' requests; envtest kills it after this.
+			env.ControlPlaneStopTimeout = 5 * time.Second
+			return nil
+		},
+		OperatorNamespace:  operatorNamespace,
+		Policies:           true,
+		ManagerRBAC:        true,
+		LeaderElectionRBAC: true,
+		AuthdRBAC:          true,
+	})
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() {
+	DeferCleanup(func(ctx context.Context) {
 		if CurrentSpecReport().Failed() {
 			data, _ := os.ReadFile(apiServerLog.Name())
 			GinkgoWriter.Printf("\n===== kube-apiserver (last 100 lines) =====\n%s\n", lastLines(string(data), 100))
 		}
-		Expect(s.env.Stop()).To(Succeed())
+		Expect(suite.Stop(ctx)).To(Succeed())
 	})
+	s.env, s.sql = suite.Env, suite.Pool
+	cfg := rest.CopyConfig(suite.Config)
 	cfg.QPS, cfg.Burst = 1000, 2000
-	s.kube, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	s.kube, err = client.New(cfg, client.Options{Scheme: suite.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	Expect(s.kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
 	s.webhookPort, err = testenv.FreePort()
 	Expect(err).NotTo(HaveOccurred())
 	s.webhookCertDir = filepath.Join(s.dir, "webhook-certs")
-	Expect(testenv.InstallPolicies(ctx, s.kube)).To(Succeed())
 	Expect(testenv.InstallWebhookConfigurations(ctx, s.kube, fmt.Sprintf("https://127.0.0.1:%d", s.webhookPort))).To(Succeed())
-	Expect(testenv.InstallManagerRBAC(ctx, s.kube)).To(Succeed())
-	Expect(testenv.InstallLeaderElectionRBAC(ctx, s.kube, operatorNamespace)).To(Succeed())
-	Expect(testenv.InstallAuthdRBAC(ctx, s.kube, operatorNamespace)).To(Succeed())
 
 	admin, err := s.env.AddUser(envtest.User{Name: "faults-admin", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	s.adminKubeconfig = s.writeKubeconfig(admin, "admin.kubeconfig")
-	managerUser, err := testenv.ManagerUser(s.env)
-	Expect(err).NotTo(HaveOccurred())
-	s.managerKubeconfig = s.writeKubeconfig(managerUser, "manager.kubeconfig")
-	authdUser, err := testenv.AuthdUser(s.env)
-	Expect(err).NotTo(HaveOccurred())
-	s.authdKubeconfig = s.writeKubeconfig(authdUser, "authd.kubeconfig")
+	s.managerKubeconfig = s.writeKubeconfig(suite.ManagerUser, "manager.kubeconfig")
+	s.authdKubeconfig = s.writeKubeconfig(suite.AuthdUser, "authd.kubeconfig")
 	return s
 }
 

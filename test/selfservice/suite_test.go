@@ -62,6 +62,7 @@ const (
 )
 
 func TestSelfService(t *testing.T) {
+	testenv.SkipIfShort(t, "envtest, PostgreSQL and Chromium")
 	RegisterFailHandler(Fail)
 	SetDefaultEventuallyTimeout(30 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
@@ -71,48 +72,34 @@ func TestSelfService(t *testing.T) {
 
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
-	database, err := testenv.NewDatabase(ctx, "selfservice")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(database.Drop)
-
-	env, err := testenv.NewControlPlane()
-	Expect(err).NotTo(HaveOccurred())
-	Expect(testenv.WithWebhooks(env)).To(Succeed())
-	adminCfg, err = env.Start()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(env.Stop)
-	testScheme = testenv.Scheme()
-	admin, err = client.New(adminCfg, client.Options{Scheme: testScheme})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
-	Expect(testenv.InstallPolicies(ctx, admin)).To(Succeed())
-	Expect(testenv.InstallManagerRBAC(ctx, admin)).To(Succeed())
-	Expect(testenv.InstallAuthdRBAC(ctx, admin, operatorNamespace)).To(Succeed())
-	managerUser, err := testenv.ManagerUser(env)
-	Expect(err).NotTo(HaveOccurred())
-	authdUser, err := testenv.AuthdUser(env)
-	Expect(err).NotTo(HaveOccurred())
-	authdCfg = authdUser.Config()
-
 	// authd's address is known before the manager starts: invitation links point to it.
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	authdURL = "http://" + listener.Addr().String()
 
-	stop, err := testenv.StartManager(testenv.Manager{
-		Config: managerUser.Config(), Scheme: testScheme, DatabaseURL: database.URL, Log: GinkgoLogr,
-		Controllers: &controllers.Settings{
-			ResyncPeriod: time.Minute, PublicURL: authdURL, InvitationTTL: time.Hour,
-			APIKeyRotationGrace: time.Hour, OperatorNamespace: operatorNamespace,
-			Options: controller.Options{MaxConcurrentReconciles: 4},
+	// StartSuite returns once the webhooks answer.
+	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
+		Name:              "selfservice",
+		Webhooks:          true,
+		OperatorNamespace: operatorNamespace,
+		Policies:          true,
+		ManagerRBAC:       true,
+		AuthdRBAC:         true,
+		Log:               GinkgoLogr,
+		Manager: &testenv.SuiteManager{
+			Controllers: &controllers.Settings{
+				ResyncPeriod: time.Minute, PublicURL: authdURL, InvitationTTL: time.Hour,
+				APIKeyRotationGrace: time.Hour, OperatorNamespace: operatorNamespace,
+				Options: controller.Options{MaxConcurrentReconciles: 4},
+			},
+			Webhooks: &webhooks.Settings{PlatformAdminGroups: []string{"system:masters"}, OperatorNamespace: operatorNamespace},
 		},
-		Webhooks:       &webhooks.Settings{PlatformAdminGroups: []string{"system:masters"}, OperatorNamespace: operatorNamespace},
-		WebhookInstall: &env.WebhookInstallOptions,
 	})
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(stop)
+	DeferCleanup(suite.Stop)
+	admin, adminCfg, testScheme, authdCfg = suite.Client, suite.Config, suite.Scheme, suite.AuthdUser.Config()
 
-	pg, err := db.Connect(ctx, database.URL, GinkgoLogr)
+	pg, err := db.Connect(ctx, suite.DatabaseURL, GinkgoLogr)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(pg.Close)
 	Expect(pg.Start(ctx)).To(Succeed())
@@ -126,13 +113,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		OperatorNamespace: operatorNamespace, Passwords: authd.OWASPParams, Throttle: generousThrottle,
 		SignupTimeout: 30 * time.Second,
 	}
-	authdDatabaseURL = database.URL
+	authdDatabaseURL = suite.DatabaseURL
 	startAuthd(listener, authdConf, authdDatabaseURL)
 	Eventually(func() int { return get("/readyz").StatusCode }).WithContext(ctx).Should(Equal(http.StatusOK))
-	// The webhooks answer once the manager serves them.
-	Eventually(func() error {
-		return admin.Create(ctx, &tenancyv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, client.DryRunAll)
-	}).WithContext(ctx).Should(Succeed())
 }, NodeTimeout(5*time.Minute))
 
 // startAuthd serves authd with conf on listener for the rest of the suite, acting in Kubernetes
