@@ -35,7 +35,7 @@ var _ = Describe("Project controller", func() {
 		Expect(k8sClient.Create(ctx, proj)).To(Succeed())
 		eventuallyReady(ctx, proj)
 		Expect(proj.Status.OrganizationID).To(Equal(org.Status.ID))
-		Expect(projectRow(ctx, "p.id = $1", proj.Status.ID)).To(MatchAllFields(Fields{
+		Expect(projectRow(ctx, proj.Status.ID)).To(MatchAllFields(Fields{
 			"ID":             Equal(proj.Status.ID),
 			"UID":            Equal(string(proj.UID)),
 			"OrganizationID": Equal(org.Status.ID),
@@ -49,7 +49,7 @@ var _ = Describe("Project controller", func() {
 
 		Expect(patchSpec(ctx, proj, func(p *tenancyv1.Project) { p.Spec.DisplayName = "Web shop" })).To(Succeed())
 		eventuallyReady(ctx, proj)
-		Expect(projectRow(ctx, "p.id = $1", proj.Status.ID)).To(HaveField("DisplayName", "Web shop"))
+		Expect(projectRow(ctx, proj.Status.ID)).To(HaveField("DisplayName", "Web shop"))
 
 		Expect(k8sClient.Delete(ctx, proj)).To(Succeed())
 		eventuallyGone(ctx, proj)
@@ -70,13 +70,13 @@ var _ = Describe("Project controller", func() {
 		_, err := sqlPool.Exec(ctx, "UPDATE tenancy.projects SET display_name = 'hacked' WHERE id = $1", proj.Status.ID)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() (testenv.ProjectRow, error) {
-			return projectRow(ctx, "p.id = $1", proj.Status.ID)
+			return projectRow(ctx, proj.Status.ID)
 		}).WithContext(ctx).Should(HaveField("DisplayName", "Project api"))
 
 		_, err = sqlPool.Exec(ctx, "DELETE FROM tenancy.projects WHERE id = $1", proj.Status.ID)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() (testenv.ProjectRow, error) {
-			return projectRow(ctx, "p.id = $1", proj.Status.ID)
+			return projectRow(ctx, proj.Status.ID)
 		}).WithContext(ctx).Should(HaveField("UID", string(proj.UID)), "restored with the same id")
 	})
 

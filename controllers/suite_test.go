@@ -169,8 +169,9 @@ func organizationRow(ctx context.Context, where string, args ...any) (testenv.Or
 	return testenv.ReadOrganization(ctx, sqlPool, where, args...)
 }
 
-func projectRow(ctx context.Context, where string, args ...any) (testenv.ProjectRow, error) {
-	return testenv.ReadProject(ctx, sqlPool, where, args...)
+// projectRow reads the project whose row id is id.
+func projectRow(ctx context.Context, id string) (testenv.ProjectRow, error) {
+	return testenv.ReadProject(ctx, sqlPool, "p.id = $1", id)
 }
 
 func membershipRow(ctx context.Context, where string, args ...any) (testenv.MembershipRow, error) {
