@@ -293,16 +293,9 @@ func TestLifecycleWritesTheOutcomeAndLogsIt(t *testing.T) {
 	stored.CreationTimestamp = metav1.NewTime(time.Now().Add(-time.Hour))
 	c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(stored).WithStatusSubresource(stored).Build()
 	var log reconcileLog
-	l := lifecycle[*tenancyv1.Project]{
-		client:    c,
-		resync:    time.Hour,
-		ownWrites: &ownStatusWrites{},
-		newObject: func() *tenancyv1.Project { return &tenancyv1.Project{} },
-		reconcileNormal: func(context.Context, *tenancyv1.Project) (ctrl.Result, error) {
-			return ctrl.Result{}, stalled(tenancyv1.NamespaceNotBoundReason, "Namespace acme is bound to no organization")
-		},
-		cleanUp: func(context.Context, *tenancyv1.Project) error { return nil },
-	}
+	l := projectLifecycle(c, func(context.Context, *tenancyv1.Project) (ctrl.Result, error) {
+		return ctrl.Result{}, stalled(tenancyv1.NamespaceNotBoundReason, "Namespace acme is bound to no organization")
+	}, func(context.Context, *tenancyv1.Project) error { return nil })
 
 	result, err := l.reconcile(log.context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(stored)})
 
@@ -326,16 +319,9 @@ func TestLifecycleWaitsQuietlyForANewObjectsOrganization(t *testing.T) {
 	stored.CreationTimestamp = metav1.NewTime(time.Now())
 	c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(stored).WithStatusSubresource(stored).Build()
 	var log reconcileLog
-	l := lifecycle[*tenancyv1.Project]{
-		client:    c,
-		resync:    time.Hour,
-		ownWrites: &ownStatusWrites{},
-		newObject: func() *tenancyv1.Project { return &tenancyv1.Project{} },
-		reconcileNormal: func(context.Context, *tenancyv1.Project) (ctrl.Result, error) {
-			return ctrl.Result{}, waitingOn(&tenancyv1.Organization{}, tenancyv1.OrganizationNotReadyReason, "queued")
-		},
-		cleanUp: func(context.Context, *tenancyv1.Project) error { return nil },
-	}
+	l := projectLifecycle(c, func(context.Context, *tenancyv1.Project) (ctrl.Result, error) {
+		return ctrl.Result{}, waitingOn(&tenancyv1.Organization{}, tenancyv1.OrganizationNotReadyReason, "queued")
+	}, func(context.Context, *tenancyv1.Project) error { return nil })
 
 	result, err := l.reconcile(log.context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(stored)})
 
@@ -364,17 +350,10 @@ func TestLifecycleCleansUpThenLetsTheObjectGo(t *testing.T) {
 	cleanUpErr := failing
 	cleanUps := 0
 	var log reconcileLog
-	l := lifecycle[*tenancyv1.Project]{
-		client:    c,
-		resync:    time.Hour,
-		ownWrites: &ownStatusWrites{},
-		newObject: func() *tenancyv1.Project { return &tenancyv1.Project{} },
-		reconcileNormal: func(context.Context, *tenancyv1.Project) (ctrl.Result, error) {
-			t.Error("the phases ran for an object being deleted")
-			return ctrl.Result{}, nil
-		},
-		cleanUp: func(context.Context, *tenancyv1.Project) error { cleanUps++; return cleanUpErr },
-	}
+	l := projectLifecycle(c, func(context.Context, *tenancyv1.Project) (ctrl.Result, error) {
+		t.Error("the phases ran for an object being deleted")
+		return ctrl.Result{}, nil
+	}, func(context.Context, *tenancyv1.Project) error { cleanUps++; return cleanUpErr })
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(stored)}
 
 	if _, err := l.reconcile(log.context(), req); !errors.Is(err, failing) {
@@ -395,4 +374,18 @@ func TestLifecycleCleansUpThenLetsTheObjectGo(t *testing.T) {
 		t.Errorf("after %d clean-ups the object is still there (error %v): the finalizer must go once the clean-up succeeds", cleanUps, err)
 	}
 	log.wantOne(t, deletedOutcome, "")
+}
+
+// projectLifecycle is the lifecycle a reconciler gives a Project, with the phases and the clean-up
+// a test chooses.
+func projectLifecycle(c client.Client, reconcileNormal func(context.Context, *tenancyv1.Project) (ctrl.Result, error),
+	cleanUp func(context.Context, *tenancyv1.Project) error) lifecycle[*tenancyv1.Project] {
+	return lifecycle[*tenancyv1.Project]{
+		client:          c,
+		resync:          time.Hour,
+		ownWrites:       &ownStatusWrites{},
+		newObject:       func() *tenancyv1.Project { return &tenancyv1.Project{} },
+		reconcileNormal: reconcileNormal,
+		cleanUp:         cleanUp,
+	}
 }
