@@ -20,6 +20,13 @@ TEST_ARGS ?=
 TEST_PKGS ?= ./...
 TEST_TIMEOUT ?= 30m
 
+# The release version: the VERSION file, stamped into both binaries (--version, the
+# tenancy_build_info metric) and used as the image tag and the chart's appVersion.
+VERSION ?= v$(shell cat VERSION)
+# Where the images go: $(REGISTRY)/tenancy-manager:$(VERSION) and $(REGISTRY)/tenancy-authd:$(VERSION).
+REGISTRY ?= ghcr.io/tenancy-dev
+GO_LDFLAGS := -s -w -X github.com/tenancy-dev/tenancy/internal/version.Version=$(VERSION)
+
 .PHONY: all
 all: build
 
@@ -30,9 +37,10 @@ help: ## Show the targets.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, the manager's RBAC role and docs/reference.md from the Go markers.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs (config/ and the chart), the manager's RBAC role and docs/reference.md from the Go markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	go run ./hack/crdref --crds config/crd/bases --out docs/reference.md
+	rm -f charts/tenancy/crds/*.yaml && mkdir -p charts/tenancy/crds && cp config/crd/bases/*.yaml charts/tenancy/crds/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the deepcopy functions of the API types.
@@ -85,8 +93,20 @@ envtest: ## Build (once) the kube-apiserver, etcd, kubectl and kube-controller-m
 ##@ Build and run
 
 .PHONY: build
-build: ## Build the binaries into bin/.
-	go build -o bin/ ./cmd/manager ./cmd/authd
+build: ## Build the static, version-stamped binaries into bin/.
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/manager ./cmd/authd
+
+.PHONY: image
+image: build ## Build the images without Docker: OCI layouts and docker-archive tarballs in bin/images/.
+	go run ./hack/image build --version $(VERSION) --registry $(REGISTRY) --out bin/images bin/manager bin/authd
+
+.PHONY: image-push
+image-push: image ## Push the images to REGISTRY (credentials from ~/.docker/config.json).
+	go run ./hack/image push --version $(VERSION) --registry $(REGISTRY) --out bin/images
+
+.PHONY: release
+release: manifests image ## Write dist/: install.yaml (cert-manager), install-self-signed.yaml, the chart package and the images.
+	go run ./hack/release --version $(VERSION) --registry $(REGISTRY) --images bin/images --out dist
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig and TENANCY_DATABASE_URL.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates CRDs, RBAC, webhook configurations, deepcopy and docs/reference.md into a scratch directory and fails when the committed files
+# Regenerates CRDs (config/crd and charts/tenancy/crds), RBAC, webhook configurations, deepcopy and docs/reference.md into a scratch directory and fails when the committed files
 # differ: generated files come only from `make manifests generate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,7 @@ go run ./hack/crdref --crds "$scratch/crd" --out "$scratch/reference.md"
 
 stale=0
 diff -ru config/crd/bases "$scratch/crd" || stale=1
+diff -ru charts/tenancy/crds "$scratch/crd" || stale=1
 diff -u config/rbac/role.yaml "$scratch/rbac/role.yaml" || stale=1
 diff -u config/webhook/manifests.yaml "$scratch/webhook/manifests.yaml" || stale=1
 diff -u api/v1alpha1/zz_generated.deepcopy.go "$scratch/object/zz_generated.deepcopy.go" || stale=1

@@ -26,6 +26,7 @@ import (
 	"github.com/tenancy-dev/tenancy/internal/authd"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
+	"github.com/tenancy-dev/tenancy/internal/version"
 )
 
 type config struct {
@@ -43,6 +44,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	c := config{server: authd.Config{Passwords: authd.OWASPParams, Throttle: authd.DefaultThrottle}}
 	var issuer string
 	fs := flag.NewFlagSet("authd", flag.ContinueOnError)
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
 	fs.StringVar(&c.listen, "listen", ":8090", "Address to serve the API, the web pages and the probes on.")
 	fs.StringVar(&c.metrics, "metrics-listen", ":9090", "Address to serve /metrics on, apart from the public port; 0 turns it off.")
 	fs.StringVar(&c.publicURL, "public-url", "http://localhost:8090", "authd's public URL.")
@@ -81,6 +83,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	if *printVersion {
+		return config{}, version.ErrRequested
 	}
 	c.server.PublicURL = strings.TrimSuffix(c.publicURL, "/")
 	c.server.PlatformAdminUsers = tenant.SplitList(platformAdmins)
@@ -121,6 +126,10 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 func main() {
 	cfg, err := parseFlags(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if errors.Is(err, version.ErrRequested) {
+		fmt.Println("authd", version.Get())
 		os.Exit(0)
 	}
 	if err != nil {
@@ -188,7 +197,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		}
 		close(drained)
 	}()
-	log.Info("Serving", "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
+	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
 	failed := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/version"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -40,5 +43,12 @@ func TestParseFlags(t *testing.T) {
 		if _, err := parseFlags(strings.Fields(args), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseFlags(%q) error = %v, want one mentioning %s", args, err, want)
 		}
+	}
+}
+
+// TestVersionNeedsNoOtherFlag: --version answers before the flags that running needs are checked.
+func TestVersionNeedsNoOtherFlag(t *testing.T) {
+	if _, err := parseFlags([]string{"--version"}, func(string) string { return "" }); !errors.Is(err, version.ErrRequested) {
+		t.Fatalf("parseFlags(--version) = %v, want version.ErrRequested", err)
 	}
 }

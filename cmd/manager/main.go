@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/tenancy-dev/tenancy/internal/operator"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
+	"github.com/tenancy-dev/tenancy/internal/version"
 	"github.com/tenancy-dev/tenancy/internal/webhookcert"
 	"github.com/tenancy-dev/tenancy/webhooks"
 )
@@ -67,6 +69,7 @@ type config struct {
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
 	fs.StringVar(&c.databaseURL, "database-url", getenv("TENANCY_DATABASE_URL"),
 		"PostgreSQL URL (libpq form) of the tenancy database; defaults to $TENANCY_DATABASE_URL.")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "",
@@ -110,6 +113,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
+	if *printVersion {
+		return config{}, version.ErrRequested
+	}
 	c.platformAdminGroups = tenant.SplitList(*platformAdminGroups)
 	c.platformAdminUsers = tenant.SplitList(*platformAdminUsers)
 	switch {
@@ -142,6 +148,10 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
+	if errors.Is(err, version.ErrRequested) {
+		fmt.Println("manager", version.Get())
+		os.Exit(0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(2)
@@ -154,6 +164,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log logr.Logger) error {
+	ctrlmetrics.Registry.MustRegister(version.Collector("manager"))
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(tenancyv1.AddToScheme(scheme))
@@ -207,7 +218,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 			return err
 		}
 	}
-	log.Info("Starting manager", "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String(),
+	log.Info("Starting manager", "version", version.Get().Version, "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String(),
 		"webhooks", cfg.enableWebhooks)
 	return mgr.Start(ctx)
 }

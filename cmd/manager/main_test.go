@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/version"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -69,5 +72,12 @@ func TestParseFlags(t *testing.T) {
 			}
 			tc.check(t, c)
 		})
+	}
+}
+
+// TestVersionNeedsNoOtherFlag: --version answers before the flags that running needs are checked.
+func TestVersionNeedsNoOtherFlag(t *testing.T) {
+	if _, err := parseFlags([]string{"--version"}, func(string) string { return "" }); !errors.Is(err, version.ErrRequested) {
+		t.Fatalf("parseFlags(--version) = %v, want version.ErrRequested", err)
 	}
 }
