@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,7 +101,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		"Directory with the webhook server's tls.crt and tls.key (from cert-manager in a cluster).")
 	fs.BoolVar(&c.webhookSelfSigned, "webhook-self-signed", false,
-		"Make a private CA and serving certificate in --webhook-cert-dir and put the CA into the webhook configurations (local runs; one replica).")
+		"Make a private CA and serving certificate, keep them in the Secret webhook-server-cert in --namespace (shared by every replica), serve it and put the CA into the webhook configurations; for clusters without cert-manager and for local runs. --webhook-cert-dir is then unused.")
 	platformAdminGroups := fs.String("platform-admin-groups", "system:masters",
 		"Comma-separated Kubernetes groups whose members may make any change the schema allows.")
 	platformAdminUsers := fs.String("platform-admin-users", "",
@@ -182,11 +183,17 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	}
 	defer database.Close()
 
+	webhookOptions := webhook.Options{Host: cfg.webhookHost, Port: cfg.webhookPort, CertDir: cfg.webhookCertDir}
+	var selfSigned *webhookcert.Source
+	if cfg.enableWebhooks && cfg.webhookSelfSigned {
+		if selfSigned, err = selfSignedWebhooks(ctx, restConfig, scheme, cfg); err != nil {
+			return err
+		}
+		webhookOptions.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = selfSigned.GetCertificate }}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme: scheme,
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host: cfg.webhookHost, Port: cfg.webhookPort, CertDir: cfg.webhookCertDir,
-		}),
+		Scheme:                  scheme,
+		WebhookServer:           webhook.NewServer(webhookOptions),
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:  cfg.probeAddr,
@@ -214,7 +221,12 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		return err
 	}
 	if cfg.enableWebhooks {
-		if err := serveWebhooks(mgr, restConfig, cfg); err != nil {
+		if selfSigned != nil {
+			if err := mgr.Add(selfSigned); err != nil {
+				return err
+			}
+		}
+		if err := mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker()); err != nil {
 			return err
 		}
 	}
@@ -258,31 +270,35 @@ func operatorParts(cfg config) operator.Parts {
 // and the SDK cache the key set.
 const signingKeyLead = 10 * time.Minute
 
-// serveWebhooks makes the webhook server's readiness the manager's and, with
-// --webhook-self-signed, makes its certificate and keeps its CA in the webhook configurations.
-func serveWebhooks(mgr ctrl.Manager, restConfig *rest.Config, cfg config) error {
-	if cfg.webhookSelfSigned {
-		hosts := []string{"localhost", "127.0.0.1",
-			"tenancy-webhook-service." + cfg.namespace + ".svc", "tenancy-webhook-service." + cfg.namespace + ".svc.cluster.local"}
-		if cfg.webhookHost != "" && !slices.Contains(hosts, cfg.webhookHost) {
-			hosts = append(hosts, cfg.webhookHost)
-		}
-		caBundle, err := webhookcert.Ensure(cfg.webhookCertDir, hosts, time.Now())
-		if err != nil {
-			return fmt.Errorf("making the webhook certificate: %w", err)
-		}
-		uncached, err := client.New(restConfig, client.Options{Scheme: mgr.GetScheme()})
-		if err != nil {
-			return err
-		}
-		if err := mgr.Add(&webhookcert.Injector{
-			Client: uncached, CABundle: caBundle, Interval: time.Minute,
-			MutatingName: webhooks.MutatingConfigurationName, ValidatingName: webhooks.ValidatingConfigurationName,
-		}); err != nil {
-			return err
-		}
+// webhookCertSecret is the Secret, in the operator's namespace, that holds the webhook
+// certificate: cert-manager writes it in clusters that have cert-manager, the manager itself
+// with --webhook-self-signed.
+const webhookCertSecret = "webhook-server-cert"
+
+// selfSignedWebhooks makes (or loads) the webhook certificate that --webhook-self-signed serves
+// and keeps it, with its CA in the webhook configurations, current while the manager runs.
+func selfSignedWebhooks(ctx context.Context, restConfig *rest.Config, scheme *runtime.Scheme, cfg config) (*webhookcert.Source, error) {
+	hosts := []string{"localhost", "127.0.0.1",
+		"tenancy-webhook-service." + cfg.namespace + ".svc", "tenancy-webhook-service." + cfg.namespace + ".svc.cluster.local"}
+	if cfg.webhookHost != "" && !slices.Contains(hosts, cfg.webhookHost) {
+		hosts = append(hosts, cfg.webhookHost)
 	}
-	return mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker())
+	uncached, err := client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	source := &webhookcert.Source{
+		Client: uncached, Secret: client.ObjectKey{Namespace: cfg.namespace, Name: webhookCertSecret},
+		Hosts: hosts, Interval: time.Minute,
+		Injector: &webhookcert.Injector{
+			Client: uncached, MutatingName: webhooks.MutatingConfigurationName, ValidatingName: webhooks.ValidatingConfigurationName,
+		},
+	}
+	// Before the webhook server starts, so that it never answers without a certificate.
+	if _, err := source.Ensure(ctx); err != nil {
+		return nil, fmt.Errorf("--webhook-self-signed: %w", err)
+	}
+	return source, nil
 }
 
 func loadRESTConfig(kubeconfig string) (*rest.Config, error) {

@@ -194,7 +194,6 @@ func run(ctx context.Context, o options) error {
 		"--kubeconfig="+managerKubeconfig, "--database-url="+databaseURL,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
-		"--webhook-cert-dir="+filepath.Join(state, "webhook-certs"),
 		"--resync-period=1m", "--public-url="+authdURL, "--zap-devel"); err != nil {
 		return err
 	}

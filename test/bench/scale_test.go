@@ -341,7 +341,6 @@ func prepareManager(b *testing.B, env *envtest.Environment, c client.Client, dat
 		"--kubeconfig=" + kubeconfigPath, "--database-url=" + databaseURL, "--namespace=" + scaleOperatorNamespace,
 		"--health-probe-bind-address=0",
 		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
-		"--webhook-cert-dir=" + filepath.Join(dir, "webhook-certs"),
 	}
 	return append(args, strings.Fields(os.Getenv(scaleManagerFlagsEnv))...)
 }

@@ -62,10 +62,7 @@ type stack struct {
 	databaseURL string
 	sql         *pgxpool.Pool
 	// webhookPort is where the API server calls the webhooks.
-	webhookPort int
-	// webhookCertDir is shared by every manager of the spec: the first makes the certificate
-	// and the others reuse it, so the CA they put into the webhook configurations agrees.
-	webhookCertDir                     string
+	webhookPort                        int
 	adminKubeconfig, managerKubeconfig string
 	authdKubeconfig                    string
 }
@@ -113,7 +110,6 @@ func newStack(ctx context.Context, databaseURL string) *stack {
 
 	s.webhookPort, err = testenv.FreePort()
 	Expect(err).NotTo(HaveOccurred())
-	s.webhookCertDir = filepath.Join(s.dir, "webhook-certs")
 	Expect(testenv.InstallWebhookConfigurations(ctx, s.kube, fmt.Sprintf("https://127.0.0.1:%d", s.webhookPort))).To(Succeed())
 
 	admin, err := s.env.AddUser(envtest.User{Name: "faults-admin", Groups: []string{"system:masters"}}, nil)
@@ -176,7 +172,7 @@ func (s *stack) startManager(name string, o managerOptions) *manager {
 		"--kubeconfig=" + s.managerKubeconfig, "--database-url=" + s.databaseURL,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort), "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
-		"--webhook-cert-dir=" + s.webhookCertDir, "--namespace=" + operatorNamespace,
+		"--namespace=" + operatorNamespace,
 		"--resync-period=" + o.resyncPeriod.String(), "--public-url=" + publicURL,
 		fmt.Sprintf("--leader-elect=%t", o.leaderElect),
 	}
