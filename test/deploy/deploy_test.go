@@ -47,7 +47,7 @@ const (
 )
 
 // overlays are the kustomizations a user applies, relative to config/.
-var overlays = []string{"default", "monitoring", "samples"}
+var overlays = []string{"default", "self-signed", "monitoring", "samples"}
 
 // The Secrets config/default expects the user to create (docs/deployment.md), and the one
 // cert-manager writes.
@@ -156,7 +156,7 @@ func TestDefaultNeedsNoPrometheusOperator(t *testing.T) {
 // TestWiring checks what the API server accepts but a cluster would get wrong: names and ports
 // that must match across objects.
 func TestWiring(t *testing.T) {
-	for _, overlay := range []string{"default", "monitoring"} {
+	for _, overlay := range []string{"default", "self-signed", "monitoring"} {
 		t.Run(overlay, func(t *testing.T) {
 			w := newWiring(t, build(t, overlay))
 			w.checkDeployments(t)
@@ -513,40 +513,42 @@ func (w *wiring) checkServiceMonitors(t *testing.T) {
 	}
 }
 
-// checkWebhooks: the webhook configurations call a Service of the overlay, whose certificate
-// cert-manager issues for that Service's name, into the Secret the manager mounts.
+// checkWebhooks: the webhook configurations call a Service of the overlay on port 443, whose
+// certificate covers that Service's name: either cert-manager issues it into the Secret the
+// manager mounts and injects its CA, or (no Certificate in the overlay) the manager makes it with
+// --webhook-self-signed for the Service name it knows and injects the CA itself.
 func (w *wiring) checkWebhooks(t *testing.T) {
-	var certificate struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
-		Spec     struct {
-			DNSNames   []string `json:"dnsNames"`
-			SecretName string   `json:"secretName"`
-		} `json:"spec"`
-	}
-	for _, obj := range w.all {
-		if obj.GetKind() == "Certificate" {
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &certificate); err != nil {
-				t.Fatal(err)
+	certificate, ok := w.certificate(t)
+	var coveredHosts []string
+	if ok {
+		coveredHosts = certificate.Spec.DNSNames
+		mounted := false
+		for _, d := range w.deployments {
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				mounted = mounted || (v.Secret != nil && v.Secret.SecretName == certificate.Spec.SecretName)
 			}
 		}
-	}
-	mounted := false
-	for _, d := range w.deployments {
-		for _, v := range d.Spec.Template.Spec.Volumes {
-			mounted = mounted || (v.Secret != nil && v.Secret.SecretName == certificate.Spec.SecretName)
+		if certificate.Spec.SecretName == "" || !mounted {
+			t.Errorf("the Certificate's Secret %q is mounted by no Deployment", certificate.Spec.SecretName)
 		}
-	}
-	if certificate.Spec.SecretName == "" || !mounted {
-		t.Errorf("the Certificate's Secret %q is mounted by no Deployment", certificate.Spec.SecretName)
+	} else {
+		manager := w.selfSignedManager(t)
+		if manager == nil {
+			return
+		}
+		coveredHosts = []string{"tenancy-webhook-service." + manager.Namespace + ".svc"}
 	}
 	for _, obj := range w.all {
 		kind := obj.GetKind()
 		if kind != "MutatingWebhookConfiguration" && kind != "ValidatingWebhookConfiguration" {
 			continue
 		}
-		if want := certificate.Metadata.Namespace + "/" + certificate.Metadata.Name; obj.GetAnnotations()["cert-manager.io/inject-ca-from"] != want {
-			t.Errorf("%s %s: cert-manager.io/inject-ca-from is %q, want %q", kind, obj.GetName(),
-				obj.GetAnnotations()["cert-manager.io/inject-ca-from"], want)
+		injectFrom := obj.GetAnnotations()["cert-manager.io/inject-ca-from"]
+		if want := certificate.Metadata.Namespace + "/" + certificate.Metadata.Name; ok && injectFrom != want {
+			t.Errorf("%s %s: cert-manager.io/inject-ca-from is %q, want %q", kind, obj.GetName(), injectFrom, want)
+		}
+		if !ok && injectFrom != "" {
+			t.Errorf("%s %s: cert-manager.io/inject-ca-from is %q, but the overlay has no Certificate", kind, obj.GetName(), injectFrom)
 		}
 		hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
 		for _, h := range hooks {
@@ -561,15 +563,58 @@ func (w *wiring) checkWebhooks(t *testing.T) {
 			if !slices.ContainsFunc(w.services[i].Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 443 }) {
 				t.Errorf("%s webhook %s: Service %s has no port 443", kind, name, nameOf(w.services[i]))
 			}
-			if host := svcName + "." + svcNamespace + ".svc"; !slices.Contains(certificate.Spec.DNSNames, host) {
-				t.Errorf("%s webhook %s: the Certificate does not cover %s (dnsNames %v)", kind, name, host, certificate.Spec.DNSNames)
+			if host := svcName + "." + svcNamespace + ".svc"; !slices.Contains(coveredHosts, host) {
+				t.Errorf("%s webhook %s: the certificate does not cover %s (it covers %v)", kind, name, host, coveredHosts)
 			}
 		}
 	}
 }
 
+// webhookCertificate is the part of a cert-manager Certificate the wiring checks read.
+type webhookCertificate struct {
+	Metadata metav1.ObjectMeta `json:"metadata"`
+	Spec     struct {
+		DNSNames   []string `json:"dnsNames"`
+		SecretName string   `json:"secretName"`
+	} `json:"spec"`
+}
+
+// certificate is the overlay's cert-manager Certificate, if it has one.
+func (w *wiring) certificate(t *testing.T) (webhookCertificate, bool) {
+	var certificate webhookCertificate
+	for _, obj := range w.all {
+		if obj.GetKind() == "Certificate" {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &certificate); err != nil {
+				t.Fatal(err)
+			}
+			return certificate, true
+		}
+	}
+	return certificate, false
+}
+
+// selfSignedManager is the manager Deployment of an overlay without cert-manager: it must make the
+// certificate itself and mount none.
+func (w *wiring) selfSignedManager(t *testing.T) *appsv1.Deployment {
+	for _, d := range w.deployments {
+		if d.Name != "tenancy-manager" {
+			continue
+		}
+		if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--webhook-self-signed") {
+			t.Errorf("Deployment %s: the overlay has no Certificate, so the manager needs --webhook-self-signed", nameOf(d))
+		}
+		if len(d.Spec.Template.Spec.Volumes) != 0 {
+			t.Errorf("Deployment %s: --webhook-self-signed serves the certificate from memory; the volumes %v are left over",
+				nameOf(d), d.Spec.Template.Spec.Volumes)
+		}
+		return d
+	}
+	t.Error("the overlay has no Deployment tenancy-manager")
+	return nil
+}
+
 // checkExternalSecrets: the Deployments use exactly the Secrets that the docs tell users to create
-// and the one cert-manager writes, so a renamed Secret cannot slip by unnoticed.
+// and, with cert-manager, the one it writes, so a renamed Secret cannot slip by unnoticed.
 func (w *wiring) checkExternalSecrets(t *testing.T) {
 	var used []string
 	for _, d := range w.deployments {
@@ -587,7 +632,11 @@ func (w *wiring) checkExternalSecrets(t *testing.T) {
 		}
 	}
 	slices.Sort(used)
-	want := slices.Sorted(slices.Values(append(slices.Clone(userSecrets), certManagerSecrets...)))
+	want := slices.Clone(userSecrets)
+	if _, ok := w.certificate(t); ok {
+		want = append(want, certManagerSecrets...)
+	}
+	slices.Sort(want)
 	if !slices.Equal(slices.Compact(used), want) {
 		t.Errorf("the Deployments use the Secrets %v, want %v (docs/deployment.md names them)", slices.Compact(used), want)
 	}
