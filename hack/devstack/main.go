@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/tenancy-dev/tenancy/internal/testenv"
+	"github.com/tenancy-dev/tenancy/internal/version"
 )
 
 type options struct {
@@ -97,9 +98,14 @@ func run(ctx context.Context, o options) error {
 	var s stack
 	defer s.stop()
 
-	say("Building the manager and authd")
+	release, err := testenv.ReleaseVersion()
+	if err != nil {
+		return err
+	}
+	say("Building the manager and authd %s", release)
 	managerBin, authdBin := filepath.Join(state, "bin", "manager"), filepath.Join(state, "bin", "authd")
-	if err := runCmd(ctx, root, nil, "go", "build", "-o", filepath.Join(state, "bin")+"/", "./cmd/manager", "./cmd/authd"); err != nil {
+	if err := runCmd(ctx, root, nil, "go", "build", "-o", filepath.Join(state, "bin")+"/",
+		"-ldflags="+version.LinkerFlag(release), "./cmd/manager", "./cmd/authd"); err != nil {
 		return err
 	}
 

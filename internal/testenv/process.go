@@ -9,16 +9,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/tenancy-dev/tenancy/internal/version"
 )
 
-// BuildBinaries builds the repository's commands (e.g. "./cmd/manager") into dir, with the race
-// detector when race is set.
+// BuildBinaries builds the repository's commands (e.g. "./cmd/manager") into dir, stamped with
+// ReleaseVersion as `make build` does, with the race detector when race is set.
 func BuildBinaries(ctx context.Context, dir string, race bool, packages ...string) error {
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	release, err := ReleaseVersion()
+	if err != nil {
+		return err
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator),
+		"-ldflags=" + version.LinkerFlag(release)}
 	if race {
 		args = append(args, "-race")
 	}
@@ -28,6 +36,15 @@ func BuildBinaries(ctx context.Context, dir string, race bool, packages ...strin
 		return fmt.Errorf("go build %v: %w\n%s", packages, err, out)
 	}
 	return nil
+}
+
+// ReleaseVersion is the version the VERSION file names, as the images are tagged (v0.1.0).
+func ReleaseVersion() (string, error) {
+	data, err := os.ReadFile(filepath.Join(RepoRoot(), "VERSION"))
+	if err != nil {
+		return "", err
+	}
+	return "v" + strings.TrimSpace(string(data)), nil
 }
 
 // Process is a long-running binary that a test started, with its output in a log file. A test

@@ -72,3 +72,9 @@ func Collector(binary string) prometheus.Collector {
 // ErrRequested is what a binary's flag parsing answers for --version: print Get() and exit 0,
 // before checking the flags that running needs.
 var ErrRequested = errors.New("--version requested")
+
+// LinkerFlag is the -ldflags argument that stamps v into a binary, for the Go programs that build
+// the binaries (the Makefile spells out the same).
+func LinkerFlag(v string) string {
+	return "-X github.com/tenancy-dev/tenancy/internal/version.Version=" + v
+}
