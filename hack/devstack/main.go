@@ -262,7 +262,7 @@ func run(ctx context.Context, o options) error {
 	}
 	_ = runCmd(ctx, root, kubeEnv, kubectl, "get", "tenancy", "--all-namespaces")
 	fmt.Printf(`
-Tenancy is running.
+Tenancy %[9]s is running.
   kubeconfig:  %[1]s
                export KUBECONFIG=%[1]s; %[2]s get tenancy -A
   database:    psql '%[3]s' -c 'select name, tier from tenancy.organizations'
@@ -278,7 +278,9 @@ Tenancy is running.
                  -u "$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.keyID}' | base64 -d):$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d)"
   webhooks:    %[2]s --as=admin@acme.example -n acme patch membership owner --type=merge -p '{"spec":{"role":"Admin"}}'
                (refused: the sample Admin may edit memberships, but not demote an Owner)
-`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword)
+  version:     %[10]s --version (and the metric tenancy_build_info)
+  install:     make release writes dist/install.yaml and the Helm chart for a real cluster (docs/deployment.md)
+`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword, release, managerBin)
 
 	if o.once {
 		return nil

@@ -76,6 +76,16 @@ func TestDevStack(t *testing.T) {
 		return string(out)
 	}
 
+	// The stack says which release runs, and its webhooks serve the certificate the manager keeps
+	// in a Secret, as config/self-signed does in a cluster.
+	release, err := testenv.ReleaseVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, exited, dump, func() bool { return strings.Contains(dump(), "Tenancy "+release+" is running.") })
+	if got := kubectl("get", "secret", "-n", "tenancy-system", "webhook-server-cert", "-o", "jsonpath={.type}"); got != "kubernetes.io/tls" {
+		t.Fatalf("the webhook certificate Secret tenancy-system/webhook-server-cert has type %q, want kubernetes.io/tls", got)
+	}
 	if got := kubectl("get", "org", "acme", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"); got != "True" {
 		t.Fatalf("sample organization acme Ready = %q, want True", got)
 	}
