@@ -131,7 +131,7 @@ func TestServingCertificateIsTrustedThroughTheCA(t *testing.T) {
 	}
 	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })}
 	go func() { _ = server.Serve(listener) }()
-	defer server.Close()
+	defer func() { _ = server.Close() }()
 
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca)
