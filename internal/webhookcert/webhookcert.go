@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -280,33 +281,40 @@ type Injector struct {
 	ValidatingName string
 }
 
-// Inject sets the CA bundle where it differs.
+// Inject sets the CA bundle where it differs. Replicas starting together update the same objects:
+// a conflict is read again and retried, not reported.
 func (i *Injector) Inject(ctx context.Context) error {
-	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := i.Client.Get(ctx, client.ObjectKey{Name: i.MutatingName}, mutating); err != nil {
-		return fmt.Errorf("getting %s: %w", i.MutatingName, err)
-	}
-	changed := false
-	for w := range mutating.Webhooks {
-		changed = i.set(&mutating.Webhooks[w].ClientConfig) || changed
-	}
-	if changed {
-		if err := i.Client.Update(ctx, mutating); err != nil {
-			return fmt.Errorf("updating %s: %w", i.MutatingName, err)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := i.Client.Get(ctx, client.ObjectKey{Name: i.MutatingName}, mutating); err != nil {
+			return err
 		}
-	}
-	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := i.Client.Get(ctx, client.ObjectKey{Name: i.ValidatingName}, validating); err != nil {
-		return fmt.Errorf("getting %s: %w", i.ValidatingName, err)
-	}
-	changed = false
-	for w := range validating.Webhooks {
-		changed = i.set(&validating.Webhooks[w].ClientConfig) || changed
-	}
-	if changed {
-		if err := i.Client.Update(ctx, validating); err != nil {
-			return fmt.Errorf("updating %s: %w", i.ValidatingName, err)
+		changed := false
+		for w := range mutating.Webhooks {
+			changed = i.set(&mutating.Webhooks[w].ClientConfig) || changed
 		}
+		if !changed {
+			return nil
+		}
+		return i.Client.Update(ctx, mutating)
+	}); err != nil {
+		return fmt.Errorf("injecting into %s: %w", i.MutatingName, err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		validating := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := i.Client.Get(ctx, client.ObjectKey{Name: i.ValidatingName}, validating); err != nil {
+			return err
+		}
+		changed := false
+		for w := range validating.Webhooks {
+			changed = i.set(&validating.Webhooks[w].ClientConfig) || changed
+		}
+		if !changed {
+			return nil
+		}
+		return i.Client.Update(ctx, validating)
+	}); err != nil {
+		return fmt.Errorf("injecting into %s: %w", i.ValidatingName, err)
 	}
 	return nil
 }
