@@ -97,8 +97,8 @@ build: ## Build the static, version-stamped binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/manager ./cmd/authd
 
 .PHONY: image
-image: build ## Build the images without Docker: OCI layouts and docker-archive tarballs in bin/images/.
-	go run ./hack/image build --version $(VERSION) --registry $(REGISTRY) --out bin/images bin/manager bin/authd
+image: ## Build the images without Docker (linux/amd64, linux/arm64): OCI layouts and docker-archive tarballs in bin/images/.
+	go run ./hack/image build --version $(VERSION) --registry $(REGISTRY) --out bin/images
 
 .PHONY: image-push
 image-push: image ## Push the images to REGISTRY (credentials from ~/.docker/config.json).
