@@ -141,7 +141,7 @@ func build(ctx context.Context, o options, stdout io.Writer) error {
 		RepoRoot: root, Out: o.out, Registry: o.registry,
 		Metadata:        ociimage.Metadata{Version: o.version, Revision: o.revision, Created: o.created},
 		ArchivePlatform: o.archivePlatform,
-		Logf:            func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) },
+		Logf:            func(format string, args ...any) { _, _ = fmt.Fprintf(stdout, format+"\n", args...) },
 	})
 	if err != nil {
 		return err
@@ -160,7 +160,8 @@ func describe(w io.Writer, b ociimage.Built) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n%s@%s\n  OCI layout      %s (%s=%s)\n", b.Tag, digest, b.Layout, ociimage.RefName, b.Tag.TagStr())
+	var out strings.Builder
+	fmt.Fprintf(&out, "\n%s@%s\n  OCI layout      %s (%s=%s)\n", b.Tag, digest, b.Layout, ociimage.RefName, b.Tag.TagStr())
 	manifest, err := b.Index.IndexManifest()
 	if err != nil {
 		return err
@@ -174,10 +175,11 @@ func describe(w io.Writer, b ociimage.Built) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "  %-15s %s  %.1f MB compressed\n", desc.Platform, desc.Digest, float64(size)/1e6)
+		fmt.Fprintf(&out, "  %-15s %s  %.1f MB compressed\n", desc.Platform, desc.Digest, float64(size)/1e6)
 	}
-	fmt.Fprintf(w, "  docker-archive  %s\n", b.Archive)
-	return nil
+	fmt.Fprintf(&out, "  docker-archive  %s\n", b.Archive)
+	_, err = io.WriteString(w, out.String())
+	return err
 }
 
 func push(ctx context.Context, o options, stdout io.Writer) error {
@@ -197,7 +199,9 @@ func push(ctx context.Context, o options, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Pushed %s@%s\n", tag, digest)
+		if _, err := fmt.Fprintf(stdout, "Pushed %s@%s\n", tag, digest); err != nil {
+			return err
+		}
 	}
 	return nil
 }
