@@ -78,6 +78,7 @@ test: verify-generated verify-fmt vet lint ## Run every check and test: generate
 	export KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)"; \
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
 	export TENANCY_CHROMIUM="$$(hack/chromium.sh)"; \
+	export TENANCY_MAILPIT="$$(hack/mailpit.sh)"; \
 	go test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_PKGS) $(TEST_ARGS)
 
 .PHONY: bench
@@ -89,6 +90,10 @@ bench: ## Run the benchmarks (figures belong in docs/benchmarks.md).
 .PHONY: envtest
 envtest: ## Build (once) the kube-apiserver, etcd, kubectl and kube-controller-manager binaries.
 	hack/setup-envtest.sh
+
+.PHONY: mailpit
+mailpit: ## Build (once) Mailpit, the mail catcher of make dev and the tests.
+	hack/mailpit.sh
 
 ##@ Build and run
 

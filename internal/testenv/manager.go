@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/operator"
 	"github.com/tenancy-dev/tenancy/webhooks"
 )
@@ -29,7 +30,9 @@ type Manager struct {
 	// the control plane started) tells the API server to call them.
 	Webhooks       *webhooks.Settings
 	WebhookInstall *envtest.WebhookInstallOptions
-	Log            logr.Logger
+	// SMTP, when set, makes the controllers mail invitations through it.
+	SMTP *mail.SMTPConfig
+	Log  logr.Logger
 }
 
 // StartManager runs the controllers and the webhooks, as asked, wired by operator.Setup as
@@ -56,7 +59,7 @@ func StartManager(m Manager) (stop func(), err error) {
 	}
 	mgr, err := ctrl.NewManager(m.Config, options)
 	if err == nil {
-		err = operator.Setup(ctx, mgr, pg, operator.Parts{Controllers: m.Controllers, Webhooks: m.Webhooks})
+		err = operator.Setup(ctx, mgr, pg, operator.Parts{Controllers: m.Controllers, Webhooks: m.Webhooks, SMTP: m.SMTP})
 	}
 	if err != nil {
 		cancel()

@@ -21,6 +21,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/webhooks"
 )
 
@@ -110,6 +111,8 @@ type SuiteManager struct {
 	// ThroughProxy makes the manager reach PostgreSQL through Suite.Proxy, so that cutting the
 	// proxy cuts the manager off.
 	ThroughProxy bool
+	// SMTP, when set, makes the controllers mail invitations through it (Email delivery by default).
+	SMTP *mail.SMTPConfig
 }
 
 // Suite is a running world: a database and an envtest control plane, with what SuiteOptions
@@ -299,7 +302,7 @@ func (s *Suite) startControlPlane(ctx context.Context, o SuiteOptions) error {
 func (s *Suite) startManager(ctx context.Context, o SuiteOptions) error {
 	m := Manager{
 		Config: s.Config, Scheme: s.Scheme, DatabaseURL: s.DatabaseURL, Log: o.Log,
-		Controllers: o.Manager.Controllers, Webhooks: o.Manager.Webhooks,
+		Controllers: o.Manager.Controllers, Webhooks: o.Manager.Webhooks, SMTP: o.Manager.SMTP,
 	}
 	if s.ManagerUser != nil {
 		m.Config = s.ManagerUser.Config()
