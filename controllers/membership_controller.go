@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -26,6 +27,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // MembershipStore is the database side of the Membership controller.
@@ -33,7 +35,7 @@ type MembershipStore interface {
 	UpsertMembership(ctx context.Context, m db.Membership, actor db.Actor) (db.MembershipResult, error)
 	DeleteMembership(ctx context.Context, uid, name string, actor db.Actor) error
 	CheckInvitation(ctx context.Context, membershipID string, tokenHash []byte) (db.InvitationState, time.Time, error)
-	ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor db.Actor) error
+	ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor db.Actor, emailed *mail.Message) error
 	VoidInvitations(ctx context.Context, membershipID string) error
 }
 
@@ -50,6 +52,8 @@ type MembershipReconciler struct {
 	PublicURL string
 	// InvitationTTL is how long an invitation token is valid.
 	InvitationTTL time.Duration
+	// Mail sends invitations by email; nil when the operator has no SMTP server.
+	Mail *mail.Mailer
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
 	// ownStatus holds its last status writes until the cache shows them.
@@ -181,6 +185,10 @@ func (r *MembershipReconciler) reconcileInvitation(ctx context.Context, s *membe
 	if found && !metav1.IsControlledBy(secret, m) {
 		return ctrl.Result{}, secretConflict(name)
 	}
+	if r.deliveryOf(m) == tenancyv1.InvitationByEmail && r.Mail == nil {
+		return ctrl.Result{}, stalled("MailNotConfigured",
+			"spec.invitation.delivery is Email, but the operator sends no mail (no --smtp-url); configure mail or set delivery Link")
+	}
 	if found {
 		state, expires, err := r.invitationState(ctx, m, secret)
 		if err != nil {
@@ -239,11 +247,14 @@ func (r *MembershipReconciler) waitForAdminsToLoseAccess(ctx context.Context, m 
 func (r *MembershipReconciler) invitationState(ctx context.Context, m *tenancyv1.Membership, cached *corev1.Secret) (db.InvitationState, time.Time, error) {
 	check := func(secret *corev1.Secret) (db.InvitationState, time.Time, error) {
 		if secret.Annotations[tenancyv1.ReinviteAnnotation] != m.Annotations[tenancyv1.ReinviteAnnotation] ||
-			secret.Annotations[invitedRoleAnnotation] != string(m.RoleOrDefault()) ||
-			!bytes.HasPrefix(secret.Data[tenancyv1.InvitationURLKey], []byte(r.invitationURL(""))) {
+			secret.Annotations[invitedRoleAnnotation] != string(m.RoleOrDefault()) {
 			return db.InvitationUnknown, time.Time{}, nil
 		}
-		return r.Store.CheckInvitation(ctx, m.Status.ID, hashToken(secret.Data[tenancyv1.InvitationTokenKey]))
+		hash, ok := r.liveTokenHash(m, secret)
+		if !ok {
+			return db.InvitationUnknown, time.Time{}, nil
+		}
+		return r.Store.CheckInvitation(ctx, m.Status.ID, hash)
 	}
 	state, expires, err := check(cached)
 	if err != nil || state != db.InvitationUnknown {
@@ -259,6 +270,33 @@ func (r *MembershipReconciler) invitationState(ctx context.Context, m *tenancyv1
 	return check(fresh)
 }
 
+// deliveryOf is how m's invitation is delivered: spec.invitation.delivery, else Email when the
+// operator sends mail.
+func (r *MembershipReconciler) deliveryOf(m *tenancyv1.Membership) tenancyv1.InvitationDelivery {
+	if m.Spec.Invitation != nil && m.Spec.Invitation.Delivery != "" {
+		return m.Spec.Invitation.Delivery
+	}
+	if r.Mail != nil {
+		return tenancyv1.InvitationByEmail
+	}
+	return tenancyv1.InvitationByLink
+}
+
+// liveTokenHash is the hash of the token the Secret stands for, if the Secret was written for the
+// membership's current delivery (and, for links, the current public URL).
+func (r *MembershipReconciler) liveTokenHash(m *tenancyv1.Membership, secret *corev1.Secret) ([]byte, bool) {
+	if r.deliveryOf(m) == tenancyv1.InvitationByEmail {
+		hash, err := hex.DecodeString(string(secret.Data[tenancyv1.InvitationTokenHashKey]))
+		return hash, err == nil && string(secret.Data[tenancyv1.InvitationDeliveryKey]) == string(tenancyv1.InvitationByEmail) &&
+			string(secret.Data[tenancyv1.InvitationSentToKey]) == db.NormalizeEmail(m.Spec.User)
+	}
+	// Secrets written before delivery existed hold a link and no delivery key.
+	delivery := string(secret.Data[tenancyv1.InvitationDeliveryKey])
+	return hashToken(secret.Data[tenancyv1.InvitationTokenKey]),
+		(delivery == "" || delivery == string(tenancyv1.InvitationByLink)) &&
+			bytes.HasPrefix(secret.Data[tenancyv1.InvitationURLKey], []byte(r.invitationURL("")))
+}
+
 // invitedRoleAnnotation on an invitation Secret records the role the invitation was issued for.
 const invitedRoleAnnotation = "tenancy.dev/invited-role"
 
@@ -269,30 +307,65 @@ func (r *MembershipReconciler) issueInvitation(ctx context.Context, s *membershi
 		return err
 	}
 	expires := time.Now().Add(r.InvitationTTL).Truncate(time.Second)
-	// The Secret first, then the record that makes its token work: a Secret somebody else made
-	// under our name stops us before anything is recorded, and a token written without its record
-	// (the database failed) works for nobody and is replaced by the next reconcile.
+	hash := hashToken([]byte(token))
+	delivery := r.deliveryOf(m)
+	data := map[string][]byte{tenancyv1.InvitationDeliveryKey: []byte(delivery)}
+	var emailed *mail.Message
+	if delivery == tenancyv1.InvitationByEmail {
+		to := db.NormalizeEmail(m.Spec.User)
+		msg, err := r.Mail.Templates.Render(mail.Invitation, to, mail.Data{
+			Link: r.invitationURL(token), ExpiresAt: expires, Organization: orgTitle(s.org), Project: m.Spec.Project,
+			Role: string(m.RoleOrDefault()), InvitedBy: m.Annotations[tenancyv1.LastChangedByAnnotation],
+		})
+		if err != nil {
+			return err
+		}
+		emailed = &msg
+		data[tenancyv1.InvitationSentToKey] = []byte(to)
+		data[tenancyv1.InvitationTokenHashKey] = []byte(hex.EncodeToString(hash))
+	} else {
+		data[tenancyv1.InvitationTokenKey] = []byte(token)
+		data[tenancyv1.InvitationURLKey] = []byte(r.invitationURL(token))
+	}
+	// The Secret first, then the record that makes its token work (and, for Email, the mail, in
+	// the same transaction): a Secret somebody else made under our name stops us before anything
+	// is recorded, and a token written without its record (the database failed) works for nobody
+	// and is replaced by the next reconcile.
 	err = writeOwnedSecret(ctx, r.Client, r.APIReader, m, secret, exists, m.Name+"-invite",
 		map[string]string{
 			invitedRoleAnnotation:        string(m.RoleOrDefault()),
 			tenancyv1.ReinviteAnnotation: m.Annotations[tenancyv1.ReinviteAnnotation],
 			"tenancy.dev/expires-at":     expires.UTC().Format(time.RFC3339),
-		},
-		map[string][]byte{tenancyv1.InvitationTokenKey: []byte(token), tenancyv1.InvitationURLKey: []byte(r.invitationURL(token))})
+		}, data)
 	if err != nil {
 		return err
 	}
-	if err := r.Store.ReplaceInvitation(ctx, m.Status.ID, s.org.Status.ID, hashToken([]byte(token)), expires, actorOf(m, "membership")); err != nil {
+	if err := r.Store.ReplaceInvitation(ctx, m.Status.ID, s.org.Status.ID, hash, expires, actorOf(m, "membership"), emailed); err != nil {
 		return err
+	}
+	if emailed != nil {
+		r.Mail.Dispatcher.Poke()
 	}
 	// A membership's first invitation is told by its status (state Invited, inviteSecretName); one
 	// that replaces an earlier invitation gets an Event.
 	if exists || m.Status.InviteSecretName != "" {
+		where := "in Secret " + secret.Name
+		if emailed != nil {
+			where = "mailed to " + emailed.To
+		}
 		r.Recorder.Eventf(m, secret, corev1.EventTypeNormal, "InvitationIssued", "IssueInvitation",
-			"Issued a new invitation, valid until %s, in Secret %s; the previous one no longer works", expires.UTC().Format(time.RFC3339), secret.Name)
+			"Issued a new invitation, valid until %s, %s; the previous one no longer works", expires.UTC().Format(time.RFC3339), where)
 	}
 	m.Status.InviteSecretName = secret.Name
 	return nil
+}
+
+// orgTitle is how mail names an organization: its display name, else its name.
+func orgTitle(org *tenancyv1.Organization) string {
+	if org.Spec.DisplayName != "" {
+		return org.Spec.DisplayName
+	}
+	return org.Name
 }
 
 func (r *MembershipReconciler) invitationURL(token string) string {

@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"encoding/hex"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 var _ = Describe("Membership controller", func() {
@@ -29,10 +32,13 @@ var _ = Describe("Membership controller", func() {
 		eventuallyReady(ctx, proj)
 	})
 
+	// newMembership asks for delivery by Link: these specs read the token from the Secret. The
+	// suite's manager sends mail, so a membership that does not choose is mailed (see below).
 	newMembership := func(name, user string, role tenancyv1.Role, project string) *tenancyv1.Membership {
 		return &tenancyv1.Membership{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: org.Name},
-			Spec:       tenancyv1.MembershipSpec{User: user, Role: role, Project: project},
+			Spec: tenancyv1.MembershipSpec{User: user, Role: role, Project: project,
+				Invitation: &tenancyv1.InvitationSpec{Delivery: tenancyv1.InvitationByLink}},
 		}
 	}
 	inviteSecret := func(ctx SpecContext, m *tenancyv1.Membership) *corev1.Secret {
@@ -258,5 +264,86 @@ var _ = Describe("Membership controller", func() {
 		Expect(cond.Message).To(HavePrefix("spec.project: Project later does not exist"))
 		Expect(k8sClient.Create(ctx, &tenancyv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: org.Name}})).To(Succeed())
 		eventuallyReady(ctx, m)
+	})
+
+	Context("when the operator sends mail", func() {
+		mailed := func(name, user string, role tenancyv1.Role) *tenancyv1.Membership {
+			return &tenancyv1.Membership{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: org.Name},
+				Spec:       tenancyv1.MembershipSpec{User: user, Role: role},
+			}
+		}
+		// mailedToken waits for an invitation to address with a subject naming the
+		// organization, and returns the token in its link.
+		mailedToken := func(ctx SpecContext, address string) string {
+			GinkgoHelper()
+			msg := mailpit.WaitForMessage(GinkgoT(), ctx, address, "You are invited to "+org.Name)
+			detail, err := mailpit.Message(ctx, msg.ID)
+			Expect(err).NotTo(HaveOccurred())
+			link, ok := testenv.FirstLink(detail.Text, publicURL+"/invite?token=")
+			Expect(ok).To(BeTrue(), "the invitation links to authd's page: %s", detail.Text)
+			Expect(detail.HTML).To(ContainSubstring(`href="` + link + `"`))
+			return strings.TrimPrefix(link, publicURL+"/invite?token=")
+		}
+
+		It("mails the invitation by default, and the Secret holds no usable token", func(ctx SpecContext) {
+			m := mailed("mia", "Mia@Example.com", tenancyv1.RoleAdmin)
+			Expect(k8sClient.Create(ctx, m)).To(Succeed())
+			eventuallyReady(ctx, m)
+			Expect(m.Status.State).To(Equal(tenancyv1.MembershipInvited))
+			Expect(m.Status.InviteSecretName).To(Equal("mia-invite"))
+
+			token := mailedToken(ctx, "mia@example.com")
+			Expect(len(token)).To(BeNumerically(">=", 43), "256 bits, base64url")
+			secret := inviteSecret(ctx, m)
+			Expect(secret.Data).NotTo(HaveKey(tenancyv1.InvitationTokenKey))
+			Expect(secret.Data).NotTo(HaveKey(tenancyv1.InvitationURLKey))
+			Expect(string(secret.Data[tenancyv1.InvitationDeliveryKey])).To(Equal("Email"))
+			Expect(string(secret.Data[tenancyv1.InvitationSentToKey])).To(Equal("mia@example.com"))
+			Expect(string(secret.Data[tenancyv1.InvitationTokenHashKey])).To(Equal(hex.EncodeToString(sha256Of([]byte(token)))))
+			for _, value := range secret.Data {
+				Expect(string(value)).NotTo(ContainSubstring(token), "Admins read this Secret: it must not hold the token")
+			}
+			Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1 AND emailed AND used_at IS NULL", sha256Of([]byte(token)))).
+				To(Equal(1))
+			Eventually(func() int {
+				return countRows(ctx, `SELECT count(*) FROM tenancy.mail_outbox WHERE recipient = 'mia@example.com' AND kind = 'invitation'
+					AND sent_at IS NOT NULL AND body_text IS NULL AND body_html IS NULL`)
+			}).WithContext(ctx).Should(Equal(1), "the sent mail keeps no link in the database")
+
+			// A later reconcile (the resync) keeps the mailed invitation: no second mail.
+			Consistently(func() int {
+				return countRows(ctx, "SELECT count(*) FROM tenancy.mail_outbox WHERE recipient = 'mia@example.com'")
+			}).WithContext(ctx).WithTimeout(2 * resyncPeriod).Should(Equal(1))
+		})
+
+		It("mails a new invitation on the reinvite annotation, and writes a link when delivery turns to Link", func(ctx SpecContext) {
+			m := mailed("noah", "noah@example.com", tenancyv1.RoleMember)
+			Expect(k8sClient.Create(ctx, m)).To(Succeed())
+			eventuallyReady(ctx, m)
+			first := mailedToken(ctx, "noah@example.com")
+			Expect(mailpit.DeleteAll(ctx)).To(Succeed())
+
+			Expect(patchSpec(ctx, m, func(m *tenancyv1.Membership) {
+				m.Annotations = map[string]string{tenancyv1.ReinviteAnnotation: "1"}
+			})).To(Succeed())
+			second := mailedToken(ctx, "noah@example.com")
+			Expect(second).NotTo(Equal(first))
+			Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha256Of([]byte(first)))).To(Equal(0),
+				"the first mailed link no longer works")
+
+			Expect(patchSpec(ctx, m, func(m *tenancyv1.Membership) {
+				m.Spec.Invitation = &tenancyv1.InvitationSpec{Delivery: tenancyv1.InvitationByLink}
+			})).To(Succeed())
+			var link []byte
+			Eventually(func(g Gomega) {
+				link = inviteSecret(ctx, m).Data[tenancyv1.InvitationTokenKey]
+				g.Expect(link).NotTo(BeEmpty())
+			}).WithContext(ctx).Should(Succeed())
+			Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE membership_id = $1 AND used_at IS NULL", m.Status.ID)).To(Equal(1))
+			Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1 AND NOT emailed", sha256Of(link))).To(Equal(1))
+			Expect(countRows(ctx, "SELECT count(*) FROM tenancy.invitations WHERE hash = $1", sha256Of([]byte(second)))).To(Equal(0),
+				"the mailed link no longer works once an admin can read a new one")
+		})
 	})
 })

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // Store is everything the controllers need from the database.
@@ -43,6 +44,8 @@ type Settings struct {
 	UsernamePrefix string
 	// OperatorNamespace is the operator's own namespace, which no organization may claim.
 	OperatorNamespace string
+	// Mail sends invitations by email; nil when the operator has no SMTP server.
+	Mail *mail.Mailer
 	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
 }
@@ -96,6 +99,7 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 		ResyncPeriod:  s.ResyncPeriod,
 		PublicURL:     strings.TrimSuffix(s.PublicURL, "/"),
 		InvitationTTL: s.InvitationTTL,
+		Mail:          s.Mail,
 		Options:       s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the membership controller: %w", err)

@@ -23,12 +23,15 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
 // The suite runs the real controllers against an envtest control plane and a database of its
-// own. The manager reaches PostgreSQL through a proxy that specs can cut.
+// own. The manager reaches PostgreSQL through a proxy that specs can cut, and mails invitations
+// to a Mailpit.
 var (
+	mailpit   *testenv.Mailpit
 	k8sClient client.Client // a cluster admin (system:masters), as a person would be
 	// managerClient acts with the manager's identity, for what only the operator may do.
 	managerClient client.Client
@@ -61,6 +64,9 @@ func TestControllers(t *testing.T) {
 // webhooks refuse; webhooks/ tests the two together.
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
+	mailpit = testenv.StartMailpit(GinkgoT())
+	smtp, err := mail.ParseSMTPURL(mailpit.SMTPURL()+"?starttls=none", "Tenancy <no-reply@tenancy.test>")
+	Expect(err).NotTo(HaveOccurred())
 	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
 		Name:        "controllers",
 		Proxy:       true,
@@ -69,6 +75,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Log:         GinkgoLogr,
 		Manager: &testenv.SuiteManager{
 			ThroughProxy: true,
+			SMTP:         &smtp,
 			Controllers: &controllers.Settings{
 				ResyncPeriod:        resyncPeriod,
 				PublicURL:           publicURL,

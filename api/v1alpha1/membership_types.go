@@ -38,6 +38,32 @@ type MembershipSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Project string `json:"project,omitempty"`
+
+	// invitation says how the invitation reaches the user while the membership is Invited.
+	// +optional
+	Invitation *InvitationSpec `json:"invitation,omitempty"`
+}
+
+// InvitationDelivery is how an invitation's link reaches the invited user.
+// +kubebuilder:validation:Enum=Email;Link
+type InvitationDelivery string
+
+const (
+	// InvitationByEmail mails the link to spec.user; the Secret <membership>-invite then holds
+	// no usable token, and accepting proves the user's address.
+	InvitationByEmail InvitationDelivery = "Email"
+	// InvitationByLink writes the link into the Secret <membership>-invite, for whoever may read
+	// it to pass on.
+	InvitationByLink InvitationDelivery = "Link"
+)
+
+// InvitationSpec chooses how an invitation is delivered.
+type InvitationSpec struct {
+	// delivery is Email (the link is mailed to spec.user) or Link (the link is written into the
+	// Secret <membership>-invite). Unset, it is Email when the operator sends mail (--smtp-url),
+	// Link otherwise.
+	// +optional
+	Delivery InvitationDelivery `json:"delivery,omitempty"`
 }
 
 // MembershipStatus is the observed state of a Membership.

@@ -7,6 +7,14 @@ const (
 	InvitationTokenKey = "token"
 	// InvitationURLKey holds the link to authd's invitation page, token included.
 	InvitationURLKey = "url"
+	// InvitationDeliveryKey holds how the invitation was delivered: Email or Link. An emailed
+	// invitation's Secret has no token and no url, only InvitationSentToKey and the token's hash.
+	InvitationDeliveryKey = "delivery"
+	// InvitationSentToKey holds the address an emailed invitation was sent to.
+	InvitationSentToKey = "sentTo"
+	// InvitationTokenHashKey holds the hex SHA-256 of an emailed invitation's token: enough to
+	// tell that the invitation is still the live one, useless to accept it.
+	InvitationTokenHashKey = "tokenSHA256"
 	// APIKeySecretKey holds an APIKey's key (`tnc_<id>_<secret>`) in the Secret
 	// spec.secretName names.
 	APIKeySecretKey = "apiKey"

@@ -30,6 +30,7 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/operator"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
@@ -64,6 +65,7 @@ type config struct {
 	platformAdminUsers      []string
 	signingKeyAlgorithm     string
 	signingKeyRotation      time.Duration
+	smtp                    *mail.SMTPConfig
 	zap                     zap.Options
 }
 
@@ -110,12 +112,23 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"Algorithm of new access-token signing keys: EdDSA or ES256.")
 	fs.DurationVar(&c.signingKeyRotation, "signing-key-rotation", 30*24*time.Hour,
 		"Age at which the signing key gets a successor (published 10 minutes before it signs).")
+	smtpURL := fs.String("smtp-url", getenv("TENANCY_SMTP_URL"),
+		"Mail server for invitations: smtp://[user:pass@]host[:587][?starttls=required|opportunistic|none] or smtps://[user:pass@]host[:465]; "+
+			"defaults to $TENANCY_SMTP_URL. With it, invitations are mailed unless a Membership asks for delivery Link.")
+	mailFrom := fs.String("mail-from", "", `Sender of the manager's mail, e.g. "Acme <no-reply@acme.example>"; defaults to Tenancy <no-reply@the --public-url host>.`)
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if *printVersion {
 		return config{}, version.ErrRequested
+	}
+	if *smtpURL != "" {
+		smtp, err := mail.ParseSMTPURL(*smtpURL, mail.DefaultFrom(*mailFrom, c.publicURL))
+		if err != nil {
+			return config{}, err
+		}
+		c.smtp = &smtp
 	}
 	c.platformAdminGroups = tenant.SplitList(*platformAdminGroups)
 	c.platformAdminUsers = tenant.SplitList(*platformAdminUsers)
@@ -231,7 +244,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		}
 	}
 	log.Info("Starting manager", "version", version.Get().Version, "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String(),
-		"webhooks", cfg.enableWebhooks)
+		"webhooks", cfg.enableWebhooks, "mail", mailServer(cfg.smtp))
 	return mgr.Start(ctx)
 }
 
@@ -250,6 +263,7 @@ func operatorParts(cfg config) operator.Parts {
 				MaxConcurrentReconciles: cfg.maxConcurrentReconciles,
 			},
 		},
+		SMTP: cfg.smtp,
 		SigningKeys: &operator.SigningKeys{
 			Namespace: cfg.namespace,
 			Policy:    signing.Policy{Algorithm: cfg.signingKeyAlgorithm, RotateEvery: cfg.signingKeyRotation, PublishAhead: signingKeyLead},
@@ -311,4 +325,12 @@ func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
 func validPublicURL(raw string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// mailServer names the mail server for the log, without its password.
+func mailServer(c *mail.SMTPConfig) string {
+	if c == nil {
+		return "off"
+	}
+	return c.String()
 }

@@ -21,6 +21,10 @@ type invitation struct {
 	OrgID         string
 	OrgName       string
 	Namespace     string
+	// Emailed: the token went only to the user's mailbox, so accepting it proved the address;
+	// Verified says that this acceptance made the user verified.
+	Emailed  bool
+	Verified bool
 }
 
 // acceptInvitation uses the invitation token once. prove decides, for the invitation's user,
@@ -30,14 +34,14 @@ func (s *Store) acceptInvitation(ctx context.Context, token string, prove func(i
 	var inv invitation
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
-			SELECT i.id, m.id, m.uid, u.id, u.email::text, u.password_hash, o.id, o.name, o.namespace
+			SELECT i.id, m.id, m.uid, u.id, u.email::text, u.password_hash, o.id, o.name, o.namespace, i.emailed
 			FROM tenancy.invitations i
 			JOIN tenancy.memberships m ON m.id = i.membership_id
 			JOIN tenancy.users u ON u.id = m.user_id
 			JOIN tenancy.organizations o ON o.id = m.organization_id
 			WHERE i.hash = $1 AND i.used_at IS NULL AND i.expires_at > now() AND NOT u.disabled
 			FOR UPDATE OF i, u`, hashOf(token)).
-			Scan(&inv.ID, &inv.MembershipID, &inv.MembershipUID, &inv.UserID, &inv.Email, &inv.PasswordHash, &inv.OrgID, &inv.OrgName, &inv.Namespace)
+			Scan(&inv.ID, &inv.MembershipID, &inv.MembershipUID, &inv.UserID, &inv.Email, &inv.PasswordHash, &inv.OrgID, &inv.OrgName, &inv.Namespace, &inv.Emailed)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errInvalidInvitation
 		}
@@ -60,6 +64,11 @@ func (s *Store) acceptInvitation(ctx context.Context, token string, prove func(i
 		}
 		if _, err := tx.Exec(ctx, `UPDATE tenancy.invitations SET used_at = now() WHERE id = $1`, inv.ID); err != nil {
 			return err
+		}
+		if inv.Emailed {
+			if inv.Verified, err = markEmailVerified(ctx, tx, user{ID: inv.UserID}); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, `UPDATE tenancy.memberships SET state = 'Active', updated_at = now() WHERE id = $1`, inv.MembershipID)
 		return err

@@ -208,8 +208,8 @@ type memberRequest struct {
 }
 
 // inviteMember creates a Membership (the operator invites a user who has no password) and
-// answers with the invitation link when the caller may read it within a few seconds: authd
-// sends no email, the inviter passes the link on.
+// answers with the invitation link when the invitation is delivered by Link and the caller may
+// read it within a few seconds, for the inviter to pass on. An emailed invitation has no link to show.
 func (s *Server) inviteMember(ctx context.Context, c orgCaller, req memberRequest) (memberView, error) {
 	ctx = c.as(ctx)
 	email := db.NormalizeEmail(req.Email)
@@ -233,8 +233,8 @@ func (s *Server) inviteMember(ctx context.Context, c orgCaller, req memberReques
 }
 
 // invitationURL waits briefly for the operator to invite and for the caller's RBAC to cover
-// the invitation Secret; it is "" for a user who already has a password, or an Owner invited by
-// an Admin (only Owners read those).
+// the invitation Secret; it is "" for a user who already has a password, an Owner invited by
+// an Admin (only Owners read those), or an invitation that was mailed.
 func (s *Server) invitationURL(ctx context.Context, c orgCaller, membershipName string) string {
 	ctx = c.as(ctx)
 	var link string
@@ -252,6 +252,9 @@ func (s *Server) invitationURL(ctx context.Context, c orgCaller, membershipName 
 		var secret corev1.Secret
 		if err := s.kube.AsCaller.Get(ctx, types.NamespacedName{Namespace: c.namespace, Name: m.Status.InviteSecretName}, &secret); err != nil {
 			return false, nil
+		}
+		if string(secret.Data[tenancyv1.InvitationDeliveryKey]) == string(tenancyv1.InvitationByEmail) {
+			return true, nil // mailed to the member: there is no link to show
 		}
 		link = string(secret.Data[tenancyv1.InvitationURLKey])
 		return link != "", nil

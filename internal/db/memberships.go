@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // Membership is the row a Membership custom resource produces.
@@ -211,18 +213,30 @@ const replaceInvitationSQL = `
 WITH voided AS (
     DELETE FROM tenancy.invitations WHERE membership_id = $1 AND used_at IS NULL
 ), issued AS (
-    INSERT INTO tenancy.invitations (hash, membership_id, expires_at) VALUES ($2, $1, $3)
+    INSERT INTO tenancy.invitations (hash, membership_id, expires_at, emailed) VALUES ($2, $1, $3, $8)
 )
 INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
-VALUES ($4, 'invitation.issued', 'membership/' || $1::text, $5, $6, jsonb_build_object('expiresAt', $7::text))`
+VALUES ($4, 'invitation.issued', 'membership/' || $1::text, $5, $6,
+        jsonb_build_object('expiresAt', $7::text, 'delivery', CASE WHEN $8 THEN 'Email' ELSE 'Link' END))`
 
-// ReplaceInvitation voids the membership's unused invitations and records a new one.
-func (p *Postgres) ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor Actor) error {
+// ReplaceInvitation voids the membership's unused invitations and records a new one. With
+// emailed, the mail that carries the token is queued in the same transaction: the token is then
+// known to the member's mailbox only, and accepting it proves the address.
+func (p *Postgres) ReplaceInvitation(ctx context.Context, membershipID, orgID string, tokenHash []byte, expires time.Time, actor Actor, emailed *mail.Message) error {
 	if err := p.ensureMigrated(); err != nil {
 		return err
 	}
-	if _, err := p.pool.Exec(ctx, replaceInvitationSQL, membershipID, tokenHash, expires,
-		actor.Name, nullUUID(orgID), actor.RequestID, expires.UTC().Format(time.RFC3339)); err != nil {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, replaceInvitationSQL, membershipID, tokenHash, expires,
+			actor.Name, nullUUID(orgID), actor.RequestID, expires.UTC().Format(time.RFC3339), emailed != nil); err != nil {
+			return err
+		}
+		if emailed == nil {
+			return nil
+		}
+		return mail.Enqueue(ctx, tx, *emailed)
+	})
+	if err != nil {
 		return fmt.Errorf("recording the invitation: %w", err)
 	}
 	return nil

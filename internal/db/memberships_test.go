@@ -123,8 +123,8 @@ var _ = Describe("Membership rows and invitations", func() {
 		Expect(err).NotTo(HaveOccurred())
 		expires := time.Now().Add(time.Hour).Truncate(time.Second)
 		first, second := sha256.Sum256([]byte("first")), sha256.Sum256([]byte("second"))
-		Expect(pg.ReplaceInvitation(ctx, m.ID, orgID, first[:], expires, actor)).To(Succeed())
-		Expect(pg.ReplaceInvitation(ctx, m.ID, orgID, second[:], expires, actor)).To(Succeed())
+		Expect(pg.ReplaceInvitation(ctx, m.ID, orgID, first[:], expires, actor, nil)).To(Succeed())
+		Expect(pg.ReplaceInvitation(ctx, m.ID, orgID, second[:], expires, actor, nil)).To(Succeed())
 
 		state, _, err := pg.CheckInvitation(ctx, m.ID, first[:])
 		Expect(err).NotTo(HaveOccurred())

@@ -5,9 +5,11 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
 	"github.com/tenancy-dev/tenancy/webhooks"
@@ -22,6 +24,9 @@ type Parts struct {
 	// SigningKeys keeps the access-token signing keys current. Tests that seed and rotate keys
 	// themselves leave it off.
 	SigningKeys *SigningKeys
+	// SMTP, with Controllers, makes the manager send mail (invitations) through this server: a
+	// dispatcher delivers the outbox once the schema is migrated.
+	SMTP *mail.SMTPConfig
 }
 
 // SigningKeys configures the rotation of the Secret tenancy-signing-keys.
@@ -59,8 +64,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, database *db.Postgres, parts P
 			return err
 		}
 	}
-	if parts.Controllers != nil {
-		return controllers.SetupWithManager(mgr, database, *parts.Controllers)
+	if parts.Controllers == nil {
+		return nil
 	}
-	return nil
+	settings := *parts.Controllers
+	if parts.SMTP != nil {
+		mailer, err := mail.NewMailer(database.Pool(), *parts.SMTP, ctrlmetrics.Registry, mgr.GetLogger().WithName("mail"))
+		if err != nil {
+			return err
+		}
+		mailer.Dispatcher.WaitFor(database.Migrated)
+		if err := mgr.Add(mailer.Dispatcher); err != nil {
+			return err
+		}
+		settings.Mail = mailer
+	}
+	return controllers.SetupWithManager(mgr, database, settings)
 }
