@@ -24,6 +24,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/authd"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/tenant"
 	"github.com/tenancy-dev/tenancy/internal/version"
@@ -80,6 +81,11 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var platformAdmins string
 	fs.StringVar(&platformAdmins, "platform-admin-users", "",
 		"Comma-separated Kubernetes usernames the self-service API never acts as; set it as the manager's --platform-admin-users.")
+	var smtpURL, mailFrom string
+	fs.StringVar(&smtpURL, "smtp-url", getenv("TENANCY_SMTP_URL"),
+		"Mail server for verification and reset links and notices: smtp://[user:pass@]host[:587][?starttls=required|opportunistic|none] "+
+			"or smtps://[user:pass@]host[:465]; defaults to $TENANCY_SMTP_URL. Without it authd sends no mail.")
+	fs.StringVar(&mailFrom, "mail-from", "", `Sender of authd's mail, e.g. "Acme <no-reply@acme.example>"; defaults to Tenancy <no-reply@the --public-url host>.`)
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -95,6 +101,13 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("--trusted-proxies: %q is not a CIDR such as 10.0.0.0/8", cidr)
 		}
 		t.TrustedProxies = append(t.TrustedProxies, prefix.Masked())
+	}
+	if smtpURL != "" {
+		smtp, err := mail.ParseSMTPURL(smtpURL, mail.DefaultFrom(mailFrom, c.publicURL))
+		if err != nil {
+			return config{}, err
+		}
+		c.server.SMTP = &smtp
 	}
 	c.server.Issuer = strings.TrimSuffix(issuer, "/")
 	if c.server.Issuer == "" {
@@ -197,7 +210,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		}
 		close(drained)
 	}()
-	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup)
+	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup, "mail", mailServer(cfg.server.SMTP))
 	failed := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() {
@@ -215,4 +228,12 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	case <-drained: // requests in flight have finished
 		return nil
 	}
+}
+
+// mailServer names the mail server for the log, without its password.
+func mailServer(c *mail.SMTPConfig) string {
+	if c == nil {
+		return "off"
+	}
+	return c.String()
 }

@@ -4,6 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // What people do to their own account, through the REST API and the account page alike.
@@ -14,8 +19,8 @@ type passwordRequest struct {
 	NewPassword     string `json:"newPassword"`
 }
 
-// changePassword sets a new password once the current one is proven, and ends the user's other
-// sessions: whoever knew the old password is logged out.
+// changePassword sets a new password once the current one is proven, ends the user's other
+// sessions (whoever knew the old password is logged out) and mails a notice.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, req passwordRequest, keep string) error {
 	ctx := r.Context()
 	if err := checkNewPassword(req.NewPassword); err != nil {
@@ -33,9 +38,16 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, 
 	if err != nil {
 		return err
 	}
-	if err := s.store.setPassword(ctx, u.ID, hash); err != nil {
+	err = pgx.BeginFunc(ctx, s.store.pool, func(tx pgx.Tx) error {
+		if err := setPassword(ctx, tx, u.ID, hash); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, u, mail.PasswordChanged, mail.Data{At: time.Now(), Address: s.clientOf(r).Address})
+	})
+	if err != nil {
 		return err
 	}
+	s.pokeMail()
 	ended, err := s.store.endSessions(ctx, u.ID, "", keep)
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "password.changed", Target: "user/" + u.Email,
 		Details: map[string]any{"sessions_ended": len(ended)}})

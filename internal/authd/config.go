@@ -3,6 +3,8 @@ package authd
 import (
 	"net/http"
 	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // Config is authd's behaviour.
@@ -37,6 +39,8 @@ type Config struct {
 	UsernamePrefix string
 	// PlatformAdminUsers are Kubernetes usernames authd never acts as, whatever a user's email.
 	PlatformAdminUsers []string
+	// SMTP is the mail server of the links and notices authd mails; nil sends no mail.
+	SMTP *mail.SMTPConfig
 }
 
 // maxBodyBytes bounds request bodies; maxHeaderBytes the header block (see NewHTTPServer).

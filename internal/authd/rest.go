@@ -34,6 +34,7 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 	route("DELETE /api/v1/me/sessions/{id}", s.asUser(s.endOwnSession))
 	route("DELETE /api/v1/me/sessions", s.asUser(s.endOwnOtherSessions))
 	route("PUT /api/v1/me/password", s.asUser(s.changeOwnPassword))
+	route("POST /api/v1/me/email/verification", s.asUser(s.requestOwnVerification))
 }
 
 // userHandler serves a route for user u, whose access token belongs to session; asUser answers

@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/tenancy-dev/tenancy/internal/authd/web"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
@@ -37,6 +38,8 @@ type Server struct {
 	metrics   *metrics
 	pages     web.Pages
 	site      web.Site
+	// mail is nil when authd sends no mail (no --smtp-url).
+	mail *mail.Mailer
 }
 
 // NewServer wires authd.
@@ -65,13 +68,23 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube Kubernetes, log l
 	if s.pages, err = web.ParsePages(); err != nil {
 		return nil, err
 	}
+	if cfg.SMTP != nil {
+		if s.mail, err = mail.NewMailer(store.pool, *cfg.SMTP, s.metrics.registry, log.WithName("mail")); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
 // Run does authd's background work until ctx ends: following the signing keys, writing the
-// audit log, recording when API keys were last used, and forgetting idle throttles.
+// audit log, sending mail, recording when API keys were last used, and forgetting idle throttles.
 func (s *Server) Run(ctx context.Context) {
 	go s.keys.Start(ctx)
+	if s.mail != nil {
+		mailDone := make(chan struct{})
+		go func() { _ = s.mail.Dispatcher.Start(ctx); close(mailDone) }()
+		defer func() { <-mailDone }()
+	}
 	auditDone := make(chan struct{})
 	go func() { s.auditWriter.run(ctx); close(auditDone) }()
 	defer func() { <-auditDone }()

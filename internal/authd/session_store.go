@@ -283,14 +283,14 @@ func (s *Store) webSession(ctx context.Context, token string, p sessionPolicy) (
 	var id string
 	var slide bool
 	err := s.pool.QueryRow(ctx, `
-		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled,
+		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled, u.email_verified_at IS NOT NULL,
 		       t.expires_at < least(now() + make_interval(secs => $2) - interval '1 hour', t.family_expires_at)
 		FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id
 		WHERE t.hash = $1 AND t.web AND t.rotated_at IS NULL AND t.revoked_at IS NULL
 		  AND now() < t.expires_at AND now() < t.family_expires_at AND NOT u.disabled
 		  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)`,
 		hashOf(token), p.TTL.Seconds()).
-		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &slide)
+		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &w.User.EmailVerified, &slide)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, errNoWebSession
 	}

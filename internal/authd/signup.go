@@ -171,7 +171,14 @@ func (s *Server) signupWithOrganization(w http.ResponseWriter, r *http.Request, 
 	s.respondWithSession(w, r, u, a)
 }
 
+// respondWithSession answers a new account's first tokens, and mails it a link that verifies its
+// address (a failure to queue it is logged: the person can ask again from the account page).
 func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u user, a access) {
+	if s.mail != nil {
+		if err := s.requestVerification(r.Context(), u); err != nil {
+			s.log.Error(err, "Queueing the verification mail of a new account", "user", u.ID)
+		}
+	}
 	resp, err := s.startSession(r, u, a)
 	if err != nil {
 		s.failed(w, r, err)

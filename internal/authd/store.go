@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/tctx"
 )
 
@@ -93,7 +94,11 @@ func userByID(ctx context.Context, q querier, id string) (user, bool, error) {
 }
 
 func (s *Store) setPassword(ctx context.Context, userID, hash string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1`, userID, hash)
+	return setPassword(ctx, s.pool, userID, hash)
+}
+
+func setPassword(ctx context.Context, q mail.Execer, userID, hash string) error {
+	_, err := q.Exec(ctx, `UPDATE tenancy.users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1`, userID, hash)
 	return err
 }
 
@@ -106,6 +111,7 @@ type membership struct {
 	Role        string  `json:"role"`
 	State       string  `json:"state"`
 	namespace   string
+	uid         string // the Membership's metadata.uid
 }
 
 func (s *Store) memberships(ctx context.Context, userID string) ([]membership, error) {
@@ -114,7 +120,7 @@ func (s *Store) memberships(ctx context.Context, userID string) ([]membership, e
 
 func memberships(ctx context.Context, q querier, userID string) ([]membership, error) {
 	rows, err := q.Query(ctx, `
-		SELECT o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text
+		SELECT o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text, m.uid::text
 		FROM tenancy.memberships m
 		JOIN tenancy.organizations o ON o.id = m.organization_id
 		LEFT JOIN tenancy.projects p ON p.id = m.project_id
@@ -125,7 +131,7 @@ func memberships(ctx context.Context, q querier, userID string) ([]membership, e
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (membership, error) {
 		var m membership
-		err := row.Scan(&m.OrgID, &m.OrgName, &m.namespace, &m.ProjectID, &m.ProjectName, &m.Role, &m.State)
+		err := row.Scan(&m.OrgID, &m.OrgName, &m.namespace, &m.ProjectID, &m.ProjectName, &m.Role, &m.State, &m.uid)
 		return m, err
 	})
 }

@@ -112,6 +112,9 @@ func startAuthd(conf authd.Config) string {
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Start()
 	conf.Issuer = ts.URL
+	if conf.SMTP != nil && conf.PublicURL == "" {
+		conf.PublicURL = ts.URL // the links it mails lead back to it
+	}
 	keys := &authd.KeySource{Reader: kube, Namespace: operatorNamespace, Interval: 200 * time.Millisecond}
 	server, err := authd.NewServer(conf, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, GinkgoLogr)
 	Expect(err).NotTo(HaveOccurred())

@@ -21,6 +21,13 @@ func (s *Server) routeWeb(mux *http.ServeMux, route func(pattern string, h http.
 	route("GET /login", s.loginPage)
 	route("POST /login", s.loginSubmit)
 	route("GET /invite", s.invitePage)
+	route("GET /forgot", s.forgotPage)
+	route("POST /forgot", s.forgotSubmit)
+	route("GET /reset", s.resetPage)
+	route("POST /reset", s.resetSubmit)
+	route("GET /verify", s.verifyPage)
+	route("POST /verify", s.verifySubmit)
+	route("POST /account/email/verification", s.inSession(s.verificationSubmit))
 	route("POST /invite", s.inviteSubmit)
 	route("POST /logout", s.inSession(s.logoutSubmit))
 	route("GET /account", s.inSession(s.accountPage))
@@ -58,11 +65,14 @@ type view struct {
 	Org     string   // the organization shown
 	Tab     string
 	Manage  bool // the user administers Org
-	Data    any
+	// Mail: authd sends mail, so the pages offer what needs it (a forgotten password, verification).
+	Mail bool
+	Data any
 }
 
 // render writes a page (web.Pages.Render), logging what the template fails at.
 func (s *Server) render(w http.ResponseWriter, status int, page string, v view) {
+	v.Mail = s.mail != nil
 	if err := s.pages.Render(w, status, page, v); err != nil {
 		s.log.Error(err, "Rendering a page", "page", page)
 	}

@@ -11,7 +11,7 @@ import (
 // Signing in and out: the login page, logout, and the invitation page.
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "login", view{Title: "Log in", CSRF: s.site.LoginCSRF(w, r),
+	s.render(w, http.StatusOK, "login", view{Title: "Log in", CSRF: s.site.LoginCSRF(w, r), Flash: s.site.TakeFlash(w, r),
 		Data: map[string]string{"Next": web.SafeNext(r.URL.Query().Get("next")), "Email": ""}})
 }
 

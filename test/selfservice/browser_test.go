@@ -301,4 +301,56 @@ var _ = Describe("The web pages in a browser", func() {
 		)
 		Expect(b.path()).To(Equal("/login"))
 	})
+
+	It("take a person who forgot their password from the login page through the mailed link to a login with the new one", func(ctx SpecContext) {
+		t := newTenant(ctx)
+		email := uniqueName("forgetful") + "@example.com"
+		addMember(ctx, t.ns(), email, tenancyv1.RoleMember, "")
+		before := post("/auth/login", "", map[string]string{"email": email, "password": password})
+		Expect(before.StatusCode).To(Equal(http.StatusOK))
+
+		b := newBrowser()
+		b.step("ask for a reset link from the login page",
+			chromedp.Navigate(authdURL+"/login"),
+			chromedp.Click(chromedp.CSS("#forgot-link")),
+			chromedp.WaitVisible(chromedp.CSS("#forgot-form")),
+			chromedp.SendKeys(chromedp.CSS("#email"), email),
+			chromedp.Click(chromedp.CSS("#forgot-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#forgot-sent")),
+		)
+		Expect(b.text("#forgot-sent")).To(ContainSubstring("If an account has this address"))
+
+		msg := mailpit.WaitForMessage(GinkgoT(), ctx, email, "Reset your password")
+		detail, err := mailpit.Message(ctx, msg.ID)
+		Expect(err).NotTo(HaveOccurred())
+		link, ok := testenv.FirstLink(detail.Text, authdURL+"/reset?token=")
+		Expect(ok).To(BeTrue(), detail.Text)
+
+		const newPassword = "a fresh and long passphrase"
+		b.step("open the mailed link and choose a new password",
+			chromedp.Navigate(link),
+			chromedp.WaitVisible(chromedp.CSS("#reset-form")),
+			chromedp.SendKeys(chromedp.CSS("#password"), newPassword),
+			chromedp.SendKeys(chromedp.CSS("#confirm"), newPassword),
+			chromedp.Click(chromedp.CSS("#reset-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		)
+		Expect(b.text("#flash")).To(ContainSubstring("Your password is changed"))
+		b.step("log in with the new password",
+			chromedp.SendKeys(chromedp.CSS("#email"), email),
+			chromedp.SendKeys(chromedp.CSS("#password"), newPassword),
+			chromedp.Click(chromedp.CSS("#login-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#email-verified")),
+		)
+		Expect(b.path()).To(Equal("/account"))
+
+		Expect(post("/auth/login", "", map[string]string{"email": email, "password": password}).StatusCode).To(Equal(http.StatusUnauthorized))
+		Expect(post("/auth/refresh", "", map[string]string{"refresh_token": before.Body["refresh_token"].(string)}).StatusCode).
+			To(Equal(http.StatusBadRequest), "the session from before the reset ended")
+		b.step("the used link does not work again",
+			chromedp.Navigate(link),
+			chromedp.WaitVisible(chromedp.CSS("#problem")),
+		)
+		Expect(b.text("#problem")).To(ContainSubstring("unknown, already used or expired"))
+	})
 })

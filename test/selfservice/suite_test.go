@@ -36,6 +36,7 @@ import (
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/authd"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 	"github.com/tenancy-dev/tenancy/webhooks"
@@ -44,6 +45,8 @@ import (
 // generousThrottle lets the specs sign in as often as they like; throttling has specs of its own.
 var generousThrottle = authd.ThrottleConfig{AddressBurst: 1000, AddressInterval: time.Millisecond,
 	AccountFreeFailures: 100, AccountDelay: time.Millisecond, AccountMaxDelay: 10 * time.Millisecond}
+
+var mailpit *testenv.Mailpit // what authd mails arrives here
 
 var (
 	admin      client.Client
@@ -107,11 +110,15 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Policy: signing.Policy{Algorithm: signing.EdDSA, RotateEvery: 30 * 24 * time.Hour, PublishAhead: 10 * time.Minute}}
 	Expect(rotator.Sync(ctx, time.Now())).To(Succeed())
 
+	// authd mails through Mailpit (the manager does not: invitations stay links in Secrets).
+	mailpit = testenv.StartMailpit(GinkgoT())
+	smtp, err := mail.ParseSMTPURL(mailpit.SMTPURL()+"?starttls=none", "Tenancy <no-reply@tenancy.test>")
+	Expect(err).NotTo(HaveOccurred())
 	authdConf = authd.Config{
 		Issuer: authdURL, PublicURL: authdURL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute,
 		RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second,
 		OperatorNamespace: operatorNamespace, Passwords: authd.OWASPParams, Throttle: generousThrottle,
-		SignupTimeout: 30 * time.Second,
+		SignupTimeout: 30 * time.Second, SMTP: &smtp,
 	}
 	authdDatabaseURL = suite.DatabaseURL
 	startAuthd(listener, authdConf, authdDatabaseURL)
