@@ -52,6 +52,11 @@ func TestNonDefaultValues(t *testing.T) {
 		check(t, "the last argument", c.Args[len(c.Args)-1], "--resync-period=5m")
 		check(t, "the database Secret", secretOf(c, "TENANCY_DATABASE_URL"), corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "manager-db"}, Key: "dsn"})
+		check(t, "the SMTP Secret", secretOf(c, "TENANCY_SMTP_URL"), corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "smtp-relay"}, Key: "smtp-url"})
+		if !slices.Contains(c.Args, "--mail-from=Acme Platform <no-reply@example.org>") {
+			t.Errorf("args %v; want --mail-from", c.Args)
+		}
 		check(t, "priorityClassName", pod.PriorityClassName, "platform-critical")
 		check(t, "nodeSelector", pod.NodeSelector, map[string]string{"kubernetes.io/os": "linux"})
 		check(t, "tolerations", pod.Tolerations, []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "platform", Effect: corev1.TaintEffectNoSchedule}})
@@ -81,9 +86,11 @@ func TestNonDefaultValues(t *testing.T) {
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
 		})
 		check(t, "the arguments after the settings", c.Args[slices.Index(c.Args, "--platform-admin-users=$(PLATFORM_ADMIN_USERS)")+1:],
-			[]string{"--allow-signup", "--trusted-proxies=10.42.0.0/16,fd00:10:42::/56", "--login-address-burst=20"})
+			[]string{"--mail-from=Acme Platform <no-reply@example.org>", "--allow-signup", "--trusted-proxies=10.42.0.0/16,fd00:10:42::/56", "--login-address-burst=20"})
 		check(t, "the database Secret", secretOf(c, "TENANCY_DATABASE_URL"), corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "authd-db"}, Key: "dsn"})
+		check(t, "the SMTP Secret", secretOf(c, "TENANCY_SMTP_URL"), corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "smtp-relay"}, Key: "smtp-url"})
 		check(t, "nodeSelector", pod.NodeSelector, map[string]string{"example.org/pool": "edge"})
 		check(t, "tolerations", pod.Tolerations, []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}})
 		if a := pod.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {

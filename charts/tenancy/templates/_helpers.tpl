@@ -108,6 +108,20 @@ pass on as flags.
 {{- end }}
 
 {{/*
+tenancy.mailEnv gives a container the SMTP URL of mail.smtpSecret, when one is named.
+*/}}
+{{- define "tenancy.mailEnv" -}}
+{{- with .Values.mail.smtpSecret.name }}
+# smtp:// or smtps:// with the credentials: both binaries send mail only with it.
+- name: TENANCY_SMTP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.mail.smtpSecret.key }}
+{{- end }}
+{{- end }}
+
+{{/*
 tenancy.scheduling renders a pod's imagePullSecrets, priorityClassName, nodeSelector, tolerations,
 affinity and topologySpreadConstraints. It takes a dict: root and values (the component's values).
 */}}
