@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 	"github.com/tenancy-dev/tenancy/internal/version"
 )
@@ -184,23 +185,29 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	say("Starting kube-controller-manager (garbage collector, namespace controller)")
-	if err := startProcess(ctx, &s, logs, "kube-controller-manager", nil,
+	if err := startProcess(ctx, &s, logs, "kube-controller-manager",
 		filepath.Join(env.BinaryAssetsDirectory, "kube-controller-manager"),
 		"--kubeconfig="+kubeconfig, "--controllers=garbagecollector,namespace", "--leader-elect=false",
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port)); err != nil {
 		return err
 	}
 
+	mailpit, err := startMailpit(ctx, &s, root, state, logs)
+	if err != nil {
+		return err
+	}
+	mailFlags := []string{"--smtp-url=" + mailpit.smtpURL, "--mail-from=Tenancy dev <no-reply@localhost>"}
+
 	databaseURL, err := ensureDatabase(ctx, serverURL, o.database)
 	if err != nil {
 		return err
 	}
 	say("Starting the manager (logs: %s)", filepath.Join(logs, "manager.log"))
-	if err := startProcess(ctx, &s, logs, "manager", nil, managerBin,
-		"--kubeconfig="+managerKubeconfig, "--database-url="+databaseURL,
+	if err := startProcess(ctx, &s, logs, "manager", managerBin, append([]string{
+		"--kubeconfig=" + managerKubeconfig, "--database-url=" + databaseURL,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
-		"--resync-period=1m", "--public-url="+authdURL, "--zap-devel"); err != nil {
+		"--resync-period=1m", "--public-url=" + authdURL, "--zap-devel"}, mailFlags...)...); err != nil {
 		return err
 	}
 	authdUser, err := testenv.AuthdUser(env)
@@ -213,9 +220,9 @@ func run(ctx context.Context, o options) error {
 	}
 	say("Starting authd on %s (logs: %s)", authdURL, filepath.Join(logs, "authd.log"))
 	// authd logs in as the superuser here and takes the role tenancy_authd for every session.
-	if err := startProcess(ctx, &s, logs, "authd", nil, authdBin,
-		"--kubeconfig="+authdKubeconfig, "--database-url="+databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort), "--metrics-listen=127.0.0.1:0",
-		"--public-url="+authdURL, "--allow-signup", "--zap-devel"); err != nil {
+	if err := startProcess(ctx, &s, logs, "authd", authdBin, append([]string{
+		"--kubeconfig=" + authdKubeconfig, "--database-url=" + databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort), "--metrics-listen=127.0.0.1:0",
+		"--public-url=" + authdURL, "--allow-signup", "--zap-devel"}, mailFlags...)...); err != nil {
 		return err
 	}
 	say("Waiting for the admission webhooks to answer")
@@ -251,12 +258,13 @@ func run(ctx context.Context, o options) error {
 	if err := waitForAuthd(ctx, authdURL); err != nil {
 		return err
 	}
-	if err := acceptOwnerInvitation(ctx, adminClient, authdURL); err != nil {
+	if err := acceptOwnerInvitation(ctx, adminClient, authdURL, mailpit.webURL); err != nil {
 		return err
 	}
 
 	envFile := filepath.Join(state, "env")
-	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\nTENANCY_AUTHD_URL=%s\n", kubeconfig, databaseURL, authdURL)
+	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\nTENANCY_AUTHD_URL=%s\nTENANCY_MAIL_URL=%s\n",
+		kubeconfig, databaseURL, authdURL, mailpit.webURL)
 	if err := os.WriteFile(envFile, []byte(envLines), 0o600); err != nil {
 		return err
 	}
@@ -271,6 +279,8 @@ Tenancy %[9]s is running.
   authd:       %[6]s (discovery: %[6]s/.well-known/openid-configuration, API: %[6]s/openapi.json)
   web:         %[6]s/login as %[7]s with the password %[8]s
                (the sample Owner: members, projects, API keys and the audit log of acme)
+  mail:        %[11]s (Mailpit: every mail authd and the manager send, e.g. invitations and
+               password resets; API: %[11]s/api/v1/messages)
   log in:      curl -s %[6]s/auth/login -H 'Content-Type: application/json' \
                  -d '{"email":"%[7]s","password":"%[8]s"}'
                (the sample Owner; the script accepted the invitation with this password)
@@ -280,7 +290,7 @@ Tenancy %[9]s is running.
                (refused: the sample Admin may edit memberships, but not demote an Owner)
   version:     %[10]s --version (and the metric tenancy_build_info)
   install:     make release writes dist/install.yaml and the Helm chart for a real cluster (docs/deployment.md)
-`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword, release, managerBin)
+`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword, release, managerBin, mailpit.webURL)
 
 	if o.once {
 		return nil
@@ -353,8 +363,9 @@ func waitForAuthd(ctx context.Context, authdURL string) error {
 }
 
 // acceptOwnerInvitation accepts the sample Owner's invitation with samplePassword, unless an
-// earlier run did.
-func acceptOwnerInvitation(ctx context.Context, c client.Client, authdURL string) error {
+// earlier run did. The invitation was mailed: its link is read from Mailpit, as the Owner would
+// read it in their mailbox.
+func acceptOwnerInvitation(ctx context.Context, c client.Client, authdURL, mailURL string) error {
 	secret := &corev1.Secret{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: "acme", Name: "owner-invite"}, secret)
 	if apierrors.IsNotFound(err) {
@@ -363,7 +374,11 @@ func acceptOwnerInvitation(ctx context.Context, c client.Client, authdURL string
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]string{"token": string(secret.Data["token"]), "password": samplePassword})
+	token, err := mailedInvitationToken(ctx, mailURL, sampleOwner, authdURL+"/invite?token=", string(secret.Data[tenancyv1.InvitationTokenHashKey]))
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]string{"token": token, "password": samplePassword})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, authdURL+"/auth/invitations/accept", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -421,14 +436,13 @@ func waitForWebhooks(ctx context.Context, c client.Client) error {
 }
 
 // startProcess runs a long-lived process with its output in logs/<name>.log, stopped with the stack.
-func startProcess(ctx context.Context, s *stack, logs, name string, env []string, bin string, args ...string) error {
+func startProcess(ctx context.Context, s *stack, logs, name string, bin string, args ...string) error {
 	logFile, err := os.Create(filepath.Join(logs, name+".log"))
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -465,8 +479,8 @@ func startProcess(ctx context.Context, s *stack, logs, name string, env []string
 func runCmd(ctx context.Context, dir string, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
 	}
