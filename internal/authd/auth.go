@@ -57,6 +57,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, err)
 		return
 	}
+	s.noticeNewSignIn(r, u)
 	resp, err := s.startSession(r, u, a)
 	if err != nil {
 		s.failed(w, r, err)

@@ -60,3 +60,30 @@ func (s *Server) pokeMail() {
 		s.mail.Dispatcher.Poke()
 	}
 }
+
+// noticeNewSignIn mails u when this sign-in comes from an address the account has not started a
+// session from within the familiar period, unless it is the account's first session. A failure
+// is logged: the sign-in goes on.
+func (s *Server) noticeNewSignIn(r *http.Request, u user) {
+	if s.mail == nil {
+		return
+	}
+	c := s.clientOf(r)
+	ctx := r.Context()
+	err := pgx.BeginFunc(ctx, s.store.pool, func(tx pgx.Tx) error {
+		var unfamiliar bool
+		if err := tx.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE user_id = $1)
+			   AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE user_id = $1 AND client_address = $2
+			                   AND created_at > now() - make_interval(secs => $3))`,
+			u.ID, c.Address, s.cfg.Throttle.FamiliarFor.Seconds()).Scan(&unfamiliar); err != nil || !unfamiliar {
+			return err
+		}
+		return s.notify(ctx, tx, u, mail.NewSignIn, mail.Data{At: time.Now(), Address: c.Address, Device: truncate(c.UserAgent, 120)})
+	})
+	if err != nil {
+		s.log.Error(err, "Queueing the notice of a sign-in from a new address", "user", u.ID)
+		return
+	}
+	s.pokeMail()
+}

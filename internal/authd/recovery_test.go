@@ -3,7 +3,9 @@ package authd_test
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -29,6 +31,9 @@ var _ = Describe("Mail: verified addresses and password reset", Ordered, func() 
 		Expect(err).NotTo(HaveOccurred())
 		conf := suiteConf
 		conf.SMTP = &smtp
+		// X-Forwarded-For names the client, so that specs sign in from other addresses.
+		conf.Throttle.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		conf.Throttle.FamiliarFor = 24 * time.Hour
 		base = startAuthd(conf)
 		Eventually(func() int { return getFrom(base, "/readyz").StatusCode }).Should(Equal(http.StatusOK))
 	})
@@ -157,6 +162,25 @@ var _ = Describe("Mail: verified addresses and password reset", Ordered, func() 
 		Expect(tokens).To(Equal(3))
 	})
 
+	It("mails a notice of a sign-in from an address the account never used, once", func(ctx SpecContext) {
+		email := uniqueName("traveller") + "@example.com"
+		Expect(postJSON(base, "/auth/signup", map[string]string{"email": email, "password": password}).StatusCode).To(Equal(http.StatusCreated))
+		credentials := map[string]string{"email": email, "password": password}
+		Expect(postJSON(base, "/auth/login", credentials).StatusCode).To(Equal(http.StatusOK), "from the signup's address")
+		for range 2 {
+			Expect(postJSON(base, "/auth/login", credentials, "X-Forwarded-For", "203.0.113.9", "User-Agent", "Firefox on Linux").StatusCode).
+				To(Equal(http.StatusOK))
+		}
+		notice := mailpit.WaitForMessage(GinkgoT(), ctx, email, "New sign-in to your account")
+		detail, err := mailpit.Message(ctx, notice.ID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(detail.Text).To(ContainSubstring("from 203.0.113.9 (Firefox on Linux)"))
+		Eventually(func() int {
+			return countOutbox(ctx, email, "new_sign_in")
+		}).Should(Equal(1), "the second sign-in from that address is familiar")
+		Consistently(func() int { return countOutbox(ctx, email, "new_sign_in") }).WithTimeout(time.Second).Should(Equal(1))
+	})
+
 	It("answers 503 mail_disabled where mail is needed and authd has no SMTP server", func() {
 		r := postJSON(authdURL, "/auth/password/forgot", map[string]string{"email": "someone@example.com"})
 		Expect(r.StatusCode).To(Equal(http.StatusServiceUnavailable))
@@ -207,6 +231,14 @@ var _ = Describe("Invitation delivery", func() {
 		Expect(actions(ctx, mailedMember.Spec.User)).To(ContainElement("user.email_verified"))
 	})
 })
+
+// countOutbox counts the mails of kind to email in the outbox.
+func countOutbox(ctx context.Context, email, kind string) int {
+	GinkgoHelper()
+	var n int
+	Expect(sqlPool.QueryRow(ctx, `SELECT count(*) FROM tenancy.mail_outbox WHERE recipient = $1 AND kind = $2`, email, kind).Scan(&n)).To(Succeed())
+	return n
+}
 
 // me logs email in and answers the user of /auth/me.
 func me(email string) map[string]any {

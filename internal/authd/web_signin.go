@@ -29,6 +29,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderFailure(w, r, "login", v, err)
 		return
 	}
+	s.noticeNewSignIn(r, u)
 	if err := s.startWebSession(w, r, u); err != nil {
 		s.renderFailure(w, r, "login", v, err)
 		return
