@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,10 +52,21 @@ func TestDevStack(t *testing.T) {
 	if err := stack.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- stack.Wait() }()
+	exited, stopped := make(chan error, 1), make(chan struct{})
+	go func() { exited <- stack.Wait(); close(stopped) }()
 	t.Cleanup(func() {
-		_ = stack.Process.Kill()
+		// A failed test interrupts the stack, as Ctrl-C does, so that it stops what it started;
+		// killing it would leave its API server, manager, authd and Mailpit running.
+		select {
+		case <-stopped:
+		default:
+			_ = stack.Process.Signal(syscall.SIGINT)
+			select {
+			case <-stopped:
+			case <-time.After(60 * time.Second):
+				_ = stack.Process.Kill()
+			}
+		}
 		dropDatabase(t, database)
 	})
 	dump := func() string { b, _ := os.ReadFile(output.Name()); return string(b) }
@@ -62,8 +74,8 @@ func TestDevStack(t *testing.T) {
 	envFile := filepath.Join(state, "env")
 	waitFor(t, ctx, exited, dump, func() bool { _, err := os.Stat(envFile); return err == nil })
 	env := readEnv(t, envFile)
-	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" || env["TENANCY_AUTHD_URL"] == "" {
-		t.Fatalf(".dev/env lacks KUBECONFIG, TENANCY_DATABASE_URL or TENANCY_AUTHD_URL: %v", env)
+	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" || env["TENANCY_AUTHD_URL"] == "" || env["TENANCY_MAIL_URL"] == "" {
+		t.Fatalf(".dev/env lacks KUBECONFIG, TENANCY_DATABASE_URL, TENANCY_AUTHD_URL or TENANCY_MAIL_URL: %v", env)
 	}
 	kubectl := func(args ...string) string {
 		t.Helper()
@@ -102,9 +114,24 @@ func TestDevStack(t *testing.T) {
 	if projects != 2 {
 		t.Fatalf("acme has %d project rows, want the 2 samples", projects)
 	}
-	if got := kubectl("get", "secret", "-n", "acme", "admin-invite", "-o", "jsonpath={.data.url}"); got == "" {
-		t.Fatal("the sample Admin has no invitation URL")
+	// The stack mails invitations: the Secret holds no link, Mailpit holds the mail.
+	if got := kubectl("get", "secret", "-n", "acme", "admin-invite", "-o", "jsonpath={.data.delivery}"); got != base64.StdEncoding.EncodeToString([]byte("Email")) {
+		t.Fatalf("the sample Admin's invitation Secret has delivery %q, want Email", got)
 	}
+	if got := kubectl("get", "secret", "-n", "acme", "admin-invite", "-o", "jsonpath={.data.url}"); got != "" {
+		t.Fatal("the sample Admin's mailed invitation left a usable link in its Secret")
+	}
+	waitFor(t, ctx, exited, dump, func() bool {
+		resp, err := http.Get(env["TENANCY_MAIL_URL"] + "/api/v1/search?query=" + url.QueryEscape(`to:"admin@acme.example" subject:"You are invited"`))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var found struct {
+			MessagesCount int `json:"messages_count"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&found) == nil && found.MessagesCount > 0
+	})
 	if got := kubectl("get", "membership", "-n", "acme", "owner", "-o", "jsonpath={.status.state}"); got != "Active" {
 		t.Fatalf("the sample Owner, whose invitation the stack accepted, is %q, not Active", got)
 	}
