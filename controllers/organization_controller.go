@@ -366,6 +366,7 @@ func (r *OrganizationReconciler) reconcileRow(ctx context.Context, s *organizati
 		DisplayName: org.Spec.DisplayName,
 		Tier:        string(tier),
 		Namespace:   org.NamespaceName(),
+		RequireMFA:  org.Spec.RequireMFA,
 	}, actorOf(org, "organization"))
 	if err != nil {
 		return ctrl.Result{}, err

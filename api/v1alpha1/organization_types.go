@@ -71,6 +71,12 @@ type OrganizationSpec struct {
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// requireMFA makes authd issue tokens for this organization, and show its pages, only to
+	// sessions started with a second factor (TOTP or a recovery code). Members without one are
+	// told to enrol on their account page.
+	// +optional
+	RequireMFA bool `json:"requireMFA,omitempty"`
 }
 
 // OrganizationStatus is the observed state of an Organization.

@@ -3,6 +3,7 @@ package authd
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,6 +24,15 @@ type access struct {
 	tenantIDs
 	OrgName string
 	Role    string
+	// RequireMFA: the organization serves only sessions that began with a second factor.
+	RequireMFA bool
+}
+
+// mfaRequired refuses a session without a second factor in an organization that requires one.
+func mfaRequired(org string) *problem {
+	return &problem{Status: http.StatusForbidden, Code: "mfa_enrollment_required", Message: fmt.Sprintf(
+		"organization %s requires two-factor authentication: enrol an authenticator on your account page (/account) "+
+			"or with POST /api/v1/me/mfa/totp, then log in again with its code", org)}
 }
 
 // chooseAccess picks what a user's token grants from their memberships (Invited ones grant
@@ -73,7 +83,7 @@ func chooseAccess(all []membership, org, project string) (access, error) {
 		}
 		return access{}, fmt.Errorf("%w: no active membership in organization %s", errNoAccess, org)
 	}
-	a := access{tenantIDs: tenantIDs{OrgID: &inOrg[0].OrgID}, OrgName: inOrg[0].OrgName}
+	a := access{tenantIDs: tenantIDs{OrgID: &inOrg[0].OrgID}, OrgName: inOrg[0].OrgName, RequireMFA: inOrg[0].requireMFA}
 	orgRole := ""
 	var projects []membership
 	for _, m := range inOrg {

@@ -26,6 +26,9 @@ type loginRequest struct {
 	Password     string `json:"password"`
 	Organization string `json:"organization"`
 	Project      string `json:"project"`
+	// OTP or RecoveryCode is the second factor of an account with an authenticator.
+	OTP          string `json:"otp"`
+	RecoveryCode string `json:"recovery_code"`
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -35,6 +38,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.checkPassword(w, r, req.Email, req.Password)
+	if err != nil {
+		s.answerError(w, r, err)
+		return
+	}
+	mfa, err := s.secondFactor(r, u, req.OTP, req.RecoveryCode)
 	if err != nil {
 		s.answerError(w, r, err)
 		return
@@ -58,9 +66,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.noticeNewSignIn(r, u)
-	resp, err := s.startSession(r, u, a)
+	resp, err := s.startSession(r, u, a, mfa)
 	if err != nil {
-		s.failed(w, r, err)
+		s.answerError(w, r, err)
 		return
 	}
 	s.metrics.logins.WithLabelValues("ok").Inc()
@@ -68,18 +76,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// startSession starts a refresh token family for u and issues its first access token.
-func (s *Server) startSession(r *http.Request, u user, a access) (tokenResponse, error) {
-	refresh, family, err := s.store.startSession(r.Context(), u.ID, a.tenantIDs, apiSessionKind, s.sessionPolicy(), s.clientOf(r))
+// startSession starts a refresh token family for u and issues its first access token; mfa says
+// that u gave a second factor. An organization that requires one is refused without it.
+func (s *Server) startSession(r *http.Request, u user, a access, mfa bool) (tokenResponse, error) {
+	if a.RequireMFA && !mfa {
+		return tokenResponse{}, mfaRequired(a.OrgName)
+	}
+	refresh, family, err := s.store.startSession(r.Context(), u.ID, a.tenantIDs, apiSessionKind, mfa, s.sessionPolicy(), s.clientOf(r))
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	return s.userTokens(r, u, a, refresh, family, "login")
+	return s.userTokens(r, u, a, refresh, family, "login", mfa)
 }
 
 // userTokens issues an access token for u with access a in session family, next to refresh.
-func (s *Server) userTokens(r *http.Request, u user, a access, refresh, family, grantType string) (tokenResponse, error) {
-	g := grant{Subject: u.ID, ClientID: tenancy.SessionClientID, UserID: u.ID, Role: a.Role, Session: family}
+func (s *Server) userTokens(r *http.Request, u user, a access, refresh, family, grantType string, mfa bool) (tokenResponse, error) {
+	g := grant{Subject: u.ID, ClientID: tenancy.SessionClientID, UserID: u.ID, Role: a.Role, Session: family, MFA: mfa}
 	if a.OrgID != nil {
 		g.OrgID = *a.OrgID
 	}
@@ -129,7 +141,7 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 	var u user
 	var a access
 	rot, err := s.store.rotate(r.Context(), req.RefreshToken, s.sessionPolicy(), s.clientOf(r),
-		func(ctx context.Context, q querier, userID string, current tenantIDs) (tenantIDs, error) {
+		func(ctx context.Context, q querier, userID string, current tenantIDs, mfa bool) (tenantIDs, error) {
 			found, ok, err := userByID(ctx, q, userID)
 			if err != nil {
 				return tenantIDs{}, err
@@ -150,8 +162,12 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 				}
 			}
 			a, err = chooseAccess(memberships, org, project)
+			if err == nil && a.RequireMFA && !mfa {
+				err = mfaRequired(a.OrgName)
+			}
 			return a.tenantIDs, err
 		})
+	var refused *problem
 	switch {
 	case errors.Is(err, errRefreshReuse):
 		s.metrics.reuseDetected.Inc()
@@ -162,11 +178,13 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 		return tokenResponse{}, "invalid_grant", err
 	case errors.Is(err, errNoAccess):
 		return tokenResponse{}, accessErrorCode(err), err
+	case errors.As(err, &refused):
+		return tokenResponse{}, refused.Code, err
 	case err != nil:
 		return tokenResponse{}, "", err
 	}
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "session.refreshed", Target: "session/" + rot.FamilyID, OrgID: a.OrgID})
-	resp, err := s.userTokens(r, u, a, rot.Token, rot.FamilyID, "refresh_token")
+	resp, err := s.userTokens(r, u, a, rot.Token, rot.FamilyID, "refresh_token", rot.MFA)
 	return resp, "", err
 }
 
@@ -175,7 +193,7 @@ func (s *Server) refreshFailed(w http.ResponseWriter, r *http.Request, code stri
 	switch code {
 	case "":
 		s.failed(w, r, err)
-	case "access_denied", "membership_not_active":
+	case "access_denied", "membership_not_active", "mfa_enrollment_required":
 		writeError(w, http.StatusForbidden, code, err.Error())
 	default:
 		writeError(w, http.StatusBadRequest, code, err.Error())
@@ -240,12 +258,17 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	memberships, err := s.store.memberships(r.Context(), u.ID)
+	var mfa bool
+	if err == nil {
+		mfa, err = s.store.hasTOTP(r.Context(), u.ID)
+	}
 	if err != nil {
 		s.failed(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"user":         map[string]any{"id": u.ID, "email": u.Email, "email_verified": u.EmailVerified, "display_name": u.DisplayName},
+		"user": map[string]any{"id": u.ID, "email": u.Email, "email_verified": u.EmailVerified, "display_name": u.DisplayName,
+			"mfa_enabled": mfa},
 		"organization": claims.Org,
 		"memberships":  memberships,
 	})

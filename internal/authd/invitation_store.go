@@ -25,6 +25,9 @@ type invitation struct {
 	// Verified says that this acceptance made the user verified.
 	Emailed  bool
 	Verified bool
+	// SecondFactor: the acceptance was proven with the account's second factor, or by a token of
+	// a session that began with one.
+	SecondFactor bool
 }
 
 // acceptInvitation uses the invitation token once. prove decides, for the invitation's user,
@@ -83,20 +86,22 @@ type invitationPreview struct {
 	Project     string
 	Role        string
 	HasPassword bool
+	HasTOTP     bool
 }
 
 // previewInvitation reads an open invitation without using it.
 func (s *Store) previewInvitation(ctx context.Context, token string) (invitationPreview, error) {
 	var p invitationPreview
 	err := s.pool.QueryRow(ctx, `
-		SELECT u.email::text, coalesce(nullif(o.display_name, ''), o.name), coalesce(pr.name, ''), m.role::text, u.password_hash IS NOT NULL
+		SELECT u.email::text, coalesce(nullif(o.display_name, ''), o.name), coalesce(pr.name, ''), m.role::text, u.password_hash IS NOT NULL,
+		       EXISTS (SELECT 1 FROM tenancy.totp_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL)
 		FROM tenancy.invitations i
 		JOIN tenancy.memberships m ON m.id = i.membership_id
 		JOIN tenancy.users u ON u.id = m.user_id
 		JOIN tenancy.organizations o ON o.id = m.organization_id
 		LEFT JOIN tenancy.projects pr ON pr.id = m.project_id
 		WHERE i.hash = $1 AND i.used_at IS NULL AND i.expires_at > now() AND NOT u.disabled`, hashOf(token)).
-		Scan(&p.Email, &p.Org, &p.Project, &p.Role, &p.HasPassword)
+		Scan(&p.Email, &p.Org, &p.Project, &p.Role, &p.HasPassword, &p.HasTOTP)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, errInvalidInvitation
 	}

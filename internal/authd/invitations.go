@@ -21,6 +21,10 @@ const AcceptedAnnotation = "tenancy.dev/invitation-accepted-at"
 type acceptRequest struct {
 	Token    string `json:"token"`
 	Password string `json:"password"`
+	// OTP or RecoveryCode: the second factor of an account with an authenticator that proves
+	// itself with its password.
+	OTP          string `json:"otp"`
+	RecoveryCode string `json:"recovery_code"`
 }
 
 // errProof is an accepting request that may not accept for the invitation's user.
@@ -43,7 +47,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		claims = nil
 	}
-	inv, err := s.redeemInvitation(w, r, req.Token, req.Password, claims)
+	inv, err := s.redeemInvitation(w, r, req, claims)
 	var proof *errProof
 	var refused *problem
 	switch {
@@ -70,9 +74,9 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a = access{} // e.g. several project memberships: log in naming one
 	}
-	resp, err := s.startSession(r, u, a)
+	resp, err := s.startSession(r, u, a, inv.SecondFactor)
 	if err != nil {
-		s.failed(w, r, err)
+		s.answerError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -81,8 +85,10 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 // redeemInvitation uses an invitation token for the API and the invitation page. A user
 // without a password sets one; a user with one proves it (the password, throttled as a login
 // is, or claims of an access token of theirs; nil when there is none).
-func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, token, password string, claims *tenancy.Claims) (invitation, error) {
-	inv, err := s.store.acceptInvitation(r.Context(), token, func(inv invitation) (*string, error) {
+func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, req acceptRequest, claims *tenancy.Claims) (invitation, error) {
+	password := req.Password
+	secondFactor := false
+	inv, err := s.store.acceptInvitation(r.Context(), req.Token, func(inv invitation) (*string, error) {
 		if inv.PasswordHash == nil {
 			if err := checkNewPassword(password); err != nil {
 				return nil, &errProof{err.Error()}
@@ -91,6 +97,7 @@ func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, token,
 			return &hash, err
 		}
 		if claims != nil && !claims.IsAPIKey() && claims.Subject == inv.UserID {
+			secondFactor = hasSecondFactor(claims)
 			return nil, nil
 		}
 		if password != "" {
@@ -100,7 +107,9 @@ func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, token,
 			ok, _, err := s.verifyPassword(truncate(password, maxPasswordLength), *inv.PasswordHash)
 			s.endPasswordAttempt(r, inv.Email, err == nil && ok)
 			if err == nil && ok {
-				return nil, nil
+				// The password alone is not this account's login: its second factor is needed too.
+				secondFactor, err = s.secondFactor(r, user{ID: inv.UserID, Email: inv.Email}, req.OTP, req.RecoveryCode)
+				return nil, err
 			}
 		}
 		return nil, &errProof{"this account has a password: send it, or an access token of the account"}
@@ -108,6 +117,7 @@ func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, token,
 	if err != nil {
 		return inv, err
 	}
+	inv.SecondFactor = secondFactor
 	s.audit(r, auditEntry{Actor: inv.Email, ActorUserID: &inv.UserID, Action: "invitation.accepted",
 		Target: "membership/" + inv.MembershipUID, OrgID: &inv.OrgID})
 	if err := s.wakeMembership(r.Context(), inv); err != nil {

@@ -240,10 +240,16 @@ func countOutbox(ctx context.Context, email, kind string) int {
 	return n
 }
 
-// me logs email in and answers the user of /auth/me.
-func me(email string) map[string]any {
+// me logs email in (with extra, key and value pairs, in the login body) and answers the user of /auth/me.
+func me(email string, extra ...string) map[string]any {
 	GinkgoHelper()
-	answer := get("/auth/me", "Authorization", "Bearer "+login(email, "")["access_token"].(string))
+	body := map[string]string{"email": email, "password": password}
+	for i := 0; i+1 < len(extra); i += 2 {
+		body[extra[i]] = extra[i+1]
+	}
+	tokens := postJSON(authdURL, "/auth/login", body)
+	Expect(tokens.StatusCode).To(Equal(http.StatusOK), tokens.Raw)
+	answer := get("/auth/me", "Authorization", "Bearer "+tokens.Body["access_token"].(string))
 	Expect(answer.StatusCode).To(Equal(http.StatusOK), answer.Raw)
 	return answer.Body["user"].(map[string]any)
 }

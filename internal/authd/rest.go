@@ -35,6 +35,9 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 	route("DELETE /api/v1/me/sessions", s.asUser(s.endOwnOtherSessions))
 	route("PUT /api/v1/me/password", s.asUser(s.changeOwnPassword))
 	route("POST /api/v1/me/email/verification", s.asUser(s.requestOwnVerification))
+	route("POST /api/v1/me/mfa/totp", s.asUser(s.startOwnEnrolment))
+	route("POST /api/v1/me/mfa/totp/confirm", s.asUser(s.confirmOwnEnrolment))
+	route("DELETE /api/v1/me/mfa/totp", s.asUser(s.disableOwnTOTP))
 }
 
 // userHandler serves a route for user u, whose access token belongs to session; asUser answers
@@ -61,7 +64,7 @@ func (s *Server) asUser(h userHandler) http.HandlerFunc {
 // carry the caller's authority over this one.
 func (s *Server) inOrg(h orgHandler) http.HandlerFunc {
 	return s.asUser(func(ctx context.Context, w http.ResponseWriter, r *http.Request, u user, _ string) error {
-		c, err := s.callerIn(ctx, u, r.PathValue("org"))
+		c, err := s.callerIn(ctx, u, r.PathValue("org"), hasSecondFactor(claimsOf(ctx)))
 		if err != nil {
 			return err
 		}

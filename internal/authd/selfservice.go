@@ -48,30 +48,36 @@ func (c orgCaller) canManage() bool { return c.role.AtLeast(tenancyv1.RoleAdmin)
 
 // callerIn resolves a user's access to organization orgName from their live memberships: an
 // Active one there (organization-wide or in a project) is required; the answer does not tell an
-// unknown organization from one the user does not belong to.
-func (s *Server) callerIn(ctx context.Context, u user, orgName string) (orgCaller, error) {
+// unknown organization from one the user does not belong to. mfa says that the caller's session
+// began with a second factor, which an organization with requireMFA needs.
+func (s *Server) callerIn(ctx context.Context, u user, orgName string, mfa bool) (orgCaller, error) {
 	all, err := s.store.memberships(ctx, u.ID)
 	if err != nil {
 		return orgCaller{}, err
 	}
-	return s.callerFrom(u, all, orgName)
+	return s.callerFrom(u, all, orgName, mfa)
 }
 
 // callerFrom is callerIn with the user's memberships already read.
-func (s *Server) callerFrom(u user, all []membership, orgName string) (orgCaller, error) {
+func (s *Server) callerFrom(u user, all []membership, orgName string, mfa bool) (orgCaller, error) {
 	c := orgCaller{user: u}
+	requireMFA := false
 	for _, m := range all {
 		if m.OrgName != orgName || m.State != string(tenancyv1.MembershipActive) {
 			continue
 		}
 		c.namespace = m.namespace
 		c.org.OrgID, c.org.OrgName = m.OrgID, m.OrgName
+		requireMFA = m.requireMFA
 		if m.ProjectName == nil {
 			c.role = tenancyv1.Role(m.Role)
 		}
 	}
 	if c.namespace == "" {
 		return orgCaller{}, notFound(fmt.Sprintf("%s is not a member of an organization named %q", u.Email, orgName))
+	}
+	if requireMFA && !mfa {
+		return orgCaller{}, mfaRequired(orgName)
 	}
 	username, err := s.usernameOf(u.Email)
 	if err != nil {

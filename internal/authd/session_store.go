@@ -50,16 +50,16 @@ const (
 
 // startSession creates the first refresh token of a new family; it returns the token and the
 // family's id.
-func (s *Store) startSession(ctx context.Context, userID string, ids tenantIDs, kind sessionKind, p sessionPolicy, c clientInfo) (token, familyID string, err error) {
+func (s *Store) startSession(ctx context.Context, userID string, ids tenantIDs, kind sessionKind, mfa bool, p sessionPolicy, c clientInfo) (token, familyID string, err error) {
 	token, hash, err := newOpaqueToken(refreshTokenPrefix)
 	if err != nil {
 		return "", "", err
 	}
 	err = s.pool.QueryRow(ctx, `
-		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, web)
-		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9)
+		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, web, mfa)
+		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9, $10)
 		RETURNING family_id`,
-		hash, userID, ids.OrgID, ids.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address, bool(kind)).Scan(&familyID)
+		hash, userID, ids.OrgID, ids.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address, bool(kind), mfa).Scan(&familyID)
 	if err != nil {
 		return "", "", fmt.Errorf("starting a session: %w", err)
 	}
@@ -72,6 +72,8 @@ type rotation struct {
 	UserID   string
 	FamilyID string
 	Tenant   tenantIDs
+	// MFA: the session began with a second factor.
+	MFA bool
 }
 
 // rotate exchanges a refresh token for its successor. choose picks the organization and project
@@ -80,7 +82,7 @@ type rotation struct {
 // (a second connection per rotation would let concurrent rotations exhaust the pool); an error
 // from it leaves the presented token unused.
 func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c clientInfo,
-	choose func(ctx context.Context, q querier, userID string, current tenantIDs) (tenantIDs, error)) (rotation, error) {
+	choose func(ctx context.Context, q querier, userID string, current tenantIDs, mfa bool) (tenantIDs, error)) (rotation, error) {
 	var r rotation
 	var familyRevoked bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -103,13 +105,13 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 		// sameClient: the request comes from the address and user agent that rotated the token
 		// (recorded on its successor).
 		if err := tx.QueryRow(ctx, `
-			SELECT t.id, t.user_id, t.organization_id, t.project_id, t.web, t.rotated_at IS NOT NULL,
+			SELECT t.id, t.user_id, t.organization_id, t.project_id, t.web, t.mfa, t.rotated_at IS NOT NULL,
 			       coalesce(now() - t.rotated_at <= make_interval(secs => $2), false), t.reused_at IS NOT NULL,
 			       EXISTS (SELECT 1 FROM tenancy.refresh_tokens c WHERE c.family_id = t.family_id AND c.parent_id = t.id
 			               AND c.client_address = $3 AND c.user_agent = $4),
 			       t.revoked_at IS NOT NULL, now() >= t.expires_at OR now() >= t.family_expires_at
 			FROM tenancy.refresh_tokens t WHERE t.hash = $1`, hashOf(presented), p.ReuseInterval.Seconds(), c.Address, truncate(c.UserAgent, 256)).
-			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &web, &rotated, &withinGrace, &reusedBefore, &sameClient, &revoked, &expired); err != nil {
+			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &web, &r.MFA, &rotated, &withinGrace, &reusedBefore, &sameClient, &revoked, &expired); err != nil {
 			return err
 		}
 		var familyRevokedAlready bool
@@ -128,7 +130,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			familyRevoked = true
 			return nil // commit the revocation, then report the reuse
 		}
-		if r.Tenant, err = choose(ctx, tx, r.UserID, current); err != nil {
+		if r.Tenant, err = choose(ctx, tx, r.UserID, current, r.MFA); err != nil {
 			return err
 		}
 		// The first use rotates the token; the one reuse allowed is recorded, so that a third
@@ -143,8 +145,8 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			return err
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address)
-			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6
+			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, mfa)
+			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6, mfa
 			FROM tenancy.refresh_tokens WHERE id = $7`,
 			hash, r.Tenant.OrgID, r.Tenant.ProjectID, p.TTL.Seconds(), truncate(c.UserAgent, 256), c.Address, id)
 		return err
@@ -270,6 +272,8 @@ func (s *Store) endSessions(ctx context.Context, userID, family, keep string) ([
 type webSession struct {
 	User     user
 	FamilyID string
+	// MFA: the session began with a second factor.
+	MFA bool
 }
 
 // errNoWebSession is a cookie whose session is unknown, ended, expired or was used elsewhere.
@@ -283,14 +287,14 @@ func (s *Store) webSession(ctx context.Context, token string, p sessionPolicy) (
 	var id string
 	var slide bool
 	err := s.pool.QueryRow(ctx, `
-		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled, u.email_verified_at IS NOT NULL,
+		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled, u.email_verified_at IS NOT NULL, t.mfa,
 		       t.expires_at < least(now() + make_interval(secs => $2) - interval '1 hour', t.family_expires_at)
 		FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id
 		WHERE t.hash = $1 AND t.web AND t.rotated_at IS NULL AND t.revoked_at IS NULL
 		  AND now() < t.expires_at AND now() < t.family_expires_at AND NOT u.disabled
 		  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)`,
 		hashOf(token), p.TTL.Seconds()).
-		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &w.User.EmailVerified, &slide)
+		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &w.User.EmailVerified, &w.MFA, &slide)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, errNoWebSession
 	}

@@ -179,7 +179,7 @@ func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u us
 			s.log.Error(err, "Queueing the verification mail of a new account", "user", u.ID)
 		}
 	}
-	resp, err := s.startSession(r, u, a)
+	resp, err := s.startSession(r, u, a, false)
 	if err != nil {
 		s.failed(w, r, err)
 		return

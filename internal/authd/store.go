@@ -112,6 +112,7 @@ type membership struct {
 	State       string  `json:"state"`
 	namespace   string
 	uid         string // the Membership's metadata.uid
+	requireMFA  bool   // the organization's spec.requireMFA
 }
 
 func (s *Store) memberships(ctx context.Context, userID string) ([]membership, error) {
@@ -120,7 +121,7 @@ func (s *Store) memberships(ctx context.Context, userID string) ([]membership, e
 
 func memberships(ctx context.Context, q querier, userID string) ([]membership, error) {
 	rows, err := q.Query(ctx, `
-		SELECT o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text, m.uid::text
+		SELECT o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text, m.uid::text, o.require_mfa
 		FROM tenancy.memberships m
 		JOIN tenancy.organizations o ON o.id = m.organization_id
 		LEFT JOIN tenancy.projects p ON p.id = m.project_id
@@ -131,7 +132,7 @@ func memberships(ctx context.Context, q querier, userID string) ([]membership, e
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (membership, error) {
 		var m membership
-		err := row.Scan(&m.OrgID, &m.OrgName, &m.namespace, &m.ProjectID, &m.ProjectName, &m.Role, &m.State, &m.uid)
+		err := row.Scan(&m.OrgID, &m.OrgName, &m.namespace, &m.ProjectID, &m.ProjectName, &m.Role, &m.State, &m.uid, &m.requireMFA)
 		return m, err
 	})
 }

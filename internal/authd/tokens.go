@@ -36,6 +36,7 @@ type grant struct {
 	Project  string
 	Role     string
 	Session  string // the refresh token family of a person's token
+	MFA      bool   // the person's session began with a second factor
 }
 
 // issue signs an access token for g with the current signing key.
@@ -58,6 +59,12 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 		},
 		ClientID: g.ClientID, Org: g.OrgID, Project: g.Project, Role: g.Role, SessionID: g.Session,
 		Scope: strings.Join(tenancy.Permissions(g.Role), " "),
+	}
+	if g.UserID != "" {
+		claims.AMR = []string{"pwd"}
+		if g.MFA {
+			claims.AMR = append(claims.AMR, "otp")
+		}
 	}
 	if g.OrgID != "" {
 		ctxKey, err := i.contextKey(ctx, key.KID)

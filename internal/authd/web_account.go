@@ -11,6 +11,11 @@ import (
 type accountData struct {
 	Memberships []membership
 	Sessions    []session
+	// MFAEnabled: an authenticator is enrolled. Enrolment is one being set up (its QR code is
+	// at /account/mfa/totp/qr.png); RecoveryCodes are shown once, right after it is confirmed.
+	MFAEnabled    bool
+	Enrolment     *totpEnrolment
+	RecoveryCodes []string
 }
 
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, ws webSession) {
@@ -18,12 +23,21 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, ws webSessi
 }
 
 func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, ws webSession, status int, failure error) {
+	s.renderAccountWith(w, r, ws, status, accountData{}, failure)
+}
+
+// renderAccountWith shows the account page with what data already holds (an enrolment, the
+// recovery codes) and the rest read now.
+func (s *Server) renderAccountWith(w http.ResponseWriter, r *http.Request, ws webSession, status int, data accountData, failure error) {
 	v, all, err := s.baseView(w, r, ws, "Your account")
-	var sessions []session
 	if err == nil {
-		sessions, err = s.store.sessions(r.Context(), ws.User.ID, ws.FamilyID)
+		data.Sessions, err = s.store.sessions(r.Context(), ws.User.ID, ws.FamilyID)
 	}
-	v.Data = accountData{Memberships: all, Sessions: sessions}
+	if err == nil {
+		data.MFAEnabled, err = s.store.hasTOTP(r.Context(), ws.User.ID)
+	}
+	data.Memberships = all
+	v.Data = data
 	if err == nil {
 		err = failure
 	}

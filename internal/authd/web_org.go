@@ -37,7 +37,7 @@ func (s *Server) renderOrg(w http.ResponseWriter, r *http.Request, ws webSession
 	v.Org, v.Tab = r.PathValue("org"), tab
 	var c orgCaller
 	if err == nil {
-		c, err = s.callerFrom(ws.User, all, v.Org)
+		c, err = s.callerFrom(ws.User, all, v.Org, ws.MFA)
 	}
 	if err == nil {
 		v.Manage = c.canManage()
@@ -84,7 +84,7 @@ func filterByProject[T any](items []T, project string, of func(T) string) []T {
 // on failure the tab is shown again with the refusal.
 func (s *Server) orgAction(tab string, act func(r *http.Request, c orgCaller) (orgData, string, error)) http.HandlerFunc {
 	return s.inSession(func(w http.ResponseWriter, r *http.Request, ws webSession) {
-		c, err := s.callerIn(r.Context(), ws.User, r.PathValue("org"))
+		c, err := s.callerIn(r.Context(), ws.User, r.PathValue("org"), ws.MFA)
 		var data orgData
 		var done string
 		if err == nil {

@@ -24,40 +24,87 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusForbidden, "login", v)
 		return
 	}
-	u, err := s.passwordLogin(w, r, email, r.PostFormValue("password"))
+	u, err := s.checkPassword(w, r, email, r.PostFormValue("password"))
+	var enrolled bool
+	if err == nil {
+		enrolled, err = s.store.hasTOTP(r.Context(), u.ID)
+	}
 	if err != nil {
 		s.renderFailure(w, r, "login", v, err)
 		return
 	}
-	s.noticeNewSignIn(r, u)
-	if err := s.startWebSession(w, r, u); err != nil {
+	if enrolled {
+		ticket, err := s.store.newLoginChallenge(r.Context(), u.ID)
+		if err != nil {
+			s.renderFailure(w, r, "login", v, err)
+			return
+		}
+		data["Ticket"] = ticket
+		v.Title = "Two-factor authentication"
+		s.render(w, http.StatusOK, "login_mfa", v)
+		return
+	}
+	if err := s.completeWebLogin(w, r, u, false); err != nil {
 		s.renderFailure(w, r, "login", v, err)
 		return
 	}
 	http.Redirect(w, r, data["Next"], http.StatusSeeOther)
 }
 
-// passwordLogin checks a login form as POST /auth/login does.
-func (s *Server) passwordLogin(w http.ResponseWriter, r *http.Request, email, password string) (user, error) {
-	u, err := s.checkPassword(w, r, email, password)
-	if err != nil {
-		return user{}, err
+// loginMFASubmit is the second step of a login: the ticket of the first and a code.
+func (s *Server) loginMFASubmit(w http.ResponseWriter, r *http.Request) {
+	data := map[string]string{"Next": web.SafeNext(r.PostFormValue("next")), "Ticket": r.PostFormValue("ticket")}
+	v := view{Title: "Two-factor authentication", CSRF: s.site.LoginCSRF(w, r), Data: data}
+	if !s.site.CheckLoginCSRF(r) {
+		v.Problem = errCSRF
+		s.render(w, http.StatusForbidden, "login_mfa", v)
+		return
 	}
+	u, done, err := s.store.takeLoginChallenge(r.Context(), data["Ticket"])
+	if errors.Is(err, errNoLoginChallenge) {
+		v.Title = "Log in"
+		v.Problem = &problem{Status: http.StatusUnauthorized, Code: "login_expired", Message: err.Error()}
+		s.render(w, http.StatusUnauthorized, "login", v)
+		return
+	}
+	var mfa bool
+	if err == nil {
+		mfa, err = s.secondFactor(r, u, r.PostFormValue("otp"), r.PostFormValue("recovery_code"))
+		done(err == nil)
+	}
+	if err == nil && !mfa {
+		err = errSecondFactorMissing // the authenticator was removed meanwhile: log in again
+	}
+	if err == nil {
+		err = s.completeWebLogin(w, r, u, true)
+	}
+	if err != nil {
+		s.renderFailure(w, r, "login_mfa", v, err)
+		return
+	}
+	http.Redirect(w, r, data["Next"], http.StatusSeeOther)
+}
+
+// completeWebLogin counts and audits a login whose credentials were proven, mails a notice of a
+// new address, and starts the browser's session.
+func (s *Server) completeWebLogin(w http.ResponseWriter, r *http.Request, u user, mfa bool) error {
 	s.metrics.logins.WithLabelValues("ok").Inc()
-	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "login.succeeded", Target: "user/" + u.Email, Details: map[string]any{"via": "web"}})
-	return u, nil
+	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "login.succeeded", Target: "user/" + u.Email,
+		Details: map[string]any{"via": "web", "mfa": mfa}})
+	s.noticeNewSignIn(r, u)
+	return s.startWebSession(w, r, u, mfa)
 }
 
 // startWebSession starts a session for u and gives the browser its cookie, ending the session
 // the browser had (nobody could see or end it otherwise). The session is not tied to one
-// organization: pages act in the one they show.
-func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u user) error {
+// organization: pages act in the one they show, if it lets this session in (requireMFA).
+func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u user, mfa bool) error {
 	if previous, err := s.site.Cookie(r, web.SessionCookie); err == nil {
 		if err := s.endSession(r, previous.Value, "logout"); err != nil {
 			return err
 		}
 	}
-	token, _, err := s.store.startSession(r.Context(), u.ID, tenantIDs{}, webSessionKind, s.sessionPolicy(), s.clientOf(r))
+	token, _, err := s.store.startSession(r.Context(), u.ID, tenantIDs{}, webSessionKind, mfa, s.sessionPolicy(), s.clientOf(r))
 	if err != nil {
 		return err
 	}
@@ -129,7 +176,8 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderFailure(w, r, "invite", v, err)
 		return
 	}
-	inv, err := s.redeemInvitation(w, r, token, password, nil)
+	inv, err := s.redeemInvitation(w, r, acceptRequest{Token: token, Password: password,
+		OTP: r.PostFormValue("otp"), RecoveryCode: r.PostFormValue("recovery_code")}, nil)
 	var proof *errProof
 	if errors.As(err, &proof) {
 		err = &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: proof.message}
@@ -138,7 +186,7 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderFailure(w, r, "invite", v, err)
 		return
 	}
-	if err := s.startWebSession(w, r, user{ID: inv.UserID, Email: inv.Email}); err != nil {
+	if err := s.startWebSession(w, r, user{ID: inv.UserID, Email: inv.Email}, inv.SecondFactor); err != nil {
 		s.renderFailure(w, r, "invite", v, err)
 		return
 	}

@@ -16,6 +16,8 @@ type Organization struct {
 	DisplayName string
 	Tier        string
 	Namespace   string
+	// RequireMFA: authd serves the organization only to sessions with a second factor.
+	RequireMFA bool
 }
 
 // Actor names who caused a change, for the audit log.
@@ -38,22 +40,22 @@ type OrganizationCounts struct {
 
 const upsertOrganizationSQL = `
 WITH upsert AS (
-    INSERT INTO tenancy.organizations AS o (id, uid, name, display_name, tier, namespace)
-    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6
+    INSERT INTO tenancy.organizations AS o (id, uid, name, display_name, tier, namespace, require_mfa)
+    SELECT coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $9
     -- A row that already matches is left untouched: no lock, no write, so a resync only reads.
     WHERE NOT EXISTS (SELECT 1 FROM tenancy.organizations x WHERE x.uid = $2::uuid
-                      AND (x.name, x.display_name, x.tier, x.namespace) = ($3::text, $4::text, $5::text, $6::text))
+                      AND (x.name, x.display_name, x.tier, x.namespace, x.require_mfa) = ($3::text, $4::text, $5::text, $6::text, $9::boolean))
     ON CONFLICT (uid) DO UPDATE
         SET name = excluded.name, display_name = excluded.display_name, tier = excluded.tier,
-            namespace = excluded.namespace, updated_at = now()
-        WHERE (o.name, o.display_name, o.tier, o.namespace)
-              IS DISTINCT FROM (excluded.name, excluded.display_name, excluded.tier, excluded.namespace)
+            namespace = excluded.namespace, require_mfa = excluded.require_mfa, updated_at = now()
+        WHERE (o.name, o.display_name, o.tier, o.namespace, o.require_mfa)
+              IS DISTINCT FROM (excluded.name, excluded.display_name, excluded.tier, excluded.namespace, excluded.require_mfa)
     RETURNING o.id, (o.xmax = 0) AS inserted
 ), audit AS (
     INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
     SELECT $7, CASE WHEN inserted THEN 'organization.created' ELSE 'organization.updated' END,
            'organization/' || $3, id, $8,
-           jsonb_build_object('displayName', $4::text, 'tier', $5::text, 'namespace', $6::text)
+           jsonb_build_object('displayName', $4::text, 'tier', $5::text, 'namespace', $6::text, 'requireMFA', $9::boolean)
     FROM upsert
 )
 SELECT id, true FROM upsert
@@ -84,7 +86,7 @@ func (p *Postgres) UpsertOrganization(ctx context.Context, org Organization, act
 func (p *Postgres) upsertOrganization(ctx context.Context, org Organization, actor Actor) (UpsertResult, error) {
 	var r UpsertResult
 	err := p.pool.QueryRow(ctx, upsertOrganizationSQL,
-		nullUUID(org.ID), org.UID, org.Name, org.DisplayName, org.Tier, org.Namespace, actor.Name, actor.RequestID,
+		nullUUID(org.ID), org.UID, org.Name, org.DisplayName, org.Tier, org.Namespace, actor.Name, actor.RequestID, org.RequireMFA,
 	).Scan(&r.ID, &r.Changed)
 	return r, err
 }

@@ -35,10 +35,15 @@ type Claims struct {
 	TCtx string `json:"tctx,omitempty"`
 	// SessionID is the session (refresh token family) a person's token was issued in.
 	SessionID string `json:"sid,omitempty"`
+	// AMR lists how the person authenticated (RFC 8176): "pwd", and "otp" after a second factor.
+	AMR []string `json:"amr,omitempty"`
 }
 
 // SessionClientID is the client_id of tokens issued to people.
 const SessionClientID = "tenancy"
+
+// HasSecondFactor reports whether the person's session began with a second factor.
+func (c *Claims) HasSecondFactor() bool { return slices.Contains(c.AMR, "otp") }
 
 // IsAPIKey reports whether the token was issued to an API key rather than a person.
 func (c *Claims) IsAPIKey() bool { return c.ClientID != SessionClientID }

@@ -19,7 +19,7 @@ func TestParsePagesParsesEveryPageWithTheLayout(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	want := []string{"account", "apikeys", "audit", "error", "forgot", "invite", "login", "members", "projects", "reset", "verify"}
+	want := []string{"account", "apikeys", "audit", "error", "forgot", "invite", "login", "login_mfa", "members", "projects", "reset", "verify"}
 	if !slices.Equal(names, want) {
 		t.Errorf("pages = %v, want %v (the layout is no page of its own)", names, want)
 	}
