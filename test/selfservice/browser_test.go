@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/pquerna/otp/totp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -81,7 +82,10 @@ func (b *browser) step(name string, actions ...chromedp.Action[chromedp.Void]) {
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
 	err := chromedp.Do(ctx, actions...)
-	if png, shotErr := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)); shotErr == nil {
+	// Bounded too: a screenshot taken while a page loads may wait for it forever.
+	shotCtx, cancelShot := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancelShot()
+	if png, shotErr := chromedp.Run(shotCtx, chromedp.FullScreenshot(100)); shotErr == nil {
 		b.shots = append(b.shots, screenshot{step: name, png: png})
 	}
 	Expect(err).NotTo(HaveOccurred(), "step %q", name)
@@ -352,5 +356,71 @@ var _ = Describe("The web pages in a browser", func() {
 			chromedp.WaitVisible(chromedp.CSS("#problem")),
 		)
 		Expect(b.text("#problem")).To(ContainSubstring("unknown, already used or expired"))
+	})
+
+	It("enrol an authenticator from the account page, then log in with its code and once with a recovery code", func(ctx SpecContext) {
+		t := newTenant(ctx)
+		email := uniqueName("twofactor") + "@example.com"
+		addMember(ctx, t.ns(), email, tenancyv1.RoleMember, "")
+
+		b := newBrowser()
+		logIn := func(name string) {
+			b.step(name,
+				chromedp.Navigate(authdURL+"/login"),
+				chromedp.WaitVisible(chromedp.CSS("#login-form")),
+				chromedp.SendKeys(chromedp.CSS("#email"), email),
+				chromedp.SendKeys(chromedp.CSS("#password"), password),
+				chromedp.Click(chromedp.CSS("#login-submit")),
+			)
+		}
+		logIn("log in with the password alone")
+		b.step("start the enrolment on the account page",
+			chromedp.WaitVisible(chromedp.CSS("#mfa-disabled")),
+			chromedp.Click(chromedp.CSS(`#mfa form button`)),
+			chromedp.WaitVisible(chromedp.CSS("#totp-qr")),
+		)
+		Eventually(func() int {
+			return read(b, chromedp.Evaluate[int](`document.querySelector('#totp-qr').naturalWidth`))
+		}).WithContext(ctx).Should(Equal(240), "the QR code is drawn by authd and allowed by the page's CSP")
+		secret := b.text("#totp-secret")
+		enrolled := time.Now()
+		code, err := totp.GenerateCode(secret, enrolled)
+		Expect(err).NotTo(HaveOccurred())
+		b.step("type the authenticator's code",
+			chromedp.SendKeys(chromedp.CSS("#totp-code"), code),
+			chromedp.Click(chromedp.CSS("#mfa-confirm")),
+			chromedp.WaitVisible(chromedp.CSS("#recovery-codes")),
+		)
+		codes := strings.Fields(b.text("#recovery-codes"))
+		Expect(codes).To(HaveLen(10))
+
+		b.step("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+		logIn("log in again: the password is not enough")
+		next, err := totp.GenerateCode(secret, enrolled.Add(30*time.Second))
+		Expect(err).NotTo(HaveOccurred())
+		b.step("give the next code",
+			chromedp.WaitVisible(chromedp.CSS("#mfa-form")),
+			chromedp.SendKeys(chromedp.CSS("#otp"), next),
+			chromedp.Click(chromedp.CSS("#mfa-submit")),
+			chromedp.WaitVisible(chromedp.CSS("#mfa-enabled")),
+		)
+		Expect(b.path()).To(Equal("/account"))
+
+		useRecoveryCode := func(name string) {
+			b.step("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+			logIn("log in for " + name)
+			b.step(name,
+				chromedp.WaitVisible(chromedp.CSS("#mfa-form")),
+				chromedp.Click(chromedp.CSS("#mfa-form summary")),
+				chromedp.SendKeys(chromedp.CSS("#recovery_code"), strings.ToUpper(codes[0])),
+				chromedp.Click(chromedp.CSS("#mfa-submit")),
+				chromedp.WaitVisible(chromedp.CSS("#mfa-enabled, #problem")),
+			)
+		}
+		useRecoveryCode("use a recovery code")
+		Expect(b.path()).To(Equal("/account"), "the recovery code let us in")
+		useRecoveryCode("use the same recovery code again")
+		Expect(b.path()).To(Equal("/login/mfa"))
+		Expect(b.text("#problem")).To(ContainSubstring("wrong, expired or already used"))
 	})
 })
