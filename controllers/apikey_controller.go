@@ -18,6 +18,7 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/apikey"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // APIKeyStore is the database side of the APIKey controller.
@@ -26,6 +27,7 @@ type APIKeyStore interface {
 	IssueAPIKey(ctx context.Context, k db.APIKey, key db.NewAPIKey, grace time.Duration, reason string, actor db.Actor) (db.APIKeyRow, error)
 	SyncAPIKey(ctx context.Context, k db.APIKey, actor db.Actor) (bool, error)
 	RevokeAPIKeys(ctx context.Context, uid, name string, actor db.Actor) error
+	NoticeAPIKeyExpiry(ctx context.Context, keyRowID string, actor db.Actor, compose func(to string) (mail.Message, error)) (int, error)
 }
 
 // APIKeyReconciler issues, rotates and revokes API keys; the plaintext goes only into the Secret.
@@ -39,6 +41,8 @@ type APIKeyReconciler struct {
 	ResyncPeriod time.Duration
 	// RotationGrace is how long a rotated-out key keeps working.
 	RotationGrace time.Duration
+	// Mail tells the organization's Owners and Admins of keys about to expire; nil sends nothing.
+	Mail *mail.Mailer
 	// Options tune concurrency and retry backoff.
 	Options controller.Options
 	// ownStatus holds its last status writes until the cache shows them.
@@ -62,7 +66,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.APIKey { return &tenancyv1.APIKey{} },
 		reconcileNormal: func(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
-			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveTenant, r.reconcileKey)
+			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveTenant, r.reconcileKey, r.noticeExpiry)
 		},
 		cleanUp: r.cleanUp,
 	}.reconcile(ctx, req)
@@ -147,6 +151,33 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 	rotatedAt := metav1.NewTime(current.CreatedAt.UTC().Truncate(time.Second))
 	k.Status.RotatedAt = &rotatedAt
 	return ctrl.Result{}, nil
+}
+
+// expiryNoticeWindow is how long before its expiry a key's organization is told.
+const expiryNoticeWindow = 7 * 24 * time.Hour
+
+// noticeExpiry mails the organization's Owners and Admins once its key is within
+// expiryNoticeWindow of spec.expiresAt, and comes back when the window opens.
+func (r *APIKeyReconciler) noticeExpiry(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
+	k := s.key
+	if r.Mail == nil || k.Spec.ExpiresAt == nil {
+		return ctrl.Result{}, nil
+	}
+	expires := k.Spec.ExpiresAt.Time
+	switch left := time.Until(expires); {
+	case left <= 0:
+		return ctrl.Result{}, nil
+	case left > expiryNoticeWindow:
+		return ctrl.Result{RequeueAfter: left - expiryNoticeWindow}, nil
+	}
+	queued, err := r.Store.NoticeAPIKeyExpiry(ctx, k.Status.ID, actorOf(k, "apikey"), func(to string) (mail.Message, error) {
+		return r.Mail.Templates.Render(mail.APIKeyExpiring, to, mail.Data{
+			KeyName: k.Name, Organization: orgTitle(s.org), Project: k.Spec.Project, ExpiresAt: expires})
+	})
+	if queued > 0 {
+		r.Mail.Dispatcher.Poke()
+	}
+	return ctrl.Result{}, err
 }
 
 // Why a new key is issued: the audit log records it, and a rotation's Event says it.

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -189,5 +190,50 @@ var _ = Describe("APIKey controller", func() {
 		), "both the current and the rotated-out key are revoked")
 		err := k8sClient.Get(ctx, client.ObjectKey{Namespace: org.Name, Name: "temp-apikey"}, &corev1.Secret{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("mails the organization's Owners and Admins once when a key is within 7 days of its expiry, again when the expiry moves", func(ctx SpecContext) {
+		owner, admin, member := uniqueName("keyowner")+"@example.com", uniqueName("keyadmin")+"@example.com", uniqueName("keymember")+"@example.com"
+		for i, person := range []struct {
+			email string
+			role  tenancyv1.Role
+		}{{owner, tenancyv1.RoleOwner}, {admin, tenancyv1.RoleAdmin}, {member, tenancyv1.RoleMember}} {
+			_, err := sqlPool.Exec(ctx, `INSERT INTO tenancy.users (email, email_verified_at) VALUES ($1, now())`, person.email)
+			Expect(err).NotTo(HaveOccurred())
+			m := &tenancyv1.Membership{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("person-%d", i), Namespace: org.Name},
+				Spec: tenancyv1.MembershipSpec{User: person.email, Role: person.role}}
+			Expect(k8sClient.Create(ctx, m)).To(Succeed())
+			eventuallyReady(ctx, m)
+			Expect(m.Status.State).To(Equal(tenancyv1.MembershipActive))
+		}
+		noticed := func() int {
+			return countRows(ctx, "SELECT count(*) FROM tenancy.mail_outbox WHERE kind = 'api_key_expiring' AND recipient = ANY($1)",
+				[]string{owner, admin, member})
+		}
+
+		k := newKey("soon", tenancyv1.RoleMember)
+		in3Days := metav1.NewTime(time.Now().Add(3 * 24 * time.Hour).Truncate(time.Second))
+		k.Spec.ExpiresAt = &in3Days
+		Expect(k8sClient.Create(ctx, k)).To(Succeed())
+		eventuallyReady(ctx, k)
+		for _, to := range []string{owner, admin} {
+			msg := mailpit.WaitForMessage(GinkgoT(), ctx, to, "API key soon of "+org.Name+" expires in")
+			Expect(msg.Subject).To(MatchRegexp(`expires in (2|3) days`))
+		}
+		Eventually(noticed).WithContext(ctx).Should(Equal(2))
+		Consistently(noticed).WithContext(ctx).WithTimeout(2*resyncPeriod).Should(Equal(2), "once, not at every resync; and not to a Member")
+
+		// Far away again: nothing; then close again: a new notice.
+		Expect(patchSpec(ctx, k, func(k *tenancyv1.APIKey) {
+			later := metav1.NewTime(time.Now().Add(60 * 24 * time.Hour))
+			k.Spec.ExpiresAt = &later
+		})).To(Succeed())
+		eventuallyReady(ctx, k)
+		Consistently(noticed).WithContext(ctx).WithTimeout(2 * resyncPeriod).Should(Equal(2))
+		Expect(patchSpec(ctx, k, func(k *tenancyv1.APIKey) {
+			soon := metav1.NewTime(time.Now().Add(2 * 24 * time.Hour))
+			k.Spec.ExpiresAt = &soon
+		})).To(Succeed())
+		Eventually(noticed).WithContext(ctx).Should(Equal(4))
 	})
 })

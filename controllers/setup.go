@@ -44,7 +44,8 @@ type Settings struct {
 	UsernamePrefix string
 	// OperatorNamespace is the operator's own namespace, which no organization may claim.
 	OperatorNamespace string
-	// Mail sends invitations by email; nil when the operator has no SMTP server.
+	// Mail sends invitations and notices of API keys about to expire; nil when the operator has
+	// no SMTP server.
 	Mail *mail.Mailer
 	// Options tune workers; each controller gets a copy. A nil RateLimiter means retryRateLimiter.
 	Options controller.Options
@@ -111,6 +112,7 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 		Recorder:      mgr.GetEventRecorder("tenancy-apikey"),
 		ResyncPeriod:  s.ResyncPeriod,
 		RotationGrace: s.APIKeyRotationGrace,
+		Mail:          s.Mail,
 		Options:       s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the API key controller: %w", err)

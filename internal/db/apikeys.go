@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // APIKey describes the key an APIKey custom resource wants; the key material is in NewAPIKey.
@@ -115,7 +117,8 @@ func (p *Postgres) SyncAPIKey(ctx context.Context, k APIKey, actor Actor) (bool,
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE tenancy.api_keys
-			SET role = $2, organization_id = $3, project_id = $4, expires_at = $5
+			SET role = $2, organization_id = $3, project_id = $4, expires_at = $5,
+			    expiry_noticed_at = CASE WHEN expires_at IS DISTINCT FROM $5 THEN NULL ELSE expiry_noticed_at END
 			WHERE uid = $1 AND superseded_at IS NULL
 			  AND (role, organization_id, project_id, expires_at) IS DISTINCT FROM ($2::tenancy.role, $3::uuid, $4::uuid, $5::timestamptz)`,
 			k.UID, k.Role, k.OrganizationID, nullUUID(k.ProjectID), k.ExpiresAt)
@@ -174,4 +177,57 @@ func (p *Postgres) RevokeAPIKeys(ctx context.Context, uid, name string, actor Ac
 		return fmt.Errorf("revoking API key %s: %w", name, err)
 	}
 	return nil
+}
+
+// NoticeAPIKeyExpiry tells the Owners and Admins of the key's organization (organization-wide,
+// Active, not disabled) that the key expires soon, once per key row and expiry: it marks the row
+// and queues a mail to each (compose renders it) in one transaction. It answers how many mails
+// it queued; 0 when the row was noticed already, superseded or revoked.
+func (p *Postgres) NoticeAPIKeyExpiry(ctx context.Context, keyRowID string, actor Actor, compose func(to string) (mail.Message, error)) (int, error) {
+	if err := p.ensureMigrated(); err != nil {
+		return 0, err
+	}
+	queued := 0
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var orgID, name string
+		err := tx.QueryRow(ctx, `
+			UPDATE tenancy.api_keys SET expiry_noticed_at = now()
+			WHERE id = $1 AND expiry_noticed_at IS NULL AND superseded_at IS NULL AND revoked_at IS NULL
+			RETURNING organization_id, name`, keyRowID).Scan(&orgID, &name)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT DISTINCT u.email::text FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
+			WHERE m.organization_id = $1 AND m.project_id IS NULL AND m.state = 'Active' AND m.role IN ('Owner', 'Admin') AND NOT u.disabled
+			ORDER BY 1`, orgID)
+		if err != nil {
+			return err
+		}
+		recipients, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, to := range recipients {
+			msg, err := compose(to)
+			if err != nil {
+				return err
+			}
+			if err := mail.Enqueue(ctx, tx, msg); err != nil {
+				return err
+			}
+		}
+		queued = len(recipients)
+		_, err = tx.Exec(ctx, `INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details)
+			VALUES ($1, 'apikey.expiry_noticed', 'apikey/' || $2, $3, $4, jsonb_build_object('recipients', $5::int))`,
+			actor.Name, name, orgID, actor.RequestID, queued)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("noticing the expiry of API key %s: %w", keyRowID, err)
+	}
+	return queued, nil
 }
