@@ -29,6 +29,7 @@ func (s *Server) routeWeb(mux *http.ServeMux, route func(pattern string, h http.
 	route("GET /verify", s.verifyPage)
 	route("POST /verify", s.verifySubmit)
 	route("POST /account/email/verification", s.inSession(s.verificationSubmit))
+	route("GET /account/export", s.inSession(s.exportPage))
 	route("POST /account/mfa/totp", s.inSession(s.enrolSubmit))
 	route("GET /account/mfa/totp/qr.png", s.inSession(s.enrolQR))
 	route("POST /account/mfa/totp/confirm", s.inSession(s.enrolConfirmSubmit))
