@@ -65,6 +65,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, err)
 		return
 	}
+	if a.RequireMFA && !mfa {
+		s.answerError(w, r, mfaRequired(a.OrgName)) // before the notice: this is no sign-in
+		return
+	}
 	s.noticeNewSignIn(r, u)
 	resp, err := s.startSession(r, u, a, mfa)
 	if err != nil {

@@ -18,6 +18,8 @@ var _ = Describe("The account export", func() {
 		bearer := "Bearer " + login(alice, org.Name)["access_token"].(string)
 		login(bob, org.Name)
 
+		// The audit writer works in batches: the export reads what it has written.
+		Eventually(func() []string { return actions(ctx, alice) }).WithContext(ctx).Should(ContainElements("invitation.accepted", "login.succeeded"))
 		export := getWith("/api/v1/me/export", bearer)
 		Expect(export.StatusCode).To(Equal(http.StatusOK), export.Raw)
 		Expect(export.Header.Get("Content-Disposition")).To(HavePrefix("attachment"))

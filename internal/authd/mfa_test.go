@@ -47,7 +47,10 @@ var _ = Describe("Two-factor authentication", func() {
 		Expect(claimsOf(first)["amr"]).To(ConsistOf("pwd"))
 		bearer := "Bearer " + first["access_token"].(string)
 		secret, codes := enrol(bearer)
-		Expect(me(email, "otp", codeAt(secret, time.Now().Add(30*time.Second)))).To(HaveKeyWithValue("mfa_enabled", true))
+		// Codes from fixed instants: the specs must not depend on when a 30-second step ends.
+		enrolled := time.Now()
+		used := codeAt(secret, enrolled.Add(30*time.Second))
+		Expect(me(email, "otp", used)).To(HaveKeyWithValue("mfa_enabled", true))
 		Expect(postJSON(authdURL, "/api/v1/me/mfa/totp", nil, "Authorization", bearer).StatusCode).To(Equal(http.StatusConflict),
 			"a second enrolment needs the first turned off")
 
@@ -58,10 +61,10 @@ var _ = Describe("Two-factor authentication", func() {
 
 		credentials["otp"] = "123456"
 		Expect(postJSON(authdURL, "/auth/login", credentials).Body).To(HaveKeyWithValue("error", "invalid_otp"))
-		// The code of the step me() just used, and every earlier one, never works again.
-		credentials["otp"] = codeAt(secret, time.Now().Add(30*time.Second))
+		// The code me() just used, and the one of every earlier step, never works again.
+		credentials["otp"] = used
 		Expect(postJSON(authdURL, "/auth/login", credentials).Body).To(HaveKeyWithValue("error", "invalid_otp"), "replay")
-		credentials["otp"] = codeAt(secret, time.Now())
+		credentials["otp"] = codeAt(secret, enrolled)
 		Expect(postJSON(authdURL, "/auth/login", credentials).Body).To(HaveKeyWithValue("error", "invalid_otp"), "an earlier step")
 
 		delete(credentials, "otp")
@@ -70,7 +73,7 @@ var _ = Describe("Two-factor authentication", func() {
 		Expect(withRecovery.StatusCode).To(Equal(http.StatusOK), withRecovery.Raw)
 		Expect(claimsOf(withRecovery.Body)["amr"]).To(ConsistOf("pwd", "otp"))
 		Expect(postJSON(authdURL, "/auth/login", credentials).Body).To(HaveKeyWithValue("error", "invalid_otp"), "a recovery code works once")
-		Expect(actions(ctx, email)).To(ContainElements("mfa.enrolled", "mfa.recovery_code_used"))
+		Eventually(func() []string { return actions(ctx, email) }).WithContext(ctx).Should(ContainElements("mfa.enrolled", "mfa.recovery_code_used"))
 
 		// Refreshing keeps the session's second factor.
 		refreshed := postJSON(authdURL, "/auth/refresh", map[string]string{"refresh_token": withRecovery.Body["refresh_token"].(string)})
