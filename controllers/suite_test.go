@@ -23,7 +23,6 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
-	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
@@ -65,8 +64,7 @@ func TestControllers(t *testing.T) {
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
 	mailpit = testenv.StartMailpit(GinkgoT())
-	smtp, err := mail.ParseSMTPURL(mailpit.SMTPURL()+"?starttls=none", "Tenancy <no-reply@tenancy.test>")
-	Expect(err).NotTo(HaveOccurred())
+	smtp := mailpit.SMTPConfig()
 	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
 		Name:        "controllers",
 		Proxy:       true,

@@ -210,7 +210,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		}
 		close(drained)
 	}()
-	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup, "mail", mailServer(cfg.server.SMTP))
+	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup, "mail", mail.Describe(cfg.server.SMTP))
 	failed := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() {
@@ -228,12 +228,4 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	case <-drained: // requests in flight have finished
 		return nil
 	}
-}
-
-// mailServer names the mail server for the log, without its password.
-func mailServer(c *mail.SMTPConfig) string {
-	if c == nil {
-		return "off"
-	}
-	return c.String()
 }

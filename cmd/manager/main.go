@@ -244,7 +244,7 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		}
 	}
 	log.Info("Starting manager", "version", version.Get().Version, "leaderElection", cfg.leaderElect, "resyncPeriod", cfg.resyncPeriod.String(),
-		"webhooks", cfg.enableWebhooks, "mail", mailServer(cfg.smtp))
+		"webhooks", cfg.enableWebhooks, "mail", mail.Describe(cfg.smtp))
 	return mgr.Start(ctx)
 }
 
@@ -325,12 +325,4 @@ func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
 func validPublicURL(raw string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-// mailServer names the mail server for the log, without its password.
-func mailServer(c *mail.SMTPConfig) string {
-	if c == nil {
-		return "off"
-	}
-	return c.String()
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -34,7 +33,7 @@ func TestNotesIsolation(t *testing.T) {
 	testenv.SkipIfShort(t, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	database, pg := migratedDatabase(ctx, t)
+	database, pg := testenv.NewMigratedDatabase(t, "notes")
 	acme, globex := organization(ctx, t, pg, "acme"), organization(ctx, t, pg, "globex")
 	alice := member(ctx, t, pg, acme, "alice@acme.test", "Admin")
 	carol := member(ctx, t, pg, acme, "carol@acme.test", "Member")
@@ -177,24 +176,6 @@ func TestNotesIsolation(t *testing.T) {
 	if diff := cmp.Diff(want, audited); diff != "" {
 		t.Errorf("audit rows (-want +got):\n%s", diff)
 	}
-}
-
-func migratedDatabase(ctx context.Context, t *testing.T) (*testenv.Database, *db.Postgres) {
-	t.Helper()
-	database, err := testenv.NewDatabase(ctx, "notes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = database.Drop(context.Background()) })
-	pg, err := db.Connect(ctx, database.URL, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return database, pg
 }
 
 // organization makes an organization row as the Organization controller would, and returns its id.

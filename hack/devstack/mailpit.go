@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,17 +60,15 @@ func startMailpit(ctx context.Context, s *stack, root, state, logs string) (devM
 // mailedInvitationToken waits for the invitation mailed to address whose token hashes to
 // tokenHash (the live one: earlier runs' mails stay in Mailpit), and returns that token.
 func mailedInvitationToken(ctx context.Context, mailURL, address, linkPrefix, tokenHash string) (string, error) {
-	query := url.Values{"query": {`to:"` + address + `"`}}
+	mailpit := testenv.MailpitAt(mailURL)
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
-		var found struct {
-			Messages []struct{ ID string } `json:"messages"`
-		}
-		if err := mailpitGet(ctx, mailURL+"/api/v1/search?"+query.Encode(), &found); err != nil {
+		msgs, err := mailpit.MessagesTo(ctx, address)
+		if err != nil {
 			return "", err
 		}
-		for _, msg := range found.Messages {
-			var detail struct{ Text string }
-			if err := mailpitGet(ctx, mailURL+"/api/v1/message/"+url.PathEscape(msg.ID), &detail); err != nil {
+		for _, msg := range msgs {
+			detail, err := mailpit.Message(ctx, msg.ID)
+			if err != nil {
 				return "", err
 			}
 			link, ok := testenv.FirstLink(detail.Text, linkPrefix)
@@ -92,20 +87,4 @@ func mailedInvitationToken(ctx context.Context, mailURL, address, linkPrefix, to
 		}
 	}
 	return "", fmt.Errorf("the invitation of %s did not arrive in Mailpit within 2 minutes; see the manager's log", address)
-}
-
-func mailpitGet(ctx context.Context, rawURL string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("reading Mailpit: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("reading Mailpit: GET %s: %s", rawURL, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(into)
 }

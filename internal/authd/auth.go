@@ -65,15 +65,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, err)
 		return
 	}
-	if a.RequireMFA && !mfa {
-		s.answerError(w, r, mfaRequired(a.OrgName)) // before the notice: this is no sign-in
-		return
-	}
-	s.noticeNewSignIn(r, u)
+	newAddress := s.newSignInAddress(r, u)
 	resp, err := s.startSession(r, u, a, mfa)
 	if err != nil {
 		s.answerError(w, r, err)
 		return
+	}
+	if newAddress {
+		s.mailNewSignIn(r, u)
 	}
 	s.metrics.logins.WithLabelValues("ok").Inc()
 	s.audit(r, auditEntry{Actor: email, ActorUserID: &u.ID, Action: "login.succeeded", Target: "user/" + email, OrgID: a.OrgID})

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
@@ -42,8 +40,9 @@ func (s *Server) mailToken(ctx context.Context, u user, purpose emailPurpose, ki
 	return issued, err
 }
 
-// notify queues a notice for u in tx; the caller pokes the dispatcher after the commit.
-func (s *Server) notify(ctx context.Context, tx pgx.Tx, u user, kind mail.Kind, data mail.Data) error {
+// notify queues a notice for u through q (the transaction that decides it, or the pool); the
+// caller pokes the dispatcher after the commit.
+func (s *Server) notify(ctx context.Context, q mail.Execer, u user, kind mail.Kind, data mail.Data) error {
 	if s.mail == nil {
 		return nil
 	}
@@ -52,7 +51,7 @@ func (s *Server) notify(ctx context.Context, tx pgx.Tx, u user, kind mail.Kind, 
 	if err != nil {
 		return err
 	}
-	return mail.Enqueue(ctx, tx, msg)
+	return mail.Enqueue(ctx, q, msg)
 }
 
 func (s *Server) pokeMail() {
@@ -61,27 +60,32 @@ func (s *Server) pokeMail() {
 	}
 }
 
-// noticeNewSignIn mails u when this sign-in comes from an address the account has not started a
-// session from within the familiar period, unless it is the account's first session. A failure
-// is logged: the sign-in goes on.
-func (s *Server) noticeNewSignIn(r *http.Request, u user) {
+// newSignInAddress reports whether this sign-in comes from an address the account has not
+// started a session from within the familiar period, and is not the account's first. It is
+// asked before the session starts (the new session makes the address familiar); false without
+// mail, or when the database fails (logged: the sign-in goes on).
+func (s *Server) newSignInAddress(r *http.Request, u user) bool {
 	if s.mail == nil {
-		return
+		return false
 	}
-	c := s.clientOf(r)
-	ctx := r.Context()
-	err := pgx.BeginFunc(ctx, s.store.pool, func(tx pgx.Tx) error {
-		var unfamiliar bool
-		if err := tx.QueryRow(ctx, `
-			SELECT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE user_id = $1)
-			   AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE user_id = $1 AND client_address = $2
-			                   AND created_at > now() - make_interval(secs => $3))`,
-			u.ID, c.Address, s.cfg.Throttle.FamiliarFor.Seconds()).Scan(&unfamiliar); err != nil || !unfamiliar {
-			return err
-		}
-		return s.notify(ctx, tx, u, mail.NewSignIn, mail.Data{At: time.Now(), Address: c.Address, Device: truncate(c.UserAgent, 120)})
-	})
+	familiar, err := s.store.familiarAddress(r.Context(), u.Email, s.clientOf(r).Address, s.cfg.Throttle.FamiliarFor)
+	signedInBefore := false
+	if err == nil && !familiar {
+		signedInBefore, err = s.store.hasSession(r.Context(), u.ID)
+	}
 	if err != nil {
+		s.log.Error(err, "Reading where an account signed in from", "user", u.ID)
+		return false
+	}
+	return signedInBefore
+}
+
+// mailNewSignIn queues the notice of a sign-in from a new address; a failure is logged, the
+// sign-in stands.
+func (s *Server) mailNewSignIn(r *http.Request, u user) {
+	c := s.clientOf(r)
+	if err := s.notify(r.Context(), s.store.pool, u, mail.NewSignIn,
+		mail.Data{At: time.Now(), Address: c.Address, Device: truncate(c.UserAgent, 120)}); err != nil {
 		s.log.Error(err, "Queueing the notice of a sign-in from a new address", "user", u.ID)
 		return
 	}

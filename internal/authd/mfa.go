@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/pquerna/otp"
+
 	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
 
@@ -123,13 +125,18 @@ func (s *Server) disableTOTP(r *http.Request, u user, code, recoveryCode string)
 	return nil
 }
 
-// totpQR is the PNG of the QR code of u's enrolment to confirm.
-func (s *Server) totpQR(ctx context.Context, u user) ([]byte, error) {
+// pendingKey is the key of u's enrolment to confirm; errNoTOTPEnrolment when there is none.
+func (s *Server) pendingKey(ctx context.Context, u user) (*otp.Key, error) {
 	secret, err := s.store.pendingTOTP(ctx, u.ID)
 	if err != nil {
 		return nil, err
 	}
-	key, err := totpKeyOf(s.totpIssuer(), u.Email, secret)
+	return totpKeyOf(s.totpIssuer(), u.Email, secret)
+}
+
+// totpQR is the PNG of the QR code of u's enrolment to confirm.
+func (s *Server) totpQR(ctx context.Context, u user) ([]byte, error) {
+	key, err := s.pendingKey(ctx, u)
 	if err != nil {
 		return nil, err
 	}

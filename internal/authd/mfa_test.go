@@ -113,14 +113,14 @@ var _ = Describe("Two-factor authentication", func() {
 		Expect(moved.StatusCode).To(Equal(http.StatusForbidden))
 		Expect(moved.Body).To(HaveKeyWithValue("error", "mfa_enrollment_required"))
 		// Nor does its access token open the organization's self-service API.
-		members := getWith("/api/v1/organizations/"+org.Name+"/members", "Bearer "+plainSession["access_token"].(string))
+		members := get("/api/v1/organizations/"+org.Name+"/members", "Authorization", "Bearer "+plainSession["access_token"].(string))
 		Expect(members.StatusCode).To(Equal(http.StatusForbidden))
 		Expect(members.Body).To(HaveKeyWithValue("error", "mfa_enrollment_required"))
 
 		strongSession := postJSON(authdURL, "/auth/login", map[string]string{"email": strong, "password": password, "organization": org.Name,
 			"otp": codeAt(secret, time.Now().Add(30*time.Second))})
 		Expect(strongSession.StatusCode).To(Equal(http.StatusOK), strongSession.Raw)
-		Expect(getWith("/api/v1/organizations/"+org.Name+"/members", "Bearer "+strongSession.Body["access_token"].(string)).StatusCode).
+		Expect(get("/api/v1/organizations/"+org.Name+"/members", "Authorization", "Bearer "+strongSession.Body["access_token"].(string)).StatusCode).
 			To(Equal(http.StatusOK))
 	})
 
@@ -165,14 +165,6 @@ func deleteJSON(path string, body any, bearer string) response {
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodDelete, authdURL+path, bytes.NewReader(data))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", bearer)
-	return do(req)
-}
-
-func getWith(path, bearer string) response {
-	GinkgoHelper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, authdURL+path, nil)
-	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Authorization", bearer)
 	return do(req)
 }

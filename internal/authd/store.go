@@ -192,6 +192,13 @@ func nullIfEmpty(s string) *string {
 	return &s
 }
 
+// hasSession reports whether the user ever started a session.
+func (s *Store) hasSession(ctx context.Context, userID string) (bool, error) {
+	var found bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE user_id = $1)`, userID).Scan(&found)
+	return found, err
+}
+
 // familiarAddress reports whether the account of email started a session from address within
 // the last period.
 func (s *Store) familiarAddress(ctx context.Context, email, address string, period time.Duration) (bool, error) {

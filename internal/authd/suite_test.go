@@ -165,7 +165,13 @@ func do(req *http.Request) response {
 
 func get(path string, header ...string) response {
 	GinkgoHelper()
-	req, err := http.NewRequest(http.MethodGet, authdURL+path, nil)
+	return getFrom(authdURL, path, header...)
+}
+
+// getFrom is get from the authd at base.
+func getFrom(base, path string, header ...string) response {
+	GinkgoHelper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
 	Expect(err).NotTo(HaveOccurred())
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base32"
+	"fmt"
 	"strings"
 	"time"
 
@@ -28,13 +29,12 @@ func newTOTPKey(issuer, account string) (*otp.Key, error) {
 
 // totpKeyOf rebuilds the key of a stored secret, for its otpauth URI and QR code.
 func totpKeyOf(issuer, account, secret string) (*otp.Key, error) {
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if err != nil {
+		return nil, fmt.Errorf("the stored TOTP secret is not base32: %w", err)
+	}
 	return totp.Generate(totp.GenerateOpts{Issuer: issuer, AccountName: account, Period: totpPeriod,
-		Secret: mustDecodeSecret(secret), Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-}
-
-func mustDecodeSecret(secret string) []byte {
-	b, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
-	return b
+		Secret: raw, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 }
 
 // matchTOTP finds the time step whose code code is, within the skew around now, and newer

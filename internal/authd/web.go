@@ -109,6 +109,17 @@ func (s *Server) renderFailure(w http.ResponseWriter, r *http.Request, page stri
 var errCSRF = &problem{Status: http.StatusForbidden, Code: "csrf",
 	Message: "The form expired or did not come from this site. Reload the page and try again."}
 
+// refuseForeignForm answers page with errCSRF when a form shown before a session (login,
+// invitation, reset) lacks its double-submitted token, and says whether it did.
+func (s *Server) refuseForeignForm(w http.ResponseWriter, r *http.Request, page string, v view) bool {
+	if s.site.CheckLoginCSRF(r) {
+		return false
+	}
+	v.Problem = errCSRF
+	s.render(w, http.StatusForbidden, page, v)
+	return true
+}
+
 // inSession runs h for a browser with a live session, checking the CSRF token of every POST;
 // other browsers go to the login page.
 func (s *Server) inSession(h func(w http.ResponseWriter, r *http.Request, ws webSession)) http.HandlerFunc {

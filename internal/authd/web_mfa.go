@@ -41,10 +41,8 @@ func (s *Server) enrolConfirmSubmit(w http.ResponseWriter, r *http.Request, ws w
 	if err != nil {
 		// The enrolment goes on: show its QR code again beside the refusal.
 		data := accountData{}
-		if secret, pendingErr := s.store.pendingTOTP(r.Context(), ws.User.ID); pendingErr == nil {
-			if key, keyErr := totpKeyOf(s.totpIssuer(), ws.User.Email, secret); keyErr == nil {
-				data.Enrolment = &totpEnrolment{Secret: secret, OTPAuthURI: key.URL()}
-			}
+		if key, pendingErr := s.pendingKey(r.Context(), ws.User); pendingErr == nil {
+			data.Enrolment = &totpEnrolment{Secret: key.Secret(), OTPAuthURI: key.URL()}
 		}
 		s.renderAccountWith(w, r, ws, http.StatusBadRequest, data, err)
 		return

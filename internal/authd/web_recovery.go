@@ -15,9 +15,7 @@ func (s *Server) forgotPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) forgotSubmit(w http.ResponseWriter, r *http.Request) {
 	email := r.PostFormValue("email")
 	v := view{Title: "Forgot your password", CSRF: s.site.LoginCSRF(w, r), Data: map[string]string{"Email": email}}
-	if !s.site.CheckLoginCSRF(r) {
-		v.Problem = errCSRF
-		s.render(w, http.StatusForbidden, "forgot", v)
+	if s.refuseForeignForm(w, r, "forgot", v) {
 		return
 	}
 	if err := s.requestPasswordReset(w, r, email); err != nil {
@@ -60,9 +58,7 @@ func (s *Server) resetSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.site.CheckLoginCSRF(r) {
-		v.Problem = errCSRF
-		s.render(w, http.StatusForbidden, "reset", v)
+	if s.refuseForeignForm(w, r, "reset", v) {
 		return
 	}
 	password := r.PostFormValue("password")
@@ -91,9 +87,7 @@ func (s *Server) verifyPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) verifySubmit(w http.ResponseWriter, r *http.Request) {
 	token := r.PostFormValue("token")
 	v := view{Title: "Confirm your address", CSRF: s.site.LoginCSRF(w, r), Data: map[string]string{"Token": token}}
-	if !s.site.CheckLoginCSRF(r) {
-		v.Problem = errCSRF
-		s.render(w, http.StatusForbidden, "verify", v)
+	if s.refuseForeignForm(w, r, "verify", v) {
 		return
 	}
 	u, err := s.verifyEmail(r, token)

@@ -19,9 +19,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	email := r.PostFormValue("email")
 	data := map[string]string{"Next": web.SafeNext(r.PostFormValue("next")), "Email": email}
 	v := view{Title: "Log in", CSRF: s.site.LoginCSRF(w, r), Data: data}
-	if !s.site.CheckLoginCSRF(r) {
-		v.Problem = errCSRF
-		s.render(w, http.StatusForbidden, "login", v)
+	if s.refuseForeignForm(w, r, "login", v) {
 		return
 	}
 	u, err := s.checkPassword(w, r, email, r.PostFormValue("password"))
@@ -55,9 +53,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) loginMFASubmit(w http.ResponseWriter, r *http.Request) {
 	data := map[string]string{"Next": web.SafeNext(r.PostFormValue("next")), "Ticket": r.PostFormValue("ticket")}
 	v := view{Title: "Two-factor authentication", CSRF: s.site.LoginCSRF(w, r), Data: data}
-	if !s.site.CheckLoginCSRF(r) {
-		v.Problem = errCSRF
-		s.render(w, http.StatusForbidden, "login_mfa", v)
+	if s.refuseForeignForm(w, r, "login_mfa", v) {
 		return
 	}
 	u, done, err := s.store.takeLoginChallenge(r.Context(), data["Ticket"])
@@ -85,14 +81,20 @@ func (s *Server) loginMFASubmit(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, data["Next"], http.StatusSeeOther)
 }
 
-// completeWebLogin counts and audits a login whose credentials were proven, mails a notice of a
-// new address, and starts the browser's session.
+// completeWebLogin counts and audits a login whose credentials were proven, starts the browser's
+// session, and mails a notice of a new address.
 func (s *Server) completeWebLogin(w http.ResponseWriter, r *http.Request, u user, mfa bool) error {
 	s.metrics.logins.WithLabelValues("ok").Inc()
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "login.succeeded", Target: "user/" + u.Email,
 		Details: map[string]any{"via": "web", "mfa": mfa}})
-	s.noticeNewSignIn(r, u)
-	return s.startWebSession(w, r, u, mfa)
+	newAddress := s.newSignInAddress(r, u)
+	if err := s.startWebSession(w, r, u, mfa); err != nil {
+		return err
+	}
+	if newAddress {
+		s.mailNewSignIn(r, u)
+	}
+	return nil
 }
 
 // startWebSession starts a session for u and gives the browser its cookie, ending the session
@@ -161,9 +163,7 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.site.CheckLoginCSRF(r) {
-		v.Problem = errCSRF
-		s.render(w, http.StatusForbidden, "invite", v)
+	if s.refuseForeignForm(w, r, "invite", v) {
 		return
 	}
 	password := r.PostFormValue("password")

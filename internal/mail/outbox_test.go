@@ -10,36 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
-
-// migratedPool is a fresh migrated database for one test.
-func migratedPool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	ctx := context.Background()
-	database, err := testenv.NewDatabase(ctx, "mail")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = database.Drop(context.Background()) })
-	pg, err := db.Connect(ctx, database.URL, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
-	if err := pg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return pg.Pool()
-}
 
 // run starts d until the test ends.
 func run(t *testing.T, d *mail.Dispatcher) {
@@ -87,15 +65,13 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string) int {
 func TestDispatcherDeliversCommittedMailOnce(t *testing.T) {
 	testenv.SkipIfShort(t, "PostgreSQL and Mailpit")
 	ctx := context.Background()
-	pool := migratedPool(t)
+	_, pg := testenv.NewMigratedDatabase(t, "mail")
+	pool := pg.Pool()
 	mailpit := testenv.StartMailpit(t)
-	server, err := mail.ParseSMTPURL(mailpit.SMTPURL()+"?starttls=none", "Tenancy <no-reply@example.com>")
-	if err != nil {
-		t.Fatal(err)
-	}
+	server := mailpit.SMTPConfig()
 
 	const n = 20
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for i := range n {
 			if err := mail.Enqueue(ctx, tx, message(i, fmt.Sprintf("user%d@example.com", i))); err != nil {
 				return err
@@ -144,7 +120,7 @@ func TestDispatcherDeliversCommittedMailOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if detail.From.Address != "no-reply@example.com" || !strings.Contains(detail.Text, "https://auth.example.com/reset?token=secret-") ||
+	if detail.From.Address != "no-reply@tenancy.test" || !strings.Contains(detail.Text, "https://auth.example.com/reset?token=secret-") ||
 		!strings.Contains(detail.HTML, "<p>Mail ") {
 		t.Fatalf("the mail arrived wrong: %+v", detail)
 	}
@@ -179,7 +155,8 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestDispatcherRetriesThenGivesUp(t *testing.T) {
 	testenv.SkipIfShort(t, "PostgreSQL")
 	ctx := context.Background()
-	pool := migratedPool(t)
+	_, pg := testenv.NewMigratedDatabase(t, "mail")
+	pool := pg.Pool()
 	// A port nobody listens on: connecting fails at once.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,7 +215,8 @@ func (s *refusingSender) Send(_ context.Context, msgs []mail.Message) []error {
 func TestDispatcherGivesUpAPermanentRefusalAtOnce(t *testing.T) {
 	testenv.SkipIfShort(t, "PostgreSQL")
 	ctx := context.Background()
-	pool := migratedPool(t)
+	_, pg := testenv.NewMigratedDatabase(t, "mail")
+	pool := pg.Pool()
 	for i, to := range []string{"bounce@example.com", "ok@example.com"} {
 		if err := mail.Enqueue(ctx, pool, message(i, to)); err != nil {
 			t.Fatal(err)

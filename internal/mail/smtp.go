@@ -111,6 +111,14 @@ func DefaultFrom(from, publicURL string) string {
 	return "Tenancy <no-reply@" + host + ">"
 }
 
+// Describe names the mail server of c for logs, without its password; "off" for none.
+func Describe(c *SMTPConfig) string {
+	if c == nil {
+		return "off"
+	}
+	return c.String()
+}
+
 // String is the URL without its password, for logs.
 func (c SMTPConfig) String() string {
 	scheme := "smtp"

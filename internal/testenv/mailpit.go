@@ -12,9 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/mail"
 )
 
 // MailpitBinary is the path of Mailpit, the mail catcher: $TENANCY_MAILPIT, or what
@@ -42,8 +45,13 @@ type Mailpit struct {
 	// Process is the running Mailpit; its log is in Process.LogPath.
 	Process  *Process
 	smtpPort int
-	webPort  int
+	webURL   string
 	http     *http.Client
+}
+
+// MailpitAt is a client of the Mailpit already running at webURL (make dev's), for its API only.
+func MailpitAt(webURL string) *Mailpit {
+	return &Mailpit{webURL: strings.TrimSuffix(webURL, "/"), http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 // mailpitStartTimeout bounds how long StartMailpit waits for Mailpit to answer.
@@ -51,18 +59,6 @@ const mailpitStartTimeout = 30 * time.Second
 
 // mailpitWaitTimeout bounds WaitForMessage when its context has no earlier deadline.
 const mailpitWaitTimeout = 30 * time.Second
-
-// TB is what StartMailpit and WaitForMessage use of a test: *testing.T, or GinkgoT() in a suite.
-type TB interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Errorf(format string, args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-	Failed() bool
-	TempDir() string
-}
 
 // StartMailpit runs Mailpit (MailpitBinary) on free loopback ports, with its database in a
 // temporary directory, waits until its SMTP server and API answer, and stops it when t ends.
@@ -100,7 +96,8 @@ func startMailpit(bin, dir string) (*Mailpit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailpit: finding a free HTTP port: %w", err)
 	}
-	m := &Mailpit{smtpPort: smtpPort, webPort: webPort, http: &http.Client{Timeout: 10 * time.Second}}
+	m := MailpitAt("http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(webPort)))
+	m.smtpPort = smtpPort
 	m.Process, err = StartProcess("mailpit", filepath.Join(dir, "mailpit.log"), bin,
 		"--smtp", m.SMTPAddr(),
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(webPort)),
@@ -161,13 +158,14 @@ func (m *Mailpit) SMTPAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.smtpPort))
 }
 
-// SMTPURL is the SMTP server's URL: smtp://127.0.0.1:P, plain SMTP.
-func (m *Mailpit) SMTPURL() string { return "smtp://" + m.SMTPAddr() }
+// SMTPConfig is how authd and the manager reach this Mailpit: plain SMTP on loopback, from
+// no-reply@tenancy.test.
+func (m *Mailpit) SMTPConfig() mail.SMTPConfig {
+	return mail.SMTPConfig{Host: "127.0.0.1", Port: m.smtpPort, TLS: mail.NoTLS, From: `"Tenancy" <no-reply@tenancy.test>`}
+}
 
 // WebURL is the base URL of the web UI and the REST API: http://127.0.0.1:Q.
-func (m *Mailpit) WebURL() string {
-	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.webPort))
-}
+func (m *Mailpit) WebURL() string { return m.webURL }
 
 // MailpitAddress is a mailbox of a message's header: "Name <Address>".
 type MailpitAddress struct {
@@ -275,9 +273,9 @@ func (m *Mailpit) WaitForMessage(t TB, ctx context.Context, to, subjectContains 
 	ctx, cancel := context.WithTimeout(ctx, mailpitWaitTimeout)
 	defer cancel()
 	for {
-		msgs, err := m.candidates(ctx, to)
+		msgs, err := m.MessagesTo(ctx, to)
 		for _, msg := range msgs {
-			if (to == "" || msg.SentTo(to)) && strings.Contains(msg.Subject, subjectContains) {
+			if strings.Contains(msg.Subject, subjectContains) {
 				return msg
 			}
 		}
@@ -290,14 +288,16 @@ func (m *Mailpit) WaitForMessage(t TB, ctx context.Context, to, subjectContains 
 	}
 }
 
-// candidates lists the messages that may be to the address to: those Mailpit's search finds
-// (addressed: matches a substring of any address, the sender's too) or, when to is empty, all.
-func (m *Mailpit) candidates(ctx context.Context, to string) ([]MailpitMessage, error) {
+// MessagesTo lists the messages sent to the address to (MailpitMessage.SentTo), newest first;
+// every message when to is empty.
+func (m *Mailpit) MessagesTo(ctx context.Context, to string) ([]MailpitMessage, error) {
 	if to == "" {
 		return m.Messages(ctx)
 	}
-	// Mailpit's search has no escape: quotes group words and are dropped, so none may remain.
-	return m.search(ctx, `addressed:"`+strings.ReplaceAll(to, `"`, "")+`"`)
+	// Mailpit's search (addressed: matches a substring of any address, the sender's too) has no
+	// escape: quotes group words and are dropped, so none may remain.
+	found, err := m.search(ctx, `addressed:"`+strings.ReplaceAll(to, `"`, "")+`"`)
+	return slices.DeleteFunc(found, func(msg MailpitMessage) bool { return !msg.SentTo(to) }), err
 }
 
 // describeAll lists the messages Mailpit holds, one a line, for a failure message.

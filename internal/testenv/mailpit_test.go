@@ -22,8 +22,8 @@ func TestMailpit(t *testing.T) {
 	mp := testenv.StartMailpit(t)
 	ctx := t.Context()
 
-	if !strings.HasPrefix(mp.SMTPURL(), "smtp://127.0.0.1:") || !strings.HasPrefix(mp.WebURL(), "http://127.0.0.1:") {
-		t.Fatalf("SMTPURL %q, WebURL %q: want loopback URLs", mp.SMTPURL(), mp.WebURL())
+	if !strings.HasPrefix(mp.SMTPAddr(), "127.0.0.1:") || !strings.HasPrefix(mp.WebURL(), "http://127.0.0.1:") {
+		t.Fatalf("SMTPAddr %q, WebURL %q: want loopback addresses", mp.SMTPAddr(), mp.WebURL())
 	}
 
 	const (
@@ -43,7 +43,7 @@ func TestMailpit(t *testing.T) {
 	auth := smtp.PlainAuth("", "tenancy-mailer", "s3cret", host)
 	// audit@ is a recipient of the envelope only, as Bcc is.
 	if err := smtp.SendMail(mp.SMTPAddr(), auth, from, []string{to, audit}, raw); err != nil {
-		t.Fatalf("sending through %s: %v", mp.SMTPURL(), err)
+		t.Fatalf("sending through %s: %v", mp.SMTPAddr(), err)
 	}
 
 	got := mp.WaitForMessage(t, ctx, to, "Verify your address")

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -19,7 +20,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
 )
+
+// TB is what the helpers use of a test: *testing.T, or GinkgoT() in a Ginkgo suite.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+	TempDir() string
+}
 
 // RepoRoot is the repository's top directory.
 func RepoRoot() string {
@@ -74,6 +88,27 @@ func NewDatabase(ctx context.Context, prefix string) (*Database, error) {
 	}
 	u.Path = "/" + name
 	return &Database{URL: u.String(), name: name, serverURL: serverURL}, nil
+}
+
+// NewMigratedDatabase is NewDatabase with the schema migrated as the manager migrates it, and a
+// pool to it; both go when t ends.
+func NewMigratedDatabase(t TB, prefix string) (*Database, *db.Postgres) {
+	t.Helper()
+	ctx := context.Background()
+	database, err := NewDatabase(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = database.Drop(context.Background()) })
+	pg, err := db.Connect(ctx, database.URL, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return database, pg
 }
 
 // Proxied returns a Proxy to the database's server and the database's URL through it, so that a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -24,19 +23,7 @@ const (
 // organization column. Target: the RLS path within 1.2× of the explicit one.
 func BenchmarkTenantScopedSelect(b *testing.B) {
 	ctx := context.Background()
-	database, err := testenv.NewDatabase(ctx, "benchrls")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = database.Drop(ctx) })
-	pg, err := db.Connect(ctx, database.URL, logr.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pg.Close)
-	if err := pg.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
+	_, pg := testenv.NewMigratedDatabase(b, "benchrls")
 	org, err := pg.UpsertOrganization(ctx, db.Organization{UID: uuid.NewString(), Name: "bench", Tier: "Enterprise", Namespace: "bench"}, db.Actor{Name: "bench"})
 	if err != nil {
 		b.Fatal(err)

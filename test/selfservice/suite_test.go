@@ -36,7 +36,6 @@ import (
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/authd"
 	"github.com/tenancy-dev/tenancy/internal/db"
-	"github.com/tenancy-dev/tenancy/internal/mail"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 	"github.com/tenancy-dev/tenancy/webhooks"
@@ -112,8 +111,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 
 	// authd mails through Mailpit (the manager does not: invitations stay links in Secrets).
 	mailpit = testenv.StartMailpit(GinkgoT())
-	smtp, err := mail.ParseSMTPURL(mailpit.SMTPURL()+"?starttls=none", "Tenancy <no-reply@tenancy.test>")
-	Expect(err).NotTo(HaveOccurred())
+	smtp := mailpit.SMTPConfig()
 	authdConf = authd.Config{
 		Issuer: authdURL, PublicURL: authdURL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute,
 		RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second,
