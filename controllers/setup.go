@@ -27,6 +27,8 @@ type Store interface {
 	MembershipStore
 	APIKeyStore
 	TenantTableStore
+	AccountSuspensionStore
+	AccountEraserStore
 }
 
 // Settings are the knobs shared by every controller.
@@ -126,8 +128,24 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the tenant table controller: %w", err)
 	}
-	return nil
+	if err := (&AccountSuspensionReconciler{
+		Client:       mgr.GetClient(),
+		Store:        store,
+		Recorder:     mgr.GetEventRecorder("tenancy-accountsuspension"),
+		ResyncPeriod: s.ResyncPeriod,
+		Options:      s.optionsFor(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the account suspension controller: %w", err)
+	}
+	return mgr.Add(&AccountEraser{
+		Client: mgr.GetClient(), Store: store, Mail: s.Mail, Interval: accountEraserInterval,
+		Log: mgr.GetLogger().WithName("account-eraser"),
+	})
 }
+
+// accountEraserInterval is how often the manager looks for accounts whose deletion was asked for:
+// the person waits about this long (and the Memberships' removal) for the confirmation mail.
+const accountEraserInterval = 5 * time.Second
 
 // CacheOptions limits the manager's cache of Secrets and RBAC objects to those the operator
 // writes: caching every one in the cluster would cost memory for nothing. No controller reads

@@ -99,7 +99,10 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s 
 	if err := register(mgr, &tenancyv1.APIKey{}, &apiKeyWebhook{a}); err != nil {
 		return err
 	}
-	return register(mgr, &tenancyv1.TenantTable{}, &tenantTableWebhook{a})
+	if err := register(mgr, &tenancyv1.TenantTable{}, &tenantTableWebhook{a}); err != nil {
+		return err
+	}
+	return register(mgr, &tenancyv1.AccountSuspension{}, &accountSuspensionWebhook{a})
 }
 
 // kindWebhook is one kind's defaulter and validator.

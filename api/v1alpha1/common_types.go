@@ -155,6 +155,9 @@ func (k *APIKey) CommonStatusRef() *CommonStatus { return &k.Status.CommonStatus
 // CommonStatusRef implements Object.
 func (t *TenantTable) CommonStatusRef() *CommonStatus { return &t.Status.CommonStatus }
 
+// CommonStatusRef implements Object.
+func (s *AccountSuspension) CommonStatusRef() *CommonStatus { return &s.Status.CommonStatus }
+
 // FullStatus implements Object.
 func (o *Organization) FullStatus() any { return o.Status }
 
@@ -169,6 +172,9 @@ func (k *APIKey) FullStatus() any { return k.Status }
 
 // FullStatus implements Object.
 func (t *TenantTable) FullStatus() any { return t.Status }
+
+// FullStatus implements Object.
+func (s *AccountSuspension) FullStatus() any { return s.Status }
 
 // RoleOrDefault is spec.role, or Member (the CRD's default) when unset.
 func (m *Membership) RoleOrDefault() Role {

@@ -24,6 +24,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Membership{}, &MembershipList{},
 		&APIKey{}, &APIKeyList{},
 		&TenantTable{}, &TenantTableList{},
+		&AccountSuspension{}, &AccountSuspensionList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

@@ -78,9 +78,11 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var trustedProxies string
 	fs.StringVar(&trustedProxies, "trusted-proxies", "",
 		"Comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client address; without it the TCP peer is the client.")
-	var platformAdmins string
+	var platformAdmins, platformAdminGroups string
 	fs.StringVar(&platformAdmins, "platform-admin-users", "",
-		"Comma-separated Kubernetes usernames the self-service API never acts as; set it as the manager's --platform-admin-users.")
+		"Comma-separated Kubernetes usernames that may use the admin API and that the self-service API never acts as; set it as the manager's --platform-admin-users.")
+	fs.StringVar(&platformAdminGroups, "platform-admin-groups", "system:masters",
+		"Comma-separated Kubernetes groups whose members may use the admin API; set it as the manager's --platform-admin-groups.")
 	var smtpURL, mailFrom string
 	fs.StringVar(&smtpURL, "smtp-url", getenv("TENANCY_SMTP_URL"),
 		"Mail server for verification and reset links and notices: smtp://[user:pass@]host[:587][?starttls=required|opportunistic|none] "+
@@ -95,6 +97,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	}
 	c.server.PublicURL = strings.TrimSuffix(c.publicURL, "/")
 	c.server.PlatformAdminUsers = tenant.SplitList(platformAdmins)
+	c.server.PlatformAdminGroups = tenant.SplitList(platformAdminGroups)
 	for _, cidr := range tenant.SplitList(trustedProxies) {
 		prefix, err := netip.ParsePrefix(cidr)
 		if err != nil {

@@ -39,6 +39,9 @@ type Config struct {
 	UsernamePrefix string
 	// PlatformAdminUsers are Kubernetes usernames authd never acts as, whatever a user's email.
 	PlatformAdminUsers []string
+	// PlatformAdminGroups name, with PlatformAdminUsers, the Kubernetes identities that may use
+	// the admin API (as the manager's flags of the same names do for the webhooks).
+	PlatformAdminGroups []string
 	// SMTP is the mail server of the links and notices authd mails; nil sends no mail.
 	SMTP *mail.SMTPConfig
 }

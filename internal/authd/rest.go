@@ -39,6 +39,7 @@ func (s *Server) routeAPI(route func(pattern string, h http.HandlerFunc)) {
 	route("POST /api/v1/me/mfa/totp/confirm", s.asUser(s.confirmOwnEnrolment))
 	route("DELETE /api/v1/me/mfa/totp", s.asUser(s.disableOwnTOTP))
 	route("GET /api/v1/me/export", s.asUser(s.exportOwnAccount))
+	route("DELETE /api/v1/me", s.asUser(s.deleteOwnAccountJSON))
 }
 
 // userHandler serves a route for user u, whose access token belongs to session; asUser answers

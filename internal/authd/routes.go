@@ -42,6 +42,7 @@ func (s *Server) jsonRoutes(route func(pattern string, h http.HandlerFunc)) {
 	route("GET /.well-known/jwks.json", s.jwks)
 	route("GET /openapi.json", serveOpenAPI)
 	s.routeAPI(withJSON)
+	s.routeAdmin(withJSON)
 }
 
 // requireJSON refuses a request body that is not declared application/json with 415: a browser

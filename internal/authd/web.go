@@ -40,6 +40,7 @@ func (s *Server) routeWeb(mux *http.ServeMux, route func(pattern string, h http.
 	route("POST /account/password", s.inSession(s.passwordSubmit))
 	route("POST /account/sessions/{id}/end", s.inSession(s.sessionEndSubmit))
 	route("POST /account/sessions/end-others", s.inSession(s.sessionEndSubmit))
+	route("POST /account/delete", s.inSession(s.deleteAccountSubmit))
 	route("GET /orgs/select", s.inSession(func(w http.ResponseWriter, r *http.Request, _ webSession) {
 		http.Redirect(w, r, "/orgs/"+url.PathEscape(r.URL.Query().Get("org"))+"/members", http.StatusSeeOther)
 	}))

@@ -3,9 +3,12 @@ package authd
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/tenancy-dev/tenancy/internal/authd/web"
+	"github.com/tenancy-dev/tenancy/internal/db"
 )
 
-// The account page: memberships, password and sessions.
+// The account page: memberships, password, sessions, and deleting the account.
 
 // accountData is the account page's content.
 type accountData struct {
@@ -74,4 +77,21 @@ func (s *Server) sessionEndSubmit(w http.ResponseWriter, r *http.Request, ws web
 	}
 	s.site.Flash(w, fmt.Sprintf("%d session(s) ended.", ended))
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}
+
+// deleteAccountSubmit deletes the account once the person typed its address and proved the
+// password (and second factor); it ends this session too and leaves them at the login page.
+func (s *Server) deleteAccountSubmit(w http.ResponseWriter, r *http.Request, ws webSession) {
+	if db.NormalizeEmail(r.PostFormValue("confirm_email")) != ws.User.Email {
+		s.renderAccount(w, r, ws, http.StatusBadRequest, badRequest("confirm_email", "type your address to confirm that the account is to be deleted"))
+		return
+	}
+	req := deletionRequest{Password: r.PostFormValue("password"), OTP: r.PostFormValue("code")}
+	if err := s.deleteOwnAccount(r, w, ws.User, req); err != nil {
+		s.renderAccount(w, r, ws, http.StatusBadRequest, err)
+		return
+	}
+	s.site.ClearCookie(w, web.SessionCookie)
+	s.site.Flash(w, "Your account is deleted: your memberships end and your data is erased within a minute.")
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

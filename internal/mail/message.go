@@ -30,10 +30,12 @@ const (
 	NewSignIn Kind = "new_sign_in"
 	// APIKeyExpiring warns that an API key expires soon.
 	APIKeyExpiring Kind = "api_key_expiring"
+	// AccountDeleted confirms that an account was erased.
+	AccountDeleted Kind = "account_deleted"
 )
 
 // Kinds are every template.
-var Kinds = []Kind{Invitation, VerifyEmail, PasswordReset, PasswordChanged, NewSignIn, APIKeyExpiring}
+var Kinds = []Kind{Invitation, VerifyEmail, PasswordReset, PasswordChanged, NewSignIn, APIKeyExpiring, AccountDeleted}
 
 // Message is a rendered mail.
 type Message struct {

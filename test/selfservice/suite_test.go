@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -56,6 +57,8 @@ var (
 	authdConf  authd.Config
 	// authdDatabaseURL is the suite's database, for a second authd.
 	authdDatabaseURL string
+	// sqlPool reaches the suite's database as its owner, to look at rows and act as an app.
+	sqlPool *pgxpool.Pool
 )
 
 const (
@@ -100,6 +103,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(suite.Stop)
 	admin, adminCfg, testScheme, authdCfg = suite.Client, suite.Config, suite.Scheme, suite.AuthdUser.Config()
+	sqlPool = suite.Pool
 
 	pg, err := db.Connect(ctx, suite.DatabaseURL, GinkgoLogr)
 	Expect(err).NotTo(HaveOccurred())
@@ -117,6 +121,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second,
 		OperatorNamespace: operatorNamespace, Passwords: authd.OWASPParams, Throttle: generousThrottle,
 		SignupTimeout: 30 * time.Second, SMTP: &smtp,
+		// The admin API's platform admin (accounts_test.go); system:masters is left out, so that
+		// the suite's own admin identity proves nothing there.
+		PlatformAdminUsers: []string{platformAdminUsername},
 	}
 	authdDatabaseURL = suite.DatabaseURL
 	startAuthd(listener, authdConf, authdDatabaseURL)

@@ -1,0 +1,213 @@
+package authd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/db"
+)
+
+// The platform admins' API: disable, enable and delete accounts. A platform admin is a
+// Kubernetes identity, not a tenancy user, so these endpoints take a Kubernetes bearer token
+// (`kubectl create token`, a service account's token, or whatever the API server accepts), which
+// authd checks with a TokenReview; the identity must be one of --platform-admin-users or belong
+// to one of --platform-admin-groups, as the webhooks decide. Suspensions are AccountSuspension
+// objects, so that kubectl and GitOps see the same state as this API.
+
+// platformAdmin is the Kubernetes identity behind an admin request.
+type platformAdmin struct{ username string }
+
+// asPlatformAdmin authenticates a platform admin by their Kubernetes token.
+func (s *Server) asPlatformAdmin(h func(w http.ResponseWriter, r *http.Request, admin platformAdmin) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		admin, err := s.platformAdminOf(r)
+		if err == nil {
+			err = h(w, r, admin)
+		}
+		s.answerError(w, r, err)
+	}
+}
+
+// platformAdminOf reviews the request's bearer token with the API server.
+func (s *Server) platformAdminOf(r *http.Request) (platformAdmin, error) {
+	unauthorized := &problem{Status: http.StatusUnauthorized, Code: "invalid_token",
+		Message: "the admin API takes a Kubernetes bearer token of a platform admin (kubectl create token, or the API server's credentials)"}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return platformAdmin{}, unauthorized
+	}
+	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
+	if err := s.kube.Client.Create(r.Context(), review); err != nil {
+		return platformAdmin{}, fmt.Errorf("reviewing the token with the API server: %w", err)
+	}
+	if !review.Status.Authenticated {
+		return platformAdmin{}, unauthorized
+	}
+	u := review.Status.User
+	if !slices.Contains(s.cfg.PlatformAdminUsers, u.Username) &&
+		!slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(s.cfg.PlatformAdminGroups, g) }) {
+		return platformAdmin{}, &problem{Status: http.StatusForbidden, Code: "forbidden", Message: fmt.Sprintf(
+			"%s is not a platform admin (--platform-admin-users, --platform-admin-groups)", u.Username)}
+	}
+	return platformAdmin{username: u.Username}, nil
+}
+
+// suspensionRequest disables an account.
+type suspensionRequest struct {
+	Email  string `json:"email"`
+	Reason string `json:"reason"`
+}
+
+// suspensionView is an AccountSuspension as the admin API shows it.
+type suspensionView struct {
+	Name          string     `json:"name"`
+	Email         string     `json:"email"`
+	Reason        string     `json:"reason,omitempty"`
+	Ready         bool       `json:"ready"`
+	UserID        string     `json:"userID,omitempty"`
+	SessionsEnded int64      `json:"sessionsEnded"`
+	CreatedAt     *time.Time `json:"createdAt,omitempty"`
+}
+
+func suspensionViewOf(a *tenancyv1.AccountSuspension) suspensionView {
+	ready, _ := readiness(a.Status.Conditions)
+	return suspensionView{Name: a.Name, Email: a.Spec.Email, Reason: a.Spec.Reason, Ready: ready, UserID: a.Status.UserID,
+		SessionsEnded: a.Status.SessionsEnded, CreatedAt: timePtr(&a.CreationTimestamp)}
+}
+
+// suspensionName is the AccountSuspension the admin API makes for an address: one per address,
+// whatever its case, and a valid object name whatever its characters.
+func suspensionName(email string) string {
+	sum := sha256.Sum256([]byte(email))
+	return "account-" + hex.EncodeToString(sum[:8])
+}
+
+// suspensionsOf lists the AccountSuspensions of an address, whoever made them.
+func (s *Server) suspensionsOf(ctx context.Context, email string) ([]tenancyv1.AccountSuspension, error) {
+	var list tenancyv1.AccountSuspensionList
+	if err := s.kube.Client.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing account suspensions: %w", err)
+	}
+	var found []tenancyv1.AccountSuspension
+	for _, a := range list.Items {
+		if email == "" || db.NormalizeEmail(a.Spec.Email) == email {
+			found = append(found, a)
+		}
+	}
+	return found, nil
+}
+
+// listSuspensions is GET /api/v1/admin/suspensions.
+func (s *Server) listSuspensions(w http.ResponseWriter, r *http.Request, _ platformAdmin) error {
+	all, err := s.suspensionsOf(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	views := make([]suspensionView, 0, len(all))
+	for i := range all {
+		views = append(views, suspensionViewOf(&all[i]))
+	}
+	writeItems(w, views)
+	return nil
+}
+
+// suspend is POST /api/v1/admin/suspensions: it creates the address's AccountSuspension, or
+// answers the one that exists.
+func (s *Server) suspend(w http.ResponseWriter, r *http.Request, admin platformAdmin) error {
+	req, err := bodyOf[suspensionRequest](r)
+	if err != nil {
+		return err
+	}
+	email := db.NormalizeEmail(req.Email)
+	if !strings.Contains(email, "@") {
+		return badRequest("email", "required: the address of the account to disable")
+	}
+	if existing, err := s.suspensionsOf(r.Context(), email); err != nil {
+		return err
+	} else if len(existing) > 0 {
+		writeJSON(w, http.StatusOK, suspensionViewOf(&existing[0]))
+		return nil
+	}
+	a := &tenancyv1.AccountSuspension{
+		ObjectMeta: metav1.ObjectMeta{Name: suspensionName(email),
+			Annotations: map[string]string{tenancyv1.LastChangedByAnnotation: admin.username}},
+		Spec: tenancyv1.AccountSuspensionSpec{Email: email, Reason: req.Reason},
+	}
+	if err := s.kube.Client.Create(r.Context(), a); err != nil {
+		return kubeProblem(err)
+	}
+	writeJSON(w, http.StatusCreated, suspensionViewOf(a))
+	return nil
+}
+
+// unsuspend is DELETE /api/v1/admin/suspensions/{email}: every AccountSuspension of the address
+// goes, and the account is enabled again (unless it is being deleted).
+func (s *Server) unsuspend(w http.ResponseWriter, r *http.Request, admin platformAdmin) error {
+	email := db.NormalizeEmail(r.PathValue("email"))
+	found, err := s.suspensionsOf(r.Context(), email)
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return notFound(fmt.Sprintf("no AccountSuspension names %s", email))
+	}
+	for i := range found {
+		a := &found[i]
+		// The deletion is audited with the annotation's name: say who asks before deleting.
+		before := a.DeepCopy()
+		a.Annotations = mergeAnnotation(a.Annotations, tenancyv1.LastChangedByAnnotation, admin.username)
+		if err := s.kube.Client.Patch(r.Context(), a, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+			return kubeProblem(err)
+		}
+		if err := s.kube.Client.Delete(r.Context(), a); client.IgnoreNotFound(err) != nil {
+			return kubeProblem(err)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func mergeAnnotation(annotations map[string]string, key, value string) map[string]string {
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[key] = value
+	return annotations
+}
+
+// deleteAccount is DELETE /api/v1/admin/users/{email}: the same deletion as the person's own,
+// without their password.
+func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request, admin platformAdmin) error {
+	email := db.NormalizeEmail(r.PathValue("email"))
+	u, found, err := s.store.userByEmail(r.Context(), email)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return notFound(fmt.Sprintf("no account has the address %s", email))
+	}
+	if err := s.acceptDeletion(r, u.ID, u.Email, admin.username, nil); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, deletionAccepted{Status: "deletion_pending", Email: u.Email})
+	return nil
+}
+
+// routeAdmin registers the admin API.
+func (s *Server) routeAdmin(route func(pattern string, h http.HandlerFunc)) {
+	route("GET /api/v1/admin/suspensions", s.asPlatformAdmin(s.listSuspensions))
+	route("POST /api/v1/admin/suspensions", s.asPlatformAdmin(s.suspend))
+	route("DELETE /api/v1/admin/suspensions/{email}", s.asPlatformAdmin(s.unsuspend))
+	route("DELETE /api/v1/admin/users/{email}", s.asPlatformAdmin(s.deleteAccount))
+}
