@@ -197,6 +197,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	mailFlags := []string{"--smtp-url=" + mailpit.smtpURL, "--mail-from=Tenancy dev <no-reply@localhost>"}
+	// Both name the service account a platform admin takes a token of for authd's admin API
+	// (docs/quickstart.md, section 10); the webhooks treat it as a platform admin too.
+	adminFlags := []string{"--platform-admin-users=" + devPlatformAdmin}
 
 	databaseURL, err := ensureDatabase(ctx, serverURL, o.database)
 	if err != nil {
@@ -207,7 +210,7 @@ func run(ctx context.Context, o options) error {
 		"--kubeconfig=" + managerKubeconfig, "--database-url=" + databaseURL,
 		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-self-signed", "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", webhookPort),
-		"--resync-period=1m", "--public-url=" + authdURL, "--zap-devel"}, mailFlags...)...); err != nil {
+		"--resync-period=1m", "--public-url=" + authdURL, "--zap-devel"}, append(mailFlags, adminFlags...)...)...); err != nil {
 		return err
 	}
 	authdUser, err := testenv.AuthdUser(env)
@@ -222,7 +225,7 @@ func run(ctx context.Context, o options) error {
 	// authd logs in as the superuser here and takes the role tenancy_authd for every session.
 	if err := startProcess(ctx, &s, logs, "authd", authdBin, append([]string{
 		"--kubeconfig=" + authdKubeconfig, "--database-url=" + databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort), "--metrics-listen=127.0.0.1:0",
-		"--public-url=" + authdURL, "--allow-signup", "--zap-devel"}, mailFlags...)...); err != nil {
+		"--public-url=" + authdURL, "--allow-signup", "--zap-devel"}, append(mailFlags, adminFlags...)...)...); err != nil {
 		return err
 	}
 	say("Waiting for the admission webhooks to answer")
@@ -288,6 +291,9 @@ Tenancy %[9]s is running.
                  -u "$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.keyID}' | base64 -d):$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d)"
   webhooks:    %[2]s --as=admin@acme.example -n acme patch membership owner --type=merge -p '{"spec":{"role":"Admin"}}'
                (refused: the sample Admin may edit memberships, but not demote an Owner)
+  accounts:    %[2]s get accountsuspensions (a platform admin disables an account: docs/quickstart.md, section 10)
+  admin API:   %[2]s -n tenancy-system create serviceaccount tenancy-admin   (named in --platform-admin-users here)
+               curl -s %[6]s/api/v1/admin/suspensions -H "Authorization: Bearer $(%[2]s -n tenancy-system create token tenancy-admin)"
   version:     %[10]s --version (and the metric tenancy_build_info)
   install:     make release writes dist/install.yaml and the Helm chart for a real cluster (docs/deployment.md)
 `, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword, release, managerBin, mailpit.webURL)
@@ -303,6 +309,9 @@ Tenancy %[9]s is running.
 
 const (
 	operatorNamespace = "tenancy-system"
+	// devPlatformAdmin is the platform admin of the admin API in the dev stack: a service account
+	// that the quickstart creates and takes a token of.
+	devPlatformAdmin = "system:serviceaccount:" + operatorNamespace + ":tenancy-admin"
 	// sampleOwner is the Owner of config/samples; make dev accepts their invitation with
 	// samplePassword, so that the printed login works.
 	sampleOwner    = "owner@acme.example"

@@ -37,10 +37,10 @@ type Config struct {
 	// UsernamePrefix turns a user's email into their Kubernetes username, as the manager's
 	// --username-prefix does.
 	UsernamePrefix string
-	// PlatformAdminUsers are Kubernetes usernames authd never acts as, whatever a user's email.
-	PlatformAdminUsers []string
-	// PlatformAdminGroups name, with PlatformAdminUsers, the Kubernetes identities that may use
-	// the admin API (as the manager's flags of the same names do for the webhooks).
+	// PlatformAdminUsers are Kubernetes usernames authd never acts as, whatever a user's email;
+	// with PlatformAdminGroups they name the identities that may use the admin API, as the
+	// manager's flags of the same names do for the webhooks.
+	PlatformAdminUsers  []string
 	PlatformAdminGroups []string
 	// SMTP is the mail server of the links and notices authd mails; nil sends no mail.
 	SMTP *mail.SMTPConfig

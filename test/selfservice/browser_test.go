@@ -423,4 +423,47 @@ var _ = Describe("The web pages in a browser", func() {
 		Expect(b.path()).To(Equal("/login/mfa"))
 		Expect(b.text("#problem")).To(ContainSubstring("wrong, expired or already used"))
 	})
+
+	It("delete an account from the account page, with its confirmation, and refuse the last Owner", func(ctx SpecContext) {
+		t := newTenant(ctx)
+		b := newBrowser()
+		logIn := func(email string) {
+			b.step("log in as "+email,
+				chromedp.Navigate(authdURL+"/login"),
+				chromedp.WaitVisible(chromedp.CSS("#login-form")),
+				chromedp.SendKeys(chromedp.CSS("#email"), email),
+				chromedp.SendKeys(chromedp.CSS("#password"), password),
+				chromedp.Click(chromedp.CSS("#login-submit")),
+				chromedp.WaitVisible(chromedp.CSS("#delete-account-form")),
+			)
+		}
+		deleteAccount := func(name, confirmation string) {
+			b.step(name,
+				chromedp.SendKeys(chromedp.CSS("#delete-confirm-email"), confirmation),
+				chromedp.SendKeys(chromedp.CSS("#delete-password"), password),
+				chromedp.Click(chromedp.CSS("#delete-account-submit")),
+				chromedp.WaitVisible(chromedp.CSS("#problem, #login-form")),
+			)
+		}
+
+		logIn(t.owner)
+		deleteAccount("the last Owner cannot delete the account", t.owner)
+		Expect(b.text("#problem")).To(ContainSubstring("is the last Owner of " + t.org.Name))
+		b.step("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+
+		logIn(t.member)
+		deleteAccount("a confirmation that is not the address changes nothing", "yes please")
+		Expect(b.text("#problem")).To(ContainSubstring("type your address"))
+		Expect(userExists(ctx, t.member)).To(BeTrue())
+		deleteAccount("confirm with the address and the password", t.member)
+		Expect(b.path()).To(Equal("/login"))
+		Expect(b.text("#flash")).To(ContainSubstring("Your account is deleted"))
+		b.step("the account page needs a login again",
+			chromedp.Navigate(authdURL+"/account"),
+			chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		)
+		Expect(post("/auth/login", "", map[string]string{"email": t.member, "password": password}).StatusCode).To(Equal(http.StatusUnauthorized))
+		Eventually(func() bool { return userExists(ctx, t.member) }).WithContext(ctx).Should(BeFalse())
+		Expect(membershipsOf(ctx, t.ns(), t.member)).To(BeEmpty())
+	})
 })
