@@ -89,8 +89,8 @@ func (e *AccountEraser) erasePending(ctx context.Context) error {
 
 // deleteMemberships deletes the Membership objects that name the account, by the uid of a row
 // or by spec.user, and returns how many of them the cache still shows. The account is erased
-// only once none is left: a Membership reconciled meanwhile would otherwise create a new user row
-// for the address.
+// only once none is left: their finalizers remove their rows first, and a Membership reconciled
+// meanwhile would otherwise create a new user row for the address.
 func (e *AccountEraser) deleteMemberships(ctx context.Context, a db.AccountToErase, all []tenancyv1.Membership) (int, error) {
 	remaining := 0
 	for i := range all {

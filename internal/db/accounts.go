@@ -140,11 +140,12 @@ func DeletedUserName(userID string) string { return "deleted-user-" + userID }
 // ErasureNotice renders the mail that confirms an erasure to the address; nil when none is sent.
 type ErasureNotice func(email string) (*mail.Message, error)
 
-// EraseAccount erases an account whose deletion was asked for, once no membership row names it
-// any more: the user row goes (its sessions, factors and links with it), mail not yet sent to the
-// address is cancelled, and the audit log keeps its rows with the address replaced by
-// DeletedUserName and client addresses removed. notice, when not nil, is queued as the last mail
-// to the address (a nil message: none). It reports false, changing nothing, while memberships remain.
+// EraseAccount erases an account whose deletion was asked for; the caller has seen that no
+// Membership object names it any more, so a membership row left is an orphan and goes too. The
+// user row goes (its sessions, factors and links with it), mail not yet sent to the address is
+// cancelled, and the audit log keeps its rows with the address replaced by DeletedUserName and
+// client addresses removed. notice, when not nil, is queued as the last mail to the address (a
+// nil message: none). It reports false when the account was erased already.
 func (p *Postgres) EraseAccount(ctx context.Context, userID string, actor Actor, notice ErasureNotice) (bool, error) {
 	if err := p.ensureMigrated(); err != nil {
 		return false, err
@@ -152,18 +153,17 @@ func (p *Postgres) EraseAccount(ctx context.Context, userID string, actor Actor,
 	erased := false
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var email string
-		var memberships int
-		err := tx.QueryRow(ctx, `
-			SELECT u.email::text, (SELECT count(*) FROM tenancy.memberships m WHERE m.user_id = u.id)
-			FROM tenancy.users u WHERE u.id = $1 AND u.deletion_requested_at IS NOT NULL FOR UPDATE`, userID).Scan(&email, &memberships)
+		err := tx.QueryRow(ctx, `SELECT email::text FROM tenancy.users WHERE id = $1 AND deletion_requested_at IS NOT NULL FOR UPDATE`, userID).
+			Scan(&email)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // erased already
 		}
 		if err != nil {
 			return err
 		}
-		if memberships > 0 {
-			return nil
+		orphans, err := tx.Exec(ctx, `DELETE FROM tenancy.memberships WHERE user_id = $1`, userID)
+		if err != nil {
+			return fmt.Errorf("deleting orphaned membership rows: %w", err)
 		}
 		pseudonym := DeletedUserName(userID)
 		pattern := "(?i)" + regexp.QuoteMeta(email)
@@ -197,7 +197,11 @@ func (p *Postgres) EraseAccount(ctx context.Context, userID string, actor Actor,
 			}
 		}
 		erased = true
-		return insertAudit(ctx, tx, actor, "account.erased", "user/"+pseudonym, "", nil)
+		var details map[string]any
+		if orphans.RowsAffected() > 0 {
+			details = map[string]any{"orphanedMembershipRows": orphans.RowsAffected()}
+		}
+		return insertAudit(ctx, tx, actor, "account.erased", "user/"+pseudonym, "", details)
 	})
 	if err != nil {
 		return false, fmt.Errorf("erasing account %s: %w", userID, err)
