@@ -26,7 +26,8 @@ import (
 
 // TestDevStack starts the dev stack, checks that the samples are Ready and stored (their invitation
 // and API key Secrets included), that the admission policy and webhooks refuse what they should,
-// that deleting an organization really deletes the namespace it
+// that a platform admin disables accounts and a person deletes theirs (accounts_test.go), that
+// deleting an organization really deletes the namespace it
 // created (kube-controller-manager runs), and that an interrupt stops every process it started.
 func TestDevStack(t *testing.T) {
 	testenv.SkipIfShort(t, "envtest, PostgreSQL and hack/devstack built from source")
@@ -259,6 +260,9 @@ func TestDevStack(t *testing.T) {
 	if out, err := demote(); err == nil || !strings.Contains(out, "acme would have no Owner left") {
 		t.Fatalf("a cluster admin demoting the last Owner: err=%v, output:\n%s", err, out)
 	}
+
+	checkAccountLifecycle(stackCheck{t: t, ctx: ctx, env: env, state: state, kubectl: kubectl,
+		waitFor: func(done func() bool) { t.Helper(); waitFor(t, ctx, exited, dump, done) }})
 
 	// An organization whose namespace the operator creates: deleting it deletes the namespace for
 	// real, which takes kube-controller-manager's namespace controller.

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/pquerna/otp/totp"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -311,5 +313,33 @@ var _ = Describe("Deleting an account", func() {
 		Eventually(func() bool { return userExists(ctx, t.owner) }).WithContext(ctx).Should(BeFalse())
 		Expect(membershipsOf(ctx, t.ns(), "second-owner@"+t.org.Name+".example")).To(HaveLen(1))
 		Expect(login("second-owner@"+t.org.Name+".example", t.org.Name)).NotTo(BeEmpty())
+	})
+
+	It("with two-factor authentication on: needs a second factor too", func(ctx SpecContext) {
+		t := newTenant(ctx)
+		access := login(t.viewer, t.org.Name)
+		id := userID(ctx, t.viewer)
+		started := post("/api/v1/me/mfa/totp", access, nil)
+		Expect(started.StatusCode).To(Equal(http.StatusOK), started.Raw)
+		code, err := totp.GenerateCode(started.Body["secret"].(string), time.Now())
+		Expect(err).NotTo(HaveOccurred())
+		confirmed := post("/api/v1/me/mfa/totp/confirm", access, map[string]string{"code": code})
+		Expect(confirmed.StatusCode).To(Equal(http.StatusOK), confirmed.Raw)
+		recoveryCodes := confirmed.Body["recovery_codes"].([]any)
+
+		withoutFactor := do(http.MethodDelete, "/api/v1/me", access, map[string]string{"password": password})
+		Expect(withoutFactor.StatusCode).To(Equal(http.StatusBadRequest), withoutFactor.Raw)
+		Expect(withoutFactor.Body["error_description"]).To(HavePrefix("otp: required"))
+		wrongFactor := do(http.MethodDelete, "/api/v1/me", access, map[string]string{"password": password, "recovery_code": "aaaa-bbbb-cccc"})
+		Expect(wrongFactor.StatusCode).To(Equal(http.StatusBadRequest), wrongFactor.Raw)
+		Expect(userExists(ctx, t.viewer)).To(BeTrue())
+
+		accepted := do(http.MethodDelete, "/api/v1/me", access, map[string]string{"password": password, "recovery_code": recoveryCodes[0].(string)})
+		Expect(accepted.StatusCode).To(Equal(http.StatusAccepted), accepted.Raw)
+		Eventually(func() bool { return userExists(ctx, t.viewer) }).WithContext(ctx).Should(BeFalse())
+		var left int
+		Expect(sqlPool.QueryRow(ctx, `SELECT (SELECT count(*) FROM tenancy.totp_factors WHERE user_id = $1) + (SELECT count(*) FROM tenancy.recovery_codes WHERE user_id = $1)`, id).
+			Scan(&left)).To(Succeed())
+		Expect(left).To(BeZero(), "the second factor and the recovery codes go with the account")
 	})
 })
