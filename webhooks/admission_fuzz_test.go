@@ -124,6 +124,7 @@ func fuzzWebhooks(tb testing.TB) []fuzzKind {
 		newFuzzKind(scheme, "memberships", true, &tenancyv1.Membership{}, &membershipWebhook{a}),
 		newFuzzKind(scheme, "apikeys", true, &tenancyv1.APIKey{}, &apiKeyWebhook{a}),
 		newFuzzKind(scheme, "tenanttables", false, &tenancyv1.TenantTable{}, &tenantTableWebhook{a}),
+		newFuzzKind(scheme, "accountsuspensions", false, &tenancyv1.AccountSuspension{}, &accountSuspensionWebhook{a}),
 	}
 }
 
