@@ -159,7 +159,7 @@ var _ = Describe("Disabling an account", func() {
 
 		By("stopping the person at once: the database, refresh, introspection and login")
 		Expect(hasRoleUnderRLS(ctx, access)).To(BeFalse(), "has_role reads the live user row: the unexpired token opens nothing")
-		Expect(post("/auth/refresh", "", map[string]string{"refresh_token": refresh}).StatusCode).To(Equal(http.StatusUnauthorized))
+		Expect(post("/auth/refresh", "", map[string]string{"refresh_token": refresh}).StatusCode).To(Equal(http.StatusBadRequest), "invalid_grant: the session ended")
 		Expect(do(http.MethodGet, "/api/v1/me/sessions", access, nil).StatusCode).To(Equal(http.StatusUnauthorized))
 		relogin := post("/auth/login", "", map[string]string{"email": t.member, "password": password, "organization": t.org.Name})
 		Expect(relogin.StatusCode).To(Equal(http.StatusUnauthorized))
@@ -264,7 +264,7 @@ var _ = Describe("Deleting an account", func() {
 		Expect(accepted.StatusCode).To(Equal(http.StatusAccepted), accepted.Raw)
 		Expect(accepted.Body).To(HaveKeyWithValue("status", "deletion_pending"))
 		Expect(hasRoleUnderRLS(ctx, access)).To(BeFalse())
-		Expect(post("/auth/refresh", "", map[string]string{"refresh_token": refresh}).StatusCode).To(Equal(http.StatusUnauthorized))
+		Expect(post("/auth/refresh", "", map[string]string{"refresh_token": refresh}).StatusCode).To(Equal(http.StatusBadRequest), "invalid_grant: the session ended")
 		Expect(post("/auth/login", "", map[string]string{"email": t.member, "password": password}).StatusCode).To(Equal(http.StatusUnauthorized))
 
 		By("the manager deletes the Memberships, then erases the account")
