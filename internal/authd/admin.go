@@ -2,8 +2,6 @@ package authd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -86,13 +84,6 @@ func suspensionViewOf(a *tenancyv1.AccountSuspension) suspensionView {
 		SessionsEnded: a.Status.SessionsEnded, CreatedAt: timePtr(&a.CreationTimestamp)}
 }
 
-// suspensionName is the AccountSuspension the admin API makes for an address: one per address,
-// whatever its case, and a valid object name whatever its characters.
-func suspensionName(email string) string {
-	sum := sha256.Sum256([]byte(email))
-	return "account-" + hex.EncodeToString(sum[:8])
-}
-
 // suspensionsOf lists the AccountSuspensions of an address, whoever made them.
 func (s *Server) suspensionsOf(ctx context.Context, email string) ([]tenancyv1.AccountSuspension, error) {
 	var list tenancyv1.AccountSuspensionList
@@ -140,7 +131,8 @@ func (s *Server) suspend(w http.ResponseWriter, r *http.Request, admin platformA
 		return nil
 	}
 	a := &tenancyv1.AccountSuspension{
-		ObjectMeta: metav1.ObjectMeta{Name: suspensionName(email),
+		// A generated name: one derived from the address would outlive the account in the audit log.
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "suspension-",
 			Annotations: map[string]string{tenancyv1.LastChangedByAnnotation: admin.username}},
 		Spec: tenancyv1.AccountSuspensionSpec{Email: email, Reason: req.Reason},
 	}

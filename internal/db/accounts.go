@@ -144,7 +144,8 @@ type ErasureNotice func(email string) (*mail.Message, error)
 // Membership object names it any more, so a membership row left is an orphan and goes too. The
 // user row goes (its sessions, factors and links with it), mail not yet sent to the address is
 // cancelled, and the audit log keeps its rows with the address replaced by DeletedUserName and
-// client addresses removed. notice, when not nil, is queued as the last mail to the address (a
+// client addresses removed; the rows of its Membership objects name them membership/<that name>.
+// notice, when not nil, is queued as the last mail to the address (a
 // nil message: none). It reports false when the account was erased already.
 func (p *Postgres) EraseAccount(ctx context.Context, userID string, actor Actor, notice ErasureNotice) (bool, error) {
 	if err := p.ensureMigrated(); err != nil {
@@ -167,6 +168,16 @@ func (p *Postgres) EraseAccount(ctx context.Context, userID string, actor Actor,
 		}
 		pseudonym := DeletedUserName(userID)
 		pattern := "(?i)" + regexp.QuoteMeta(email)
+		// The person's Membership objects may be named after their address (the self-service
+		// API does so): their rows, which carry the object's uid as request id, lose the name.
+		if _, err := tx.Exec(ctx, `
+			UPDATE tenancy.audit_log SET target = 'membership/' || $3
+			WHERE target LIKE 'membership/%' AND request_id IN (
+			    SELECT request_id FROM tenancy.audit_log
+			    WHERE target LIKE 'membership/%' AND request_id <> '' AND (details->>'userID' = $1 OR details->>'user' ~ $2))`,
+			userID, pattern, pseudonym); err != nil {
+			return fmt.Errorf("pseudonymising the audit log's membership names: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `
 			UPDATE tenancy.audit_log SET
 			    actor = regexp_replace(actor, $2, $3, 'g'),

@@ -96,6 +96,12 @@ var _ = Describe("Erasing an account", func() {
 			($1, $2, 'login', 'session/x', $3, '{"client_address": "203.0.113.7", "organization": "acme"}'),
 			('owner@acme.test', NULL, 'membership.changed', 'user/ADMIN@acme.test', $3, '{"note": "promoted admin@acme.test"}'),
 			('someone', NULL, 'project.created', 'project/web', $3, '{}')`, email, f.admin, f.orgA)
+		exec(`INSERT INTO tenancy.audit_log (actor, action, target, organization_id, request_id, details) VALUES
+			('kubectl-admin', 'membership.created', 'membership/admin-acme-test-1a2b', $1, 'uid-1', '{"user": "admin@acme.test"}'),
+			('kubectl-admin', 'membership.updated', 'membership/admin-acme-test-1a2b', $1, 'uid-1', '{"role": "Admin"}'),
+			('manager', 'membership.deleted', 'membership/admin-acme-test-1a2b', $1, 'uid-1', $2),
+			('kubectl-admin', 'membership.created', 'membership/someone-else', $1, 'uid-2', '{"user": "other@acme.test"}')`,
+			f.orgA, map[string]any{"userID": f.admin})
 		exec(`INSERT INTO tenancy.mail_outbox (kind, recipient, subject, body_text) VALUES
 			('new_sign_in', $1, 'New sign-in', 'body'), ('new_sign_in', 'viewer@acme.test', 'New sign-in', 'body')`, email)
 		exec(`INSERT INTO tenancy.mail_outbox (kind, recipient, subject, sent_at) VALUES ('password_changed', $1, 'Your password was changed', now())`, email)
@@ -127,9 +133,14 @@ var _ = Describe("Erasing an account", func() {
 			pseudonym+` login session/x {"organization": "acme"}`,
 			`owner@acme.test membership.changed user/`+pseudonym+` {"note": "promoted `+pseudonym+`"}`,
 			`someone project.created project/web {}`,
+			`kubectl-admin membership.created membership/`+pseudonym+` {"user": "`+pseudonym+`"}`,
+			`kubectl-admin membership.updated membership/`+pseudonym+` {"role": "Admin"}`,
+			`manager membership.deleted membership/`+pseudonym+` {"userID": "`+f.admin+`"}`,
+			`kubectl-admin membership.created membership/someone-else {"user": "other@acme.test"}`,
 			`eraser account.erased user/`+pseudonym+` {"orphanedMembershipRows": 1}`,
 		))
 		Expect(audit).NotTo(ContainElement(ContainSubstring("admin@acme")))
+		Expect(audit).NotTo(ContainElement(ContainSubstring("admin-acme")))
 
 		rows, err = pg.Pool().Query(ctx, "SELECT kind || ' ' || recipient FROM tenancy.mail_outbox ORDER BY id")
 		Expect(err).NotTo(HaveOccurred())
