@@ -2,16 +2,16 @@ package controllers
 
 import (
 	"context"
-	"slices"
+	"errors"
 	"time"
 
 	"github.com/go-logr/logr"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/mail"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // AccountEraserStore is the database side of the AccountEraser.
@@ -44,7 +44,8 @@ func (e *AccountEraser) Start(ctx context.Context) error {
 	ticker := time.NewTicker(e.Interval)
 	defer ticker.Stop()
 	for {
-		if err := e.erasePending(ctx); err != nil && ctx.Err() == nil {
+		// Quiet while the schema is being migrated at start; the next tick tries again.
+		if err := e.erasePending(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, db.ErrNotMigrated) {
 			e.Log.Error(err, "Erasing deleted accounts; trying again", "after", e.Interval)
 		}
 		select {
@@ -64,52 +65,49 @@ func (e *AccountEraser) erasePending(ctx context.Context) error {
 	if err != nil || len(accounts) == 0 {
 		return err
 	}
-	var memberships tenancyv1.MembershipList
-	if err := e.Client.List(ctx, &memberships); err != nil {
-		return err
-	}
 	for _, a := range accounts {
-		remaining, err := e.deleteMemberships(ctx, a, memberships.Items)
-		if err != nil {
-			return err
-		}
-		if remaining > 0 {
-			continue // their controller removes them and their rows; a later pass erases the account
-		}
-		erased, err := e.Store.EraseAccount(ctx, a.UserID, eraserActor, e.notice)
-		if err != nil {
-			return err
-		}
-		if erased {
-			e.Log.Info("Erased a deleted account", "user", db.DeletedUserName(a.UserID))
+		// One account that cannot go yet (a webhook refusing, say) must not hold up the others.
+		if err := e.erase(ctx, a); err != nil && ctx.Err() == nil {
+			e.Log.Error(err, "Erasing a deleted account; trying again", "user", db.DeletedUserName(a.UserID), "after", e.Interval)
 		}
 	}
 	return nil
 }
 
-// deleteMemberships deletes the Membership objects that name the account, by the uid of a row
-// or by spec.user, and returns how many of them the cache still shows. The account is erased
-// only once none is left: their finalizers remove their rows first, and a Membership reconciled
-// meanwhile would otherwise create a new user row for the address.
-func (e *AccountEraser) deleteMemberships(ctx context.Context, a db.AccountToErase, all []tenancyv1.Membership) (int, error) {
-	remaining := 0
-	for i := range all {
-		m := &all[i]
-		if !slices.Contains(a.MembershipUIDs, string(m.UID)) && db.NormalizeEmail(m.Spec.User) != a.Email {
-			continue
-		}
-		remaining++
+// erase deletes the account's Memberships, or erases it once they are gone.
+func (e *AccountEraser) erase(ctx context.Context, a db.AccountToErase) error {
+	remaining, err := e.deleteMemberships(ctx, a)
+	if err != nil || remaining > 0 {
+		return err // their controller removes them and their rows; a later pass erases the account
+	}
+	erased, err := e.Store.EraseAccount(ctx, a.UserID, eraserActor, e.notice)
+	if erased {
+		e.Log.Info("Erased a deleted account", "user", db.DeletedUserName(a.UserID))
+	}
+	return err
+}
+
+// deleteMemberships deletes the Membership objects of the account (spec.user, immutable, is the
+// address of every row they made), and returns how many of them the cache still shows. The
+// account is erased only once none is left: their finalizers remove their rows first, and a
+// Membership reconciled meanwhile would otherwise create a new user row for the address.
+func (e *AccountEraser) deleteMemberships(ctx context.Context, a db.AccountToErase) (int, error) {
+	var memberships tenancyv1.MembershipList
+	if err := e.Client.List(ctx, &memberships, client.MatchingFields{tenant.MembershipUser: a.Email}); err != nil {
+		return 0, err
+	}
+	for i := range memberships.Items {
+		m := &memberships.Items[i]
 		if !m.DeletionTimestamp.IsZero() {
 			continue
 		}
 		uid := m.UID
-		err := e.Client.Delete(ctx, m, client.Preconditions{UID: &uid})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return remaining, err
+		if err := e.Client.Delete(ctx, m, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return 0, err
 		}
 		e.Log.Info("Deleted the Membership of a deleted account", "membership", client.ObjectKeyFromObject(m), "user", db.DeletedUserName(a.UserID))
 	}
-	return remaining, nil
+	return len(memberships.Items), nil
 }
 
 // notice is the mail that confirms the deletion, when the operator sends mail.

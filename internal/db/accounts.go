@@ -105,8 +105,6 @@ func (p *Postgres) LiftSuspension(ctx context.Context, uid, name string, actor A
 type AccountToErase struct {
 	UserID string
 	Email  string
-	// MembershipUIDs are the metadata.uid of the Membership objects whose rows still name the user.
-	MembershipUIDs []string
 }
 
 // AccountsToErase lists the accounts whose deletion was asked for, oldest request first.
@@ -115,16 +113,14 @@ func (p *Postgres) AccountsToErase(ctx context.Context, limit int) ([]AccountToE
 		return nil, err
 	}
 	rows, err := p.pool.Query(ctx, `
-		SELECT u.id::text, u.email::text, coalesce(array_agg(m.uid::text) FILTER (WHERE m.uid IS NOT NULL), '{}')
-		FROM tenancy.users u LEFT JOIN tenancy.memberships m ON m.user_id = u.id
-		WHERE u.deletion_requested_at IS NOT NULL
-		GROUP BY u.id ORDER BY min(u.deletion_requested_at) LIMIT $1`, limit)
+		SELECT id::text, email::text FROM tenancy.users
+		WHERE deletion_requested_at IS NOT NULL ORDER BY deletion_requested_at LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing accounts to erase: %w", err)
 	}
 	accounts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AccountToErase, error) {
 		var a AccountToErase
-		err := row.Scan(&a.UserID, &a.Email, &a.MembershipUIDs)
+		err := row.Scan(&a.UserID, &a.Email)
 		return a, err
 	})
 	if err != nil {
