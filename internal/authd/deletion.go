@@ -13,7 +13,8 @@ import (
 // Deleting an account. authd accepts the request: it checks that no organization would lose its
 // last Owner, disables the account and ends its sessions, all in one transaction. The manager's
 // AccountEraser then deletes the account's Membership objects and, once their rows are gone,
-// erases the account and pseudonymises the audit log (docs/auth.md, "Deleting an account").
+// erases the account and pseudonymises the audit log (docs/auth.md, "Disabling and deleting
+// accounts").
 
 // deletionRequest is the person's confirmation: their password, and a second factor when they
 // have one, so that a stolen access token alone cannot delete an account.
