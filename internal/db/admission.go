@@ -130,6 +130,18 @@ func (p *Postgres) AdmitOwnerRemoval(ctx context.Context, r OwnerRemoval) (bool,
 		if err != nil {
 			return fmt.Errorf("reading admitted owner removals: %w", err)
 		}
+		// An Owner whose account is being deleted is about to go too (db.EraseAccount).
+		rows, err = tx.Query(ctx, `
+			SELECT m.uid::text FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
+			WHERE m.uid::text = ANY($1) AND u.deletion_requested_at IS NOT NULL`, r.Owners)
+		if err != nil {
+			return err
+		}
+		leaving, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("reading owners whose accounts are being deleted: %w", err)
+		}
+		removed = append(removed, leaving...)
 		admitted = slices.ContainsFunc(r.Owners, func(uid string) bool {
 			return uid != r.ObjectUID && !slices.Contains(removed, uid)
 		})

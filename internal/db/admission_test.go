@@ -64,6 +64,27 @@ var _ = Describe("Admission records", func() {
 		Expect(admitted).To(BeTrue())
 	})
 
+	It("does not count an Owner whose account is being deleted as the one who remains", func(ctx SpecContext) {
+		f := seedIdentities(ctx, pg)
+		ownerUID := func(email string) string {
+			GinkgoHelper()
+			var user, uid string
+			Expect(pg.Pool().QueryRow(ctx, "INSERT INTO tenancy.users (email) VALUES ($1) RETURNING id", email).Scan(&user)).To(Succeed())
+			Expect(pg.Pool().QueryRow(ctx, `INSERT INTO tenancy.memberships (uid, organization_id, user_id, role, state)
+				VALUES (gen_random_uuid(), $1, $2, 'Owner', 'Active') RETURNING uid::text`, f.orgA, user).Scan(&uid)).To(Succeed())
+			return uid
+		}
+		staying, leaving := ownerUID("staying@acme.test"), ownerUID("leaving@acme.test")
+		_, err := pg.Pool().Exec(ctx, "UPDATE tenancy.users SET deletion_requested_at = now() WHERE email = 'leaving@acme.test'")
+		Expect(err).NotTo(HaveOccurred())
+		admitted, err := pg.AdmitOwnerRemoval(ctx, removal("acme", staying, []string{staying, leaving}, false))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(BeFalse(), "the other Owner's account is being deleted")
+		admitted, err = pg.AdmitOwnerRemoval(ctx, removal("acme", leaving, []string{staying, leaving}, false))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admitted).To(BeTrue(), "the eraser may still remove the leaving Owner's Membership")
+	})
+
 	It("serializes two replicas removing the last two Owners at once", func(ctx SpecContext) {
 		// Two pools stand for two manager replicas whose caches both still show both Owners.
 		other, err := db.Connect(ctx, pg.Pool().Config().ConnString(), logr.Discard())
