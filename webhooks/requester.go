@@ -3,12 +3,12 @@ package webhooks
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // requester is who sent the admission request.
@@ -41,8 +41,7 @@ func (a *admitter) requesterOf(ctx context.Context) (requester, error) {
 		operator: a.isOperator(u.Username),
 		dryRun:   req.DryRun != nil && *req.DryRun,
 	}
-	r.namedAdmin = !r.operator && (slices.Contains(a.settings.PlatformAdminUsers, u.Username) ||
-		slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.settings.PlatformAdminGroups, g) }))
+	r.namedAdmin = !r.operator && tenant.IsPlatformAdmin(u.Username, u.Groups, a.settings.PlatformAdminUsers, a.settings.PlatformAdminGroups)
 	r.platformAdmin = r.operator || r.namedAdmin
 	r.email = tenancyEmail(u.Username, a.settings.UsernamePrefix)
 	return r, nil

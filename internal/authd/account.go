@@ -26,12 +26,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, 
 	if err := checkNewPassword(req.NewPassword); err != nil {
 		return badRequest("newPassword", strings.TrimPrefix(err.Error(), "password: "))
 	}
-	if _, err := s.checkPassword(w, r, u.Email, req.CurrentPassword); err != nil {
-		var p *problem
-		if errors.As(err, &p) && p.Code == "invalid_credentials" {
-			return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "currentPassword: the password is wrong",
-				Fields: []fieldProblem{{Field: "currentPassword", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
-		}
+	if err := s.provePassword(w, r, u, "currentPassword", req.CurrentPassword); err != nil {
 		return err
 	}
 	hash, err := s.hashPassword(req.NewPassword)
@@ -51,6 +46,18 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, u user, 
 	ended, err := s.store.endSessions(ctx, u.ID, "", keep)
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "password.changed", Target: "user/" + u.Email,
 		Details: map[string]any{"sessions_ended": len(ended)}})
+	return err
+}
+
+// provePassword checks the signed-in person's password before an act a stolen session alone
+// must not do (throttled like login); a wrong one is refused naming field.
+func (s *Server) provePassword(w http.ResponseWriter, r *http.Request, u user, field, password string) error {
+	_, err := s.checkPassword(w, r, u.Email, password)
+	var p *problem
+	if errors.As(err, &p) && p.Code == "invalid_credentials" {
+		return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: field + ": the password is wrong",
+			Fields: []fieldProblem{{Field: field, Type: "FieldValueInvalid", Message: "the password is wrong"}}}
+	}
 	return err
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/internal/db"
+	"github.com/tenancy-dev/tenancy/internal/tenant"
 )
 
 // The platform admins' API: disable, enable and delete accounts. A platform admin is a
@@ -41,8 +41,8 @@ func (s *Server) asPlatformAdmin(h func(w http.ResponseWriter, r *http.Request, 
 func (s *Server) platformAdminOf(r *http.Request) (platformAdmin, error) {
 	unauthorized := &problem{Status: http.StatusUnauthorized, Code: "invalid_token",
 		Message: "the admin API takes a Kubernetes bearer token of a platform admin (kubectl create token, or the API server's credentials)"}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	token, ok := bearerToken(r)
+	if !ok {
 		return platformAdmin{}, unauthorized
 	}
 	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
@@ -53,8 +53,7 @@ func (s *Server) platformAdminOf(r *http.Request) (platformAdmin, error) {
 		return platformAdmin{}, unauthorized
 	}
 	u := review.Status.User
-	if !slices.Contains(s.cfg.PlatformAdminUsers, u.Username) &&
-		!slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(s.cfg.PlatformAdminGroups, g) }) {
+	if !tenant.IsPlatformAdmin(u.Username, u.Groups, s.cfg.PlatformAdminUsers, s.cfg.PlatformAdminGroups) {
 		return platformAdmin{}, &problem{Status: http.StatusForbidden, Code: "forbidden", Message: fmt.Sprintf(
 			"%s is not a platform admin (--platform-admin-users, --platform-admin-groups)", u.Username)}
 	}
@@ -158,7 +157,7 @@ func (s *Server) unsuspend(w http.ResponseWriter, r *http.Request, admin platfor
 		a := &found[i]
 		// The deletion is audited with the annotation's name: say who asks before deleting.
 		before := a.DeepCopy()
-		a.Annotations = mergeAnnotation(a.Annotations, tenancyv1.LastChangedByAnnotation, admin.username)
+		metav1.SetMetaDataAnnotation(&a.ObjectMeta, tenancyv1.LastChangedByAnnotation, admin.username)
 		if err := s.kube.Client.Patch(r.Context(), a, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 			return kubeProblem(err)
 		}
@@ -168,14 +167,6 @@ func (s *Server) unsuspend(w http.ResponseWriter, r *http.Request, admin platfor
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-func mergeAnnotation(annotations map[string]string, key, value string) map[string]string {
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[key] = value
-	return annotations
 }
 
 // deleteAccount is DELETE /api/v1/admin/users/{email}: the same deletion as the person's own,

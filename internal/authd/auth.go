@@ -229,12 +229,19 @@ func (s *Server) endSession(r *http.Request, refreshToken, action string) error 
 
 // bearer verifies the request's access token.
 func (s *Server) bearer(r *http.Request) (*tenancy.Claims, bool) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	raw, ok := bearerToken(r)
 	if !ok {
 		return nil, false
 	}
-	claims, err := s.verifier.Verify(r.Context(), strings.TrimSpace(raw))
+	claims, err := s.verifier.Verify(r.Context(), raw)
 	return claims, err == nil
+}
+
+// bearerToken is the request's Authorization: Bearer credential.
+func bearerToken(r *http.Request) (string, bool) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	raw = strings.TrimSpace(raw)
+	return raw, ok && raw != ""
 }
 
 // person authenticates a person by their access token: API keys are refused, and the user row

@@ -2,7 +2,6 @@ package authd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -39,12 +38,7 @@ func lastOwnerProblem(email string, orgs []string) error {
 
 // deleteOwnAccount checks the person's password (and second factor) and accepts the deletion.
 func (s *Server) deleteOwnAccount(r *http.Request, w http.ResponseWriter, u user, req deletionRequest) error {
-	if _, err := s.checkPassword(w, r, u.Email, req.Password); err != nil {
-		var p *problem
-		if errors.As(err, &p) && p.Code == "invalid_credentials" {
-			return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "password: the password is wrong",
-				Fields: []fieldProblem{{Field: "password", Type: "FieldValueInvalid", Message: "the password is wrong"}}}
-		}
+	if err := s.provePassword(w, r, u, "password", req.Password); err != nil {
 		return err
 	}
 	enrolled, err := s.store.hasTOTP(r.Context(), u.ID)
@@ -52,12 +46,7 @@ func (s *Server) deleteOwnAccount(r *http.Request, w http.ResponseWriter, u user
 		return err
 	}
 	if enrolled {
-		if req.OTP == "" && req.RecoveryCode == "" {
-			return badRequest("otp", "required: the account has two-factor authentication; give a code of your authenticator (or recovery_code)")
-		}
-		if _, err := s.store.useSecondFactor(r.Context(), u.ID, truncate(req.OTP, 16), truncate(req.RecoveryCode, 64)); errors.Is(err, errWrongCode) {
-			return badRequest("otp", "wrong, expired or already used")
-		} else if err != nil {
+		if err := s.proveSecondFactor(r, u, "otp", req.OTP, req.RecoveryCode); err != nil {
 			return err
 		}
 	}

@@ -125,10 +125,7 @@ func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, req ac
 		s.log.Error(err, "Waking the Membership after an accepted invitation", "membership", inv.MembershipUID)
 	}
 	if inv.Verified {
-		u := user{ID: inv.UserID, Email: inv.Email}
-		s.audit(r, auditEntry{Actor: inv.Email, ActorUserID: &inv.UserID, Action: "user.email_verified", Target: "user/" + inv.Email,
-			Details: map[string]any{"by": "emailed invitation"}})
-		s.wakeInvitedMemberships(r.Context(), u)
+		s.emailVerified(r, user{ID: inv.UserID, Email: inv.Email}, "emailed invitation")
 	}
 	return inv, nil
 }

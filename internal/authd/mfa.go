@@ -110,18 +110,27 @@ func (s *Server) confirmEnrolment(r *http.Request, u user, code string) ([]strin
 // disableTOTP turns u's authenticator off; it takes a current code or a recovery code, so that
 // a stolen session alone cannot remove the second factor.
 func (s *Server) disableTOTP(r *http.Request, u user, code, recoveryCode string) error {
-	if code == "" && recoveryCode == "" {
-		return badRequest("code", "required: a code of your authenticator (or recovery_code) proves that you hold it")
-	}
-	if _, err := s.store.useSecondFactor(r.Context(), u.ID, truncate(code, 16), truncate(recoveryCode, 64)); errors.Is(err, errWrongCode) {
-		return badRequest("code", "wrong, expired or already used")
-	} else if err != nil {
+	if err := s.proveSecondFactor(r, u, "code", code, recoveryCode); err != nil {
 		return err
 	}
-	if _, err := s.store.removeTOTP(r.Context(), u.ID); err != nil {
+	if err := s.store.removeTOTP(r.Context(), u.ID); err != nil {
 		return err
 	}
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "mfa.disabled", Target: "user/" + u.Email})
+	return nil
+}
+
+// proveSecondFactor spends a current code, or a recovery code, of u's authenticator before an
+// act a stolen session alone must not do; field names the code in a refusal.
+func (s *Server) proveSecondFactor(r *http.Request, u user, field, code, recoveryCode string) error {
+	if code == "" && recoveryCode == "" {
+		return badRequest(field, "required: a code of your authenticator (or recovery_code) proves that you hold it")
+	}
+	if _, err := s.store.useSecondFactor(r.Context(), u.ID, truncate(code, 16), truncate(recoveryCode, 64)); errors.Is(err, errWrongCode) {
+		return badRequest(field, "wrong, expired or already used")
+	} else if err != nil {
+		return err
+	}
 	return nil
 }
 

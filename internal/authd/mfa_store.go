@@ -123,19 +123,15 @@ func (s *Store) useSecondFactor(ctx context.Context, userID, code, recoveryCode 
 	return left, err
 }
 
-// removeTOTP deletes the user's authenticator and recovery codes; it answers whether there was one.
-func (s *Store) removeTOTP(ctx context.Context, userID string) (bool, error) {
-	var removed bool
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM tenancy.totp_factors WHERE user_id = $1`, userID)
-		if err != nil {
+// removeTOTP deletes the user's authenticator and recovery codes.
+func (s *Store) removeTOTP(ctx context.Context, userID string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM tenancy.totp_factors WHERE user_id = $1`, userID); err != nil {
 			return err
 		}
-		removed = tag.RowsAffected() > 0
-		_, err = tx.Exec(ctx, `DELETE FROM tenancy.recovery_codes WHERE user_id = $1`, userID)
+		_, err := tx.Exec(ctx, `DELETE FROM tenancy.recovery_codes WHERE user_id = $1`, userID)
 		return err
 	})
-	return removed, err
 }
 
 // loginChallengeTTL is how long the second step of a web login may wait; loginChallengeTries

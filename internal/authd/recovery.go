@@ -125,9 +125,7 @@ func (s *Server) resetPassword(r *http.Request, req resetRequest) error {
 	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "password.reset", Target: "user/" + u.Email,
 		Details: map[string]any{"sessions_ended": len(ended)}})
 	if verified {
-		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "user.email_verified", Target: "user/" + u.Email,
-			Details: map[string]any{"by": "password reset link"}})
-		s.wakeInvitedMemberships(ctx, u)
+		s.emailVerified(r, u, "password reset link")
 	}
 	return err
 }
@@ -187,9 +185,7 @@ func (s *Server) verifyEmail(r *http.Request, token string) (user, error) {
 		return user{}, err
 	}
 	if verified {
-		s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "user.email_verified", Target: "user/" + u.Email,
-			Details: map[string]any{"by": "confirmation link"}})
-		s.wakeInvitedMemberships(r.Context(), u)
+		s.emailVerified(r, u, "confirmation link")
 	}
 	u.EmailVerified = true
 	return u, nil
@@ -205,6 +201,14 @@ func (s *Server) verifyEmailJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// emailVerified audits that a token mailed to u (by: which) proved the address, and wakes the
+// memberships that waited for it.
+func (s *Server) emailVerified(r *http.Request, u user, by string) {
+	s.audit(r, auditEntry{Actor: u.Email, ActorUserID: &u.ID, Action: "user.email_verified", Target: "user/" + u.Email,
+		Details: map[string]any{"by": by}})
+	s.wakeInvitedMemberships(r.Context(), u)
 }
 
 // wakeInvitedMemberships has the controller reconcile the user's Invited memberships now that

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/tenancy-dev/tenancy/internal/db"
@@ -21,4 +22,12 @@ func SplitList(v string) []string {
 		}
 	}
 	return items
+}
+
+// IsPlatformAdmin reports whether the Kubernetes user username, a member of groups, is one of
+// the platform admins that --platform-admin-users and --platform-admin-groups name: the webhooks
+// and authd's admin API decide it alike.
+func IsPlatformAdmin(username string, groups, adminUsers, adminGroups []string) bool {
+	return slices.Contains(adminUsers, username) ||
+		slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(adminGroups, g) })
 }
