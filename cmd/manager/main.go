@@ -108,8 +108,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"Comma-separated Kubernetes groups whose members may make any change the schema allows.")
 	platformAdminUsers := fs.String("platform-admin-users", "",
 		"Comma-separated Kubernetes usernames that may make any change the schema allows (the operator's service accounts always may).")
-	fs.StringVar(&c.signingKeyAlgorithm, "signing-key-algorithm", signing.EdDSA,
-		"Algorithm of new access-token signing keys: EdDSA or ES256.")
+	fs.StringVar(&c.signingKeyAlgorithm, "signing-key-algorithm", signing.ES256,
+		"Algorithm of new signing keys: ES256 or EdDSA. kube-apiserver (and some OpenID Connect libraries) accept no EdDSA ID tokens.")
 	fs.DurationVar(&c.signingKeyRotation, "signing-key-rotation", 30*24*time.Hour,
 		"Age at which the signing key gets a successor (published 10 minutes before it signs).")
 	smtpURL := fs.String("smtp-url", getenv("TENANCY_SMTP_URL"),

@@ -143,7 +143,7 @@ func (s *Server) refreshTokens(r *http.Request, req refreshRequest) (tokenRespon
 	}
 	var u user
 	var a access
-	rot, err := s.store.rotate(r.Context(), req.RefreshToken, s.sessionPolicy(), s.clientOf(r),
+	rot, err := s.store.rotate(r.Context(), req.RefreshToken, s.sessionPolicy(), s.clientOf(r), nil,
 		func(ctx context.Context, q querier, userID string, current tenantIDs, mfa bool) (tenantIDs, error) {
 			found, ok, err := userByID(ctx, q, userID)
 			if err != nil {
@@ -244,13 +244,16 @@ func bearerToken(r *http.Request) (string, bool) {
 	return raw, ok && raw != ""
 }
 
-// person authenticates a person by their access token: API keys are refused, and the user row
-// must still exist and be enabled.
+// person authenticates a person by an access token of authd's own session: API keys are
+// refused, and so are the tokens of OAuth clients (an application a person signed in to acts in
+// the application, not on the person's account and organization here). The user row must still
+// exist and be enabled.
 func (s *Server) person(w http.ResponseWriter, r *http.Request) (user, *tenancy.Claims, error) {
 	claims, ok := s.bearer(r)
-	if !ok || claims.IsAPIKey() {
+	if !ok || claims.ClientID != tenancy.SessionClientID {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		return user{}, nil, &problem{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "a valid access token of a person is required"}
+		return user{}, nil, &problem{Status: http.StatusUnauthorized, Code: "invalid_token",
+			Message: "a valid access token of a person's own session is required (not an API key's, nor an application's)"}
 	}
 	u, found, err := s.store.userByID(r.Context(), claims.Subject)
 	if err == nil && (!found || u.Disabled) {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,16 +20,45 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                base,
 		"jwks_uri":                              base + "/.well-known/jwks.json",
+		"authorization_endpoint":                base + "/oauth2/authorize",
 		"token_endpoint":                        base + "/oauth2/token",
+		"userinfo_endpoint":                     base + "/oauth2/userinfo",
+		"end_session_endpoint":                  base + "/oauth2/logout",
 		"revocation_endpoint":                   base + "/oauth2/revoke",
 		"introspection_endpoint":                base + "/oauth2/introspect",
-		"grant_types_supported":                 []string{"client_credentials", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"id_token_signing_alg_values_supported": []string{signing.EdDSA, signing.ES256},
-		"response_types_supported":              []string{"token"},
+		"grant_types_supported":                 []string{grantAuthorizationCode, grantRefreshToken, "client_credentials"},
+		"response_types_supported":              []string{"code"},
+		"response_modes_supported":              []string{"query"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
+		"id_token_signing_alg_values_supported": s.signingAlgorithms(),
 		"subject_types_supported":               []string{"public"},
-		"scopes_supported":                      tenancy.Permissions(tenancy.RoleOwner),
+		"scopes_supported":                      append([]string{scopeOpenID, scopeProfile, scopeEmail, scopeOfflineAccess}, tenancy.Permissions(tenancy.RoleOwner)...),
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "at_hash", "sid",
+			"email", "email_verified", "name", "org", "org_name", "role"},
+		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"claims_parameter_supported":                     false,
+		"authorization_response_iss_parameter_supported": true,
 	})
+}
+
+// signingAlgorithms lists the algorithms of the published keys (the manager's
+// --signing-key-algorithm, and the previous one while keys of both are published).
+func (s *Server) signingAlgorithms() []string {
+	algs := []string{}
+	if set := s.keys.Keys(); set != nil {
+		for _, k := range set.Published(time.Now()) {
+			if !slices.Contains(algs, k.Alg) {
+				algs = append(algs, k.Alg)
+			}
+		}
+	}
+	if len(algs) == 0 {
+		algs = []string{signing.ES256, signing.EdDSA}
+	}
+	return algs
 }
 
 // jwks publishes the public keys that verify authd's tokens.

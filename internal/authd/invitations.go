@@ -96,7 +96,8 @@ func (s *Server) redeemInvitation(w http.ResponseWriter, r *http.Request, req ac
 			hash, err := s.hashPassword(password)
 			return &hash, err
 		}
-		if claims != nil && !claims.IsAPIKey() && claims.Subject == inv.UserID {
+		// Only authd's own session proves the person: an application they signed in to does not.
+		if claims != nil && claims.ClientID == tenancy.SessionClientID && claims.Subject == inv.UserID {
 			secondFactor = hasSecondFactor(claims)
 			return nil, nil
 		}

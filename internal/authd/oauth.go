@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // token is the OAuth2 token endpoint (RFC 6749): client_credentials with an API key (client_id
-// the key id, client_secret the key; HTTP Basic or form), and refresh_token.
+// the key id, client_secret the key; HTTP Basic or form); authorization_code and refresh_token
+// for OAuth clients; refresh_token of authd's own sessions without a client.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
@@ -18,7 +20,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch grantType := r.PostForm.Get("grant_type"); grantType {
 	case "client_credentials":
 		s.clientCredentials(w, r)
-	case "refresh_token":
+	case grantAuthorizationCode:
+		s.authorizationCodeGrant(w, r)
+	case grantRefreshToken:
+		if hasClientAuthentication(r) {
+			client, err := s.authenticateClient(r)
+			switch {
+			case errors.Is(err, errInvalidClient):
+				invalidClient(w, r)
+			case err != nil:
+				s.failed(w, r, err)
+			default:
+				s.clientRefresh(w, r, client)
+			}
+			return
+		}
 		resp, code, err := s.refreshTokens(r, refreshRequest{
 			RefreshToken: r.PostForm.Get("refresh_token"), Organization: r.PostForm.Get("organization"), Project: r.PostForm.Get("project"),
 		})
@@ -33,7 +49,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "":
 		writeError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
-		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or refresh_token")
+		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token or client_credentials")
 	}
 }
 

@@ -36,6 +36,8 @@ func (s *Server) jsonRoutes(route func(pattern string, h http.HandlerFunc)) {
 	withJSON("POST /auth/password/reset", s.resetPasswordJSON)
 	withJSON("POST /auth/email/verify", s.verifyEmailJSON)
 	route("POST /oauth2/token", s.token)
+	route("GET /oauth2/userinfo", s.userinfo)
+	route("POST /oauth2/userinfo", s.userinfo)
 	route("POST /oauth2/revoke", s.revoke)
 	route("POST /oauth2/introspect", s.introspect)
 	route("GET /.well-known/openid-configuration", s.discovery)

@@ -66,6 +66,25 @@ func (s *Store) startSession(ctx context.Context, userID string, ids tenantIDs, 
 	return token, familyID, nil
 }
 
+// startClientSession starts the session (refresh token family) of an OAuth client's sign-in.
+func (s *Store) startClientSession(ctx context.Context, cs clientSession, p sessionPolicy, c clientInfo) (token, familyID string, err error) {
+	token, hash, err := newOpaqueToken(refreshTokenPrefix)
+	if err != nil {
+		return "", "", err
+	}
+	err = s.pool.QueryRow(ctx, `
+		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent,
+		                                    client_address, mfa, client_uid, scopes, auth_time)
+		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9, $10, $11, $12)
+		RETURNING family_id`,
+		hash, cs.User.ID, cs.Access.OrgID, cs.Access.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address,
+		cs.MFA, cs.Client.UID, cs.Scopes, cs.AuthTime).Scan(&familyID)
+	if err != nil {
+		return "", "", fmt.Errorf("starting a client's session: %w", err)
+	}
+	return token, familyID, nil
+}
+
 // rotation is what rotate did.
 type rotation struct {
 	Token    string
@@ -74,14 +93,18 @@ type rotation struct {
 	Tenant   tenantIDs
 	// MFA: the session began with a second factor.
 	MFA bool
+	// Scopes and AuthTime are those of an OAuth client's session.
+	Scopes   []string
+	AuthTime *time.Time
 }
 
 // rotate exchanges a refresh token for its successor. choose picks the organization and project
 // of the new token from the user and those of the presented token (it may move the session to
 // another organization the user belongs to), reading through q, the rotation's own transaction
 // (a second connection per rotation would let concurrent rotations exhaust the pool); an error
-// from it leaves the presented token unused.
-func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c clientInfo,
+// from it leaves the presented token unused. clientUID is the OAuth client presenting the token
+// (nil for authd's own sessions): a token of another client, or of none, is invalid for it.
+func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c clientInfo, clientUID *string,
 	choose func(ctx context.Context, q querier, userID string, current tenantIDs, mfa bool) (tenantIDs, error)) (rotation, error) {
 	var r rotation
 	var familyRevoked bool
@@ -100,6 +123,7 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			return err
 		}
 		var id string
+		var tokenClient *string
 		var web, rotated, withinGrace, reusedBefore, sameClient, revoked, expired bool
 		var current tenantIDs
 		// sameClient: the request comes from the address and user agent that rotated the token
@@ -109,10 +133,16 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			       coalesce(now() - t.rotated_at <= make_interval(secs => $2), false), t.reused_at IS NOT NULL,
 			       EXISTS (SELECT 1 FROM tenancy.refresh_tokens c WHERE c.family_id = t.family_id AND c.parent_id = t.id
 			               AND c.client_address = $3 AND c.user_agent = $4),
-			       t.revoked_at IS NOT NULL, now() >= t.expires_at OR now() >= t.family_expires_at
+			       t.revoked_at IS NOT NULL, now() >= t.expires_at OR now() >= t.family_expires_at,
+			       t.client_uid, t.scopes, t.auth_time
 			FROM tenancy.refresh_tokens t WHERE t.hash = $1`, hashOf(presented), p.ReuseInterval.Seconds(), c.Address, truncate(c.UserAgent, 256)).
-			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &web, &r.MFA, &rotated, &withinGrace, &reusedBefore, &sameClient, &revoked, &expired); err != nil {
+			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &web, &r.MFA, &rotated, &withinGrace, &reusedBefore, &sameClient, &revoked, &expired,
+				&tokenClient, &r.Scopes, &r.AuthTime); err != nil {
 			return err
+		}
+		if (tokenClient == nil) != (clientUID == nil) || (tokenClient != nil && *tokenClient != *clientUID) {
+			// Another client's token: not a reuse of this family, and nothing to reveal.
+			return errInvalidRefresh
 		}
 		var familyRevokedAlready bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenancy.refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL)`,
@@ -145,8 +175,10 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			return err
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, mfa)
-			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6, mfa
+			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, mfa,
+			                                    client_uid, scopes, auth_time)
+			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6, mfa,
+			       client_uid, scopes, auth_time
 			FROM tenancy.refresh_tokens WHERE id = $7`,
 			hash, r.Tenant.OrgID, r.Tenant.ProjectID, p.TTL.Seconds(), truncate(c.UserAgent, 256), c.Address, id)
 		return err
@@ -274,6 +306,8 @@ type webSession struct {
 	FamilyID string
 	// MFA: the session began with a second factor.
 	MFA bool
+	// AuthTime is when the person logged in (a browser's session never rotates its token).
+	AuthTime time.Time
 }
 
 // errNoWebSession is a cookie whose session is unknown, ended, expired or was used elsewhere.
@@ -287,14 +321,14 @@ func (s *Store) webSession(ctx context.Context, token string, p sessionPolicy) (
 	var id string
 	var slide bool
 	err := s.pool.QueryRow(ctx, `
-		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled, u.email_verified_at IS NOT NULL, t.mfa,
+		SELECT t.id, t.family_id, u.id, u.email::text, u.display_name, u.password_hash, u.disabled, u.email_verified_at IS NOT NULL, t.mfa, t.created_at,
 		       t.expires_at < least(now() + make_interval(secs => $2) - interval '1 hour', t.family_expires_at)
 		FROM tenancy.refresh_tokens t JOIN tenancy.users u ON u.id = t.user_id
 		WHERE t.hash = $1 AND t.web AND t.rotated_at IS NULL AND t.revoked_at IS NULL
 		  AND now() < t.expires_at AND now() < t.family_expires_at AND NOT u.disabled
 		  AND NOT EXISTS (SELECT 1 FROM tenancy.refresh_tokens r WHERE r.family_id = t.family_id AND r.revoked_at IS NOT NULL)`,
 		hashOf(token), p.TTL.Seconds()).
-		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &w.User.EmailVerified, &w.MFA, &slide)
+		Scan(&id, &w.FamilyID, &w.User.ID, &w.User.Email, &w.User.DisplayName, &w.User.PasswordHash, &w.User.Disabled, &w.User.EmailVerified, &w.MFA, &w.AuthTime, &slide)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, errNoWebSession
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,19 @@ type grant struct {
 	Role     string
 	Session  string // the refresh token family of a person's token
 	MFA      bool   // the person's session began with a second factor
+	// TTL shortens the access token's lifetime when set (an OAuthClient's accessTokenLifetime).
+	TTL time.Duration
+	// Scopes are the OpenID Connect scopes an OAuth client was granted; the scope claim lists them
+	// before the role's permissions, and userinfo answers by them.
+	Scopes []string
+}
+
+// ttlFor is the lifetime of g's access token: the issuer's, or g's when shorter.
+func (i *tokenIssuer) ttlFor(g grant) time.Duration {
+	if g.TTL > 0 && g.TTL < i.ttl {
+		return g.TTL
+	}
+	return i.ttl
 }
 
 // issue signs an access token for g with the current signing key.
@@ -50,7 +64,8 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 	if !ok {
 		return "", 0, errNoSigningKey
 	}
-	exp := now.Add(i.ttl)
+	ttl := i.ttlFor(g)
+	exp := now.Add(ttl)
 	claims := tenancy.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: i.issuer, Subject: g.Subject, Audience: jwt.ClaimStrings{i.audience},
@@ -58,7 +73,7 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 			ID: newJTI(),
 		},
 		ClientID: g.ClientID, Org: g.OrgID, Project: g.Project, Role: g.Role, SessionID: g.Session,
-		Scope: strings.Join(tenancy.Permissions(g.Role), " "),
+		Scope: strings.Join(append(slices.Clone(g.Scopes), tenancy.Permissions(g.Role)...), " "),
 	}
 	if g.UserID != "" {
 		claims.AMR = []string{"pwd"}
@@ -77,15 +92,20 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 			return "", 0, err
 		}
 	}
+	token, err = sign(key, tenancy.TokenType, claims)
+	return token, int(ttl.Seconds()), err
+}
+
+// sign signs claims with key as a JWS of type typ.
+func sign(key signing.Key, typ string, claims jwt.Claims) (string, error) {
 	method := jwt.SigningMethod(jwt.SigningMethodEdDSA)
 	if key.Alg == signing.ES256 {
 		method = jwt.SigningMethodES256
 	}
 	t := jwt.NewWithClaims(method, claims)
-	t.Header["typ"] = tenancy.TokenType
+	t.Header["typ"] = typ
 	t.Header["kid"] = key.KID
-	token, err = t.SignedString(key.Private)
-	return token, int(i.ttl.Seconds()), err
+	return t.SignedString(key.Private)
 }
 
 // contextKey reads (once) the context key that goes with signing key kid.

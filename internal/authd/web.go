@@ -18,6 +18,10 @@ import (
 func (s *Server) routeWeb(mux *http.ServeMux, route func(pattern string, h http.HandlerFunc)) {
 	mux.Handle("GET /static/", web.StaticFiles())
 	route("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
+	route("GET /oauth2/authorize", s.authorize)
+	route("POST /oauth2/authorize", s.authorize)
+	route("GET /oauth2/logout", s.endSessionEndpoint)
+	route("POST /oauth2/logout", s.endSessionEndpoint)
 	route("GET /login", s.loginPage)
 	route("POST /login", s.loginSubmit)
 	route("POST /login/mfa", s.loginMFASubmit)
@@ -41,6 +45,7 @@ func (s *Server) routeWeb(mux *http.ServeMux, route func(pattern string, h http.
 	route("POST /account/sessions/{id}/end", s.inSession(s.sessionEndSubmit))
 	route("POST /account/sessions/end-others", s.inSession(s.sessionEndSubmit))
 	route("POST /account/delete", s.inSession(s.deleteAccountSubmit))
+	route("POST /account/apps/{client}/revoke", s.inSession(s.revokeAppSubmit))
 	route("GET /orgs/select", s.inSession(func(w http.ResponseWriter, r *http.Request, _ webSession) {
 		http.Redirect(w, r, "/orgs/"+url.PathEscape(r.URL.Query().Get("org"))+"/members", http.StatusSeeOther)
 	}))

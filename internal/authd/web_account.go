@@ -19,6 +19,8 @@ type accountData struct {
 	MFAEnabled    bool
 	Enrolment     *totpEnrolment
 	RecoveryCodes []string
+	// Consents are the applications (OAuth clients that are not first-party) the person allowed.
+	Consents []appConsent
 }
 
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, ws webSession) {
@@ -38,6 +40,9 @@ func (s *Server) renderAccountWith(w http.ResponseWriter, r *http.Request, ws we
 	}
 	if err == nil {
 		data.MFAEnabled, err = s.store.hasTOTP(r.Context(), ws.User.ID)
+	}
+	if err == nil {
+		data.Consents, err = s.store.consents(r.Context(), ws.User.ID)
 	}
 	data.Memberships = all
 	v.Data = data
@@ -94,4 +99,19 @@ func (s *Server) deleteAccountSubmit(w http.ResponseWriter, r *http.Request, ws 
 	s.site.ClearCookie(w, web.SessionCookie)
 	s.site.Flash(w, "Your account is deleted: your memberships end and your data is erased within a minute.")
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// revokeAppSubmit forgets the person's consent to an application and ends its sessions.
+func (s *Server) revokeAppSubmit(w http.ResponseWriter, r *http.Request, ws webSession) {
+	clientID := r.PathValue("client")
+	revoked, err := s.store.revokeConsent(r.Context(), ws.User.ID, clientID)
+	if err != nil {
+		s.renderAccount(w, r, ws, http.StatusInternalServerError, err)
+		return
+	}
+	if revoked {
+		s.audit(r, auditEntry{Actor: ws.User.Email, ActorUserID: &ws.User.ID, Action: "oauth.consent_revoked", Target: "oauthclient/" + clientID})
+		s.site.Flash(w, "The application can no longer sign you in without asking, and its sessions are ended.")
+	}
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
 }

@@ -11,13 +11,30 @@ import (
 // Signing in and out: the login page, logout, and the invitation page.
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	next := web.SafeNext(r.URL.Query().Get("next"))
+	s.allowAuthorizeTarget(w, r, next)
 	s.render(w, http.StatusOK, "login", view{Title: "Log in", CSRF: s.site.LoginCSRF(w, r), Flash: s.site.TakeFlash(w, r),
-		Data: map[string]string{"Next": web.SafeNext(r.URL.Query().Get("next")), "Email": ""}})
+		Data: map[string]string{"Next": next, "Email": truncate(r.URL.Query().Get("login_hint"), 320)}})
+}
+
+// allowAuthorizeTarget lets the login forms end at the redirect URI of the authorization request
+// that next continues, when it is one of a registered client (see web.AllowFormTarget).
+func (s *Server) allowAuthorizeTarget(w http.ResponseWriter, r *http.Request, next string) {
+	u, err := url.Parse(next)
+	if err != nil || u.Path != "/oauth2/authorize" {
+		return
+	}
+	q := u.Query()
+	client, err := s.store.oauthClient(r.Context(), q.Get("client_id"))
+	if err == nil && client.allowsRedirect(q.Get("redirect_uri")) {
+		web.AllowFormTarget(w, q.Get("redirect_uri"))
+	}
 }
 
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	email := r.PostFormValue("email")
 	data := map[string]string{"Next": web.SafeNext(r.PostFormValue("next")), "Email": email}
+	s.allowAuthorizeTarget(w, r, data["Next"])
 	v := view{Title: "Log in", CSRF: s.site.LoginCSRF(w, r), Data: data}
 	if s.refuseForeignForm(w, r, "login", v) {
 		return
@@ -52,6 +69,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 // loginMFASubmit is the second step of a login: the ticket of the first and a code.
 func (s *Server) loginMFASubmit(w http.ResponseWriter, r *http.Request) {
 	data := map[string]string{"Next": web.SafeNext(r.PostFormValue("next")), "Ticket": r.PostFormValue("ticket")}
+	s.allowAuthorizeTarget(w, r, data["Next"])
 	v := view{Title: "Two-factor authentication", CSRF: s.site.LoginCSRF(w, r), Data: data}
 	if s.refuseForeignForm(w, r, "login_mfa", v) {
 		return

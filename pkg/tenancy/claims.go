@@ -21,7 +21,8 @@ const (
 // Claims are an access token's claims.
 type Claims struct {
 	jwt.RegisteredClaims
-	// ClientID is the OAuth2 client: an API key's id, or "tenancy" for a person's session.
+	// ClientID is the OAuth2 client: an API key's id, "tenancy" for a person's session with
+	// authd, or the client_id of the OAuthClient a person signed in to.
 	ClientID string `json:"client_id"`
 	// Org is the organization's id; empty in a token that only /auth/me accepts.
 	Org string `json:"org,omitempty"`
@@ -45,8 +46,10 @@ const SessionClientID = "tenancy"
 // HasSecondFactor reports whether the person's session began with a second factor.
 func (c *Claims) HasSecondFactor() bool { return slices.Contains(c.AMR, "otp") }
 
-// IsAPIKey reports whether the token was issued to an API key rather than a person.
-func (c *Claims) IsAPIKey() bool { return c.ClientID != SessionClientID }
+// IsAPIKey reports whether the token was issued to an API key rather than a person: an API
+// key's token is the client's own (sub is client_id, RFC 9068), a person's names the person,
+// whichever client (authd's sessions or an OAuth client) it was issued to.
+func (c *Claims) IsAPIKey() bool { return c.Subject == c.ClientID }
 
 // HasRole reports whether the token's role is min or above on the ladder Viewer < Member <
 // Admin < Owner. It is as fresh as the token (15 minutes by default); tenancy.has_role in the

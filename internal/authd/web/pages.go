@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -65,13 +66,45 @@ type postButton struct{ Action, CSRF, Label, Class string }
 func (p Pages) Render(w http.ResponseWriter, status int, page string, data any) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	csp := contentSecurityPolicy
+	if target := h.Get(formTargetHeader); target != "" {
+		csp = strings.Replace(csp, "form-action 'self'", "form-action 'self' "+target, 1)
+		h.Del(formTargetHeader)
+	}
+	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin") // invitation links carry their token: never to other sites
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	return p[page].ExecuteTemplate(w, "layout", data)
+}
+
+// formTargetHeader carries AllowFormTarget's source from the handler to Render; it is never sent.
+const formTargetHeader = "X-Tenancy-Form-Target"
+
+// AllowFormTarget lets the page that Render writes next submit a form that ends at uri's origin.
+// Browsers apply form-action to every redirect that follows a form, and the sign-in forms of the
+// authorization flow end at the application's redirect URI. A loopback URI gets any port (RFC
+// 8252), a private-use scheme its scheme.
+func AllowFormTarget(w http.ResponseWriter, uri string) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" || strings.ContainsAny(uri, " ;,'\"") {
+		return
+	}
+	source := u.Scheme + ":"
+	switch host := u.Hostname(); {
+	case host == "":
+	case u.Scheme == "http" && (host == "127.0.0.1" || host == "localhost" || host == "::1"):
+		source = "http://" + u.Host
+		if u.Port() != "" {
+			source = "http://" + strings.TrimSuffix(u.Host, ":"+u.Port())
+		}
+		source += ":*"
+	default:
+		source = u.Scheme + "://" + u.Host
+	}
+	w.Header().Set(formTargetHeader, source)
 }
 
 // StaticFiles serves the pages' stylesheet and script under /static/, where the layout links

@@ -1,0 +1,192 @@
+package authd
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The database side of the OpenID Connect provider: consents and authorization codes.
+
+// codeLifetime bounds an authorization code; RFC 6749 section 4.1.2 recommends at most 10 minutes,
+// a client exchanges it within seconds.
+const codeLifetime = 60 * time.Second
+
+// authorizationCode is what a code stands for.
+type authorizationCode struct {
+	ClientUID     string
+	UserID        string
+	OrgID         string
+	RedirectURI   string
+	CodeChallenge string
+	Scopes        []string
+	Nonce         string
+	AuthTime      time.Time
+	MFA           bool
+}
+
+// hasConsent reports whether the user allowed the client every scope of scopes.
+func (s *Store) hasConsent(ctx context.Context, userID, clientUID string, scopes []string) (bool, error) {
+	var granted []string
+	err := s.pool.QueryRow(ctx, `SELECT scopes FROM tenancy.oauth_consents WHERE user_id = $1 AND client_uid = $2`, userID, clientUID).Scan(&granted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(granted, sc) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// grantConsent records that the user allowed the client scopes (adding to what they allowed before).
+func (s *Store) grantConsent(ctx context.Context, userID, clientUID string, scopes []string) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO tenancy.oauth_consents (user_id, client_uid, scopes) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, client_uid) DO UPDATE
+		SET scopes = ARRAY(SELECT DISTINCT unnest(tenancy.oauth_consents.scopes || EXCLUDED.scopes) ORDER BY 1), granted_at = now()`,
+		userID, clientUID, scopes)
+	return err
+}
+
+// appConsent is a client a person allowed, for the account page.
+type appConsent struct {
+	ClientID    string
+	DisplayName string
+	Scopes      []string
+	GrantedAt   time.Time
+}
+
+// consents lists the clients the user allowed.
+func (s *Store) consents(ctx context.Context, userID string) ([]appConsent, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT c.client_id, c.display_name, k.scopes, k.granted_at
+		FROM tenancy.oauth_consents k JOIN tenancy.oauth_clients c ON c.uid = k.client_uid
+		WHERE k.user_id = $1 ORDER BY c.display_name, c.client_id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (appConsent, error) {
+		var a appConsent
+		return a, row.Scan(&a.ClientID, &a.DisplayName, &a.Scopes, &a.GrantedAt)
+	})
+}
+
+// revokeConsent forgets the user's consent to the client and ends the client's sessions of the
+// user; it reports whether there was a consent.
+func (s *Store) revokeConsent(ctx context.Context, userID, clientID string) (bool, error) {
+	var revoked bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			DELETE FROM tenancy.oauth_consents k USING tenancy.oauth_clients c
+			WHERE k.client_uid = c.uid AND k.user_id = $1 AND c.client_id = $2`, userID, clientID)
+		if err != nil {
+			return err
+		}
+		revoked = tag.RowsAffected() > 0
+		_, err = tx.Exec(ctx, `
+			UPDATE tenancy.refresh_tokens t SET revoked_at = now() FROM tenancy.oauth_clients c
+			WHERE t.client_uid = c.uid AND c.client_id = $2 AND t.user_id = $1 AND t.revoked_at IS NULL`, userID, clientID)
+		return err
+	})
+	return revoked, err
+}
+
+// newAuthorizationCode stores a code for c and returns it.
+func (s *Store) newAuthorizationCode(ctx context.Context, c authorizationCode) (string, error) {
+	code, hash, err := newOpaqueToken("")
+	if err != nil {
+		return "", err
+	}
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO tenancy.oauth_codes (code_hash, client_uid, user_id, organization_id, redirect_uri, code_challenge, scopes, nonce,
+		                                 auth_time, mfa, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11))`,
+		hash, c.ClientUID, c.UserID, c.OrgID, c.RedirectURI, c.CodeChallenge, c.Scopes, c.Nonce, c.AuthTime, c.MFA, codeLifetime.Seconds())
+	// Expired codes go with every new one, so the table stays as small as the traffic of a minute.
+	if err == nil {
+		_, err = s.pool.Exec(ctx, `DELETE FROM tenancy.oauth_codes WHERE expires_at < now() - interval '1 hour'`)
+	}
+	return code, err
+}
+
+// Why a code is refused; each is invalid_grant at the token endpoint.
+var (
+	errCodeInvalid = errors.New("the authorization code is unknown, expired, or was issued to another client or redirect URI")
+	errCodeReused  = errors.New("the authorization code was already used; the tokens issued for it are revoked")
+	errCodePKCE    = errors.New("code_verifier does not match the code_challenge of the authorization request")
+)
+
+// redeemCode spends a code of client clientUID once. check validates the code's binding (redirect
+// URI, PKCE) and may refuse it; a refused or expired code is spent all the same, so it cannot be
+// tried again. A code presented a second time revokes the session its first exchange started.
+func (s *Store) redeemCode(ctx context.Context, code, clientUID string, check func(authorizationCode) error) (authorizationCode, error) {
+	var c authorizationCode
+	var refused error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var used, expired bool
+		var family *string
+		err := tx.QueryRow(ctx, `
+			SELECT client_uid, user_id, organization_id, redirect_uri, code_challenge, scopes, nonce, auth_time, mfa,
+			       used_at IS NOT NULL, now() >= expires_at, family_id
+			FROM tenancy.oauth_codes WHERE code_hash = $1 FOR UPDATE`, hashOf(code)).
+			Scan(&c.ClientUID, &c.UserID, &c.OrgID, &c.RedirectURI, &c.CodeChallenge, &c.Scopes, &c.Nonce, &c.AuthTime, &c.MFA,
+				&used, &expired, &family)
+		if errors.Is(err, pgx.ErrNoRows) {
+			refused = errCodeInvalid
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// Another client's code is not spent: that client may still be the legitimate one.
+		if c.ClientUID != clientUID {
+			refused = errCodeInvalid
+			return nil
+		}
+		if used {
+			refused = errCodeReused
+			if family != nil {
+				_, err = tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, *family)
+			}
+			return err
+		}
+		switch {
+		case expired:
+			refused = errCodeInvalid
+		default:
+			refused = check(c)
+		}
+		_, err = tx.Exec(ctx, `UPDATE tenancy.oauth_codes SET used_at = now() WHERE code_hash = $1`, hashOf(code))
+		return err
+	})
+	if err == nil {
+		err = refused
+	}
+	return c, err
+}
+
+// codeStartedSession records the session a code's exchange started, for the revocation a reuse
+// of the code triggers.
+func (s *Store) codeStartedSession(ctx context.Context, code, familyID string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE tenancy.oauth_codes SET family_id = $2 WHERE code_hash = $1`, hashOf(code), familyID)
+	return err
+}
+
+// endClientSession revokes the session family of the user with the client (an ID token's sid).
+func (s *Store) endClientSession(ctx context.Context, familyID, userID, clientUID string) error {
+	if !uuidPattern.MatchString(familyID) {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `
+		UPDATE tenancy.refresh_tokens SET revoked_at = now()
+		WHERE family_id = $1 AND user_id = $2 AND client_uid = $3 AND revoked_at IS NULL`, familyID, userID, clientUID)
+	return err
+}
