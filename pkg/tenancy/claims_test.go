@@ -22,7 +22,13 @@ func TestRolesAndPermissions(t *testing.T) {
 	if len(Permissions("Root")) != 0 {
 		t.Error("an unknown role grants nothing")
 	}
-	if (&Claims{ClientID: SessionClientID}).IsAPIKey() || !(&Claims{ClientID: "7CyhCEiZlAlo"}).IsAPIKey() {
-		t.Error("IsAPIKey tells API keys from people by client_id")
+	person := &Claims{ClientID: SessionClientID}
+	person.Subject = "0b5c7c1e-9a43-4e47-9d0a-6f1f7c0d9a11"
+	app := &Claims{ClientID: "reports.acme"}
+	app.Subject = person.Subject
+	key := &Claims{ClientID: "7CyhCEiZlAlo"}
+	key.Subject = key.ClientID
+	if person.IsAPIKey() || app.IsAPIKey() || !key.IsAPIKey() {
+		t.Error("IsAPIKey tells API keys (sub is the client) from people, in authd's session or an application's")
 	}
 }

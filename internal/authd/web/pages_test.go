@@ -19,7 +19,7 @@ func TestParsePagesParsesEveryPageWithTheLayout(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	want := []string{"account", "apikeys", "audit", "error", "forgot", "invite", "login", "login_mfa", "members", "projects", "reset", "verify"}
+	want := []string{"account", "apikeys", "audit", "authorize", "error", "forgot", "invite", "login", "login_mfa", "logout", "members", "projects", "reset", "verify"}
 	if !slices.Equal(names, want) {
 		t.Errorf("pages = %v, want %v (the layout is no page of its own)", names, want)
 	}
@@ -84,5 +84,31 @@ func TestStaticFilesAreCachedAndNotSniffed(t *testing.T) {
 	StaticFiles().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/static/templates/layout.html", nil))
 	if w.Code != http.StatusNotFound {
 		t.Errorf("the templates are not static files: %d", w.Code)
+	}
+}
+
+func TestAllowFormTargetAddsTheRedirectOriginToFormAction(t *testing.T) {
+	pages, err := ParsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for uri, want := range map[string]string{
+		"https://app.example:8443/cb?x=1":  "form-action 'self' https://app.example:8443;",
+		"http://127.0.0.1:5556/callback":   "form-action 'self' http://127.0.0.1:*;",
+		"http://[::1]/cb":                  "form-action 'self' http://[::1]:*;",
+		"com.example.app:/cb":              "form-action 'self' com.example.app:;",
+		"https://evil.example/a'; script-": "form-action 'self';",
+	} {
+		w := httptest.NewRecorder()
+		AllowFormTarget(w, uri)
+		if err := pages.Render(w, http.StatusOK, "error", map[string]any{"Title": "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, want) {
+			t.Errorf("%s: CSP %q lacks %q", uri, csp, want)
+		}
+		if w.Header().Get(formTargetHeader) != "" {
+			t.Errorf("%s: the internal header was sent", uri)
+		}
 	}
 }
