@@ -45,19 +45,29 @@ func (s *Server) platformAdminOf(r *http.Request) (platformAdmin, error) {
 	if !ok {
 		return platformAdmin{}, unauthorized
 	}
-	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
-	if err := s.kube.Client.Create(r.Context(), review); err != nil {
-		return platformAdmin{}, fmt.Errorf("reviewing the token with the API server: %w", err)
-	}
-	if !review.Status.Authenticated {
+	username, authenticated, admin, err := s.reviewKubernetesToken(r.Context(), token)
+	switch {
+	case err != nil:
+		return platformAdmin{}, err
+	case !authenticated:
 		return platformAdmin{}, unauthorized
+	case !admin:
+		return platformAdmin{}, &problem{Status: http.StatusForbidden, Code: "forbidden", Message: fmt.Sprintf(
+			"%s is not a platform admin (--platform-admin-users, --platform-admin-groups)", username)}
+	}
+	return platformAdmin{username: username}, nil
+}
+
+// reviewKubernetesToken checks a Kubernetes token with a TokenReview: whose it is, whether the
+// API server knows it, and whether it is a platform admin's.
+func (s *Server) reviewKubernetesToken(ctx context.Context, token string) (username string, authenticated, admin bool, err error) {
+	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
+	if err := s.kube.Client.Create(ctx, review); err != nil {
+		return "", false, false, fmt.Errorf("reviewing the token with the API server: %w", err)
 	}
 	u := review.Status.User
-	if !tenant.IsPlatformAdmin(u.Username, u.Groups, s.cfg.PlatformAdminUsers, s.cfg.PlatformAdminGroups) {
-		return platformAdmin{}, &problem{Status: http.StatusForbidden, Code: "forbidden", Message: fmt.Sprintf(
-			"%s is not a platform admin (--platform-admin-users, --platform-admin-groups)", u.Username)}
-	}
-	return platformAdmin{username: u.Username}, nil
+	return u.Username, review.Status.Authenticated,
+		review.Status.Authenticated && tenant.IsPlatformAdmin(u.Username, u.Groups, s.cfg.PlatformAdminUsers, s.cfg.PlatformAdminGroups), nil
 }
 
 // suspensionRequest disables an account.

@@ -26,7 +26,7 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"end_session_endpoint":                  base + "/oauth2/logout",
 		"revocation_endpoint":                   base + "/oauth2/revoke",
 		"introspection_endpoint":                base + "/oauth2/introspect",
-		"grant_types_supported":                 []string{grantAuthorizationCode, grantRefreshToken, "client_credentials"},
+		"grant_types_supported":                 []string{grantAuthorizationCode, grantRefreshToken, "client_credentials", grantTokenExchange},
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
 		"code_challenge_methods_supported":      []string{"S256"},

@@ -22,6 +22,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.clientCredentials(w, r)
 	case grantAuthorizationCode:
 		s.authorizationCodeGrant(w, r)
+	case grantTokenExchange:
+		s.tokenExchange(w, r)
 	case grantRefreshToken:
 		if hasClientAuthentication(r) {
 			client, err := s.authenticateClient(r)
@@ -49,7 +51,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "":
 		writeError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
-		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token or client_credentials")
+		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token, client_credentials or "+grantTokenExchange)
 	}
 }
 

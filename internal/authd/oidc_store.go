@@ -190,3 +190,27 @@ func (s *Store) endClientSession(ctx context.Context, familyID, userID, clientUI
 		WHERE family_id = $1 AND user_id = $2 AND client_uid = $3 AND revoked_at IS NULL`, familyID, userID, clientUID)
 	return err
 }
+
+// organizationOwners are the enabled Owners (organization-wide, Active) of an organization.
+func (s *Store) organizationOwners(ctx context.Context, orgID string) ([]user, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT u.id, u.email::text, u.display_name FROM tenancy.memberships m JOIN tenancy.users u ON u.id = m.user_id
+		WHERE m.organization_id = $1 AND m.project_id IS NULL AND m.state = 'Active' AND m.role = 'Owner' AND NOT u.disabled`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (user, error) {
+		var u user
+		return u, row.Scan(&u.ID, &u.Email, &u.DisplayName)
+	})
+}
+
+// projectOf finds a project of an organization by name or id.
+func (s *Store) projectOf(ctx context.Context, orgID, nameOrID string) (string, bool, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT id FROM tenancy.projects WHERE organization_id = $1 AND (name = $2 OR id::text = $2)`, orgID, nameOrID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	return id, err == nil, err
+}

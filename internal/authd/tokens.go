@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -43,6 +44,13 @@ type grant struct {
 	// Scopes are the OpenID Connect scopes an OAuth client was granted; the scope claim lists them
 	// before the role's permissions, and userinfo answers by them.
 	Scopes []string
+	// Permissions, when not nil, replace the role's permissions in the scope claim (a token
+	// exchange that narrowed them).
+	Permissions []string
+	// Audience replaces the issuer's audience (a token exchange for another service).
+	Audience string
+	// Act is who acts for the subject (token exchange).
+	Act *tenancy.Actor
 }
 
 // ttlFor is the lifetime of g's access token: the issuer's, or g's when shorter.
@@ -68,12 +76,12 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 	exp := now.Add(ttl)
 	claims := tenancy.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: i.issuer, Subject: g.Subject, Audience: jwt.ClaimStrings{i.audience},
+			Issuer: i.issuer, Subject: g.Subject, Audience: jwt.ClaimStrings{cmp.Or(g.Audience, i.audience)},
 			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
 			ID: newJTI(),
 		},
-		ClientID: g.ClientID, Org: g.OrgID, Project: g.Project, Role: g.Role, SessionID: g.Session,
-		Scope: strings.Join(append(slices.Clone(g.Scopes), tenancy.Permissions(g.Role)...), " "),
+		ClientID: g.ClientID, Org: g.OrgID, Project: g.Project, Role: g.Role, SessionID: g.Session, Act: g.Act,
+		Scope: strings.Join(append(slices.Clone(g.Scopes), permissionsOf(g)...), " "),
 	}
 	if g.UserID != "" {
 		claims.AMR = []string{"pwd"}
@@ -94,6 +102,14 @@ func (i *tokenIssuer) issue(ctx context.Context, g grant) (token string, expires
 	}
 	token, err = sign(key, tenancy.TokenType, claims)
 	return token, int(ttl.Seconds()), err
+}
+
+// permissionsOf is what g's scope claim lists after its OpenID Connect scopes.
+func permissionsOf(g grant) []string {
+	if g.Permissions != nil {
+		return g.Permissions
+	}
+	return tenancy.Permissions(g.Role)
 }
 
 // sign signs claims with key as a JWS of type typ.

@@ -32,10 +32,12 @@ const (
 	APIKeyExpiring Kind = "api_key_expiring"
 	// AccountDeleted confirms that an account was erased.
 	AccountDeleted Kind = "account_deleted"
+	// Impersonation tells an organization's Owners that a platform admin acts as one of its members.
+	Impersonation Kind = "impersonation"
 )
 
 // Kinds are every template.
-var Kinds = []Kind{Invitation, VerifyEmail, PasswordReset, PasswordChanged, NewSignIn, APIKeyExpiring, AccountDeleted}
+var Kinds = []Kind{Invitation, VerifyEmail, PasswordReset, PasswordChanged, NewSignIn, APIKeyExpiring, AccountDeleted, Impersonation}
 
 // Message is a rendered mail.
 type Message struct {
@@ -66,6 +68,11 @@ type Data struct {
 	KeyName string
 	// AccountURL is the account page, where the person can act on a notice.
 	AccountURL string
+	// Actor, Person and Reason describe an impersonation: the platform admin, the member acted
+	// as, and why.
+	Actor  string
+	Person string
+	Reason string
 }
 
 //go:embed templates/*.tmpl

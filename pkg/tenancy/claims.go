@@ -38,6 +38,20 @@ type Claims struct {
 	SessionID string `json:"sid,omitempty"`
 	// AMR lists how the person authenticated (RFC 8176): "pwd", and "otp" after a second factor.
 	AMR []string `json:"amr,omitempty"`
+	// Act names who acts for the subject (RFC 8693 section 4.1): the service a token was
+	// delegated to, or the platform admin impersonating the person. Nil in a token the subject
+	// uses themselves.
+	Act *Actor `json:"act,omitempty"`
+}
+
+// Actor is the party of an act claim.
+type Actor struct {
+	// Subject is the actor: an OAuth client's client_id for a delegation, a Kubernetes username
+	// for an impersonation.
+	Subject string `json:"sub"`
+	// Impersonation: a platform admin acting as the person (support), with Reason given.
+	Impersonation bool   `json:"impersonation,omitempty"`
+	Reason        string `json:"reason,omitempty"`
 }
 
 // SessionClientID is the client_id of tokens issued to people.
