@@ -5,9 +5,12 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -15,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"golang.org/x/oauth2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +44,9 @@ type authdBench struct {
 	key      string
 	email    string
 	password string
+	// clientID and clientSecret are a confidential, first-party OAuth client's.
+	clientID     string
+	clientSecret string
 }
 
 func startAuthdBench(b *testing.B) *authdBench {
@@ -81,6 +89,16 @@ func startAuthdBench(b *testing.B) *authdBench {
 		b.Fatal(err)
 	}
 	ab.keyID, ab.key = key.ID, key.Plaintext
+	ab.clientID, ab.clientSecret = "bench-app.bench", "tcs_"+strings.Repeat("s", 43)
+	if _, err := pg.Pool().Exec(ctx, `
+		WITH c AS (INSERT INTO tenancy.oauth_clients (uid, client_id, namespace, name, organization_id, display_name, redirect_uris,
+		                                            public, first_party, grant_types, scopes)
+		           VALUES (gen_random_uuid(), $1, 'bench', 'bench-app', $2, 'Bench', ARRAY[$3], false, true,
+		                   ARRAY['authorization_code'], ARRAY['openid', 'email']) RETURNING uid)
+		INSERT INTO tenancy.oauth_client_secrets (client_uid, secret_hash) SELECT uid, sha256($4::bytea) FROM c`,
+		ab.clientID, org.ID, benchRedirect, ab.clientSecret); err != nil {
+		b.Fatal(err)
+	}
 	hash, err := authd.HashPassword(ab.password, authd.OWASPParams)
 	if err != nil {
 		b.Fatal(err)
@@ -184,6 +202,123 @@ func BenchmarkAuthd(b *testing.B) {
 		b.ReportMetric(hashRate, "raw-argon2id-hashes/s")
 		b.ReportMetric(100*logins/hashRate, "%-of-raw")
 	})
+}
+
+// benchRedirect is the bench client's redirect URI; nothing listens there.
+const benchRedirect = "http://127.0.0.1:5556/callback"
+
+// BenchmarkAuthdCodeFlow measures the authorization code flow's token step (code → access and ID
+// token) next to client credentials, and the verification of an ID token by
+// github.com/coreos/go-oidc, as an application does it.
+func BenchmarkAuthdCodeFlow(b *testing.B) {
+	ab := startAuthdBench(b)
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: authdClients}}
+	browser := signedInBrowser(b, ab)
+	verifier := oauth2.GenerateVerifier()
+	authorizeURL := ab.url + "/oauth2/authorize?" + url.Values{"client_id": {ab.clientID}, "redirect_uri": {benchRedirect},
+		"response_type": {"code"}, "scope": {"openid email"}, "state": {"s"}, "nonce": {"n"},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}.Encode()
+	exchange := func(code string) (*http.Response, error) {
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {benchRedirect}, "code_verifier": {verifier}}
+		req, _ := http.NewRequest(http.MethodPost, ab.url+"/oauth2/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(ab.clientID, ab.clientSecret)
+		return httpClient.Do(req)
+	}
+
+	b.Run("client-credentials", func(b *testing.B) {
+		form := url.Values{"grant_type": {"client_credentials"}}.Encode()
+		measureConcurrent(b, func() error {
+			req, _ := http.NewRequest(http.MethodPost, ab.url+"/oauth2/token", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(ab.keyID, ab.key)
+			return expectOK(httpClient.Do(req))
+		})
+	})
+
+	b.Run("authorization-code", func(b *testing.B) {
+		codes := make(chan string, b.N) // made before the clock starts: only the token step is measured
+		for range b.N {
+			codes <- authorizationCode(b, browser, authorizeURL)
+		}
+		measureConcurrent(b, func() error { return expectOK(exchange(<-codes)) })
+	})
+
+	b.Run("id-token-verification", func(b *testing.B) {
+		ctx := oidc.ClientContext(context.Background(), httpClient)
+		provider, err := oidc.NewProvider(ctx, ab.url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, err := exchange(authorizationCode(b, browser, authorizeURL))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var tokens struct {
+			IDToken string `json:"id_token"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&tokens)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		idVerifier := provider.Verifier(&oidc.Config{ClientID: ab.clientID})
+		if _, err := idVerifier.Verify(ctx, tokens.IDToken); err != nil { // fetches the keys once
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := idVerifier.Verify(ctx, tokens.IDToken); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+	})
+}
+
+// signedInBrowser logs the bench user in on the web pages and returns the browser (its cookies),
+// which stops at redirects.
+func signedInBrowser(b *testing.B, ab *authdBench) *http.Client {
+	b.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(ab.url + "/login")
+	if err != nil {
+		b.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := regexp.MustCompile(`name="csrf_token" value="([^"]+)"`).FindSubmatch(page)
+	if csrf == nil {
+		b.Fatal("no CSRF token on the login page")
+	}
+	resp, err = c.PostForm(ab.url+"/login", url.Values{"csrf_token": {string(csrf[1])}, "email": {ab.email}, "password": {ab.password}, "next": {"/account"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		b.Fatalf("login: %s", resp.Status)
+	}
+	return c
+}
+
+// authorizationCode runs the authorization request in the signed-in browser and returns the code.
+func authorizationCode(b *testing.B, browser *http.Client, authorizeURL string) string {
+	b.Helper()
+	resp, err := browser.Get(authorizeURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	location, err := resp.Location()
+	if err != nil || location.Query().Get("code") == "" {
+		b.Fatalf("authorize: %s %v %v", resp.Status, location, err)
+	}
+	return location.Query().Get("code")
 }
 
 func mustHash(b *testing.B, password string) string {
