@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"hash"
 	"net/http"
 	"slices"
 	"strings"
@@ -124,12 +123,13 @@ func (i *tokenIssuer) issueIDToken(cs clientSession, accessToken string, ttl tim
 // tokenHash is at_hash (OpenID Connect Core section 3.1.3.6): the left half of the token's hash
 // with the hash of the signature's algorithm — SHA-256 for ES256, SHA-512 for Ed25519.
 func tokenHash(alg, token string) string {
-	var h hash.Hash = sha256.New()
+	h := sha256.New
 	if alg == signing.EdDSA {
-		h = sha512.New()
+		h = sha512.New
 	}
-	h.Write([]byte(token))
-	sum := h.Sum(nil)
+	digest := h()
+	digest.Write([]byte(token))
+	sum := digest.Sum(nil)
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
 }
 
