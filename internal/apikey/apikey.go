@@ -51,8 +51,8 @@ func New() (Key, error) {
 	if _, err := rand.Read(secretBytes); err != nil {
 		return Key{}, fmt.Errorf("generating a key: %w", err)
 	}
-	id := base62(idBytes, keyIDLength)
-	body := Prefix + id + "_" + base62(secretBytes, secretLength)
+	id := Base62(idBytes, keyIDLength)
+	body := Prefix + id + "_" + Base62(secretBytes, secretLength)
 	return Key{Plaintext: body + checksum(body), ID: id}, nil
 }
 
@@ -79,11 +79,12 @@ func Parse(key string) (string, error) {
 
 func checksum(body string) string {
 	c := crc32.ChecksumIEEE([]byte(body))
-	return base62(big.NewInt(int64(c)).Bytes(), checkLength)
+	return Base62(big.NewInt(int64(c)).Bytes(), checkLength)
 }
 
-// base62 encodes b as a big-endian number in exactly width characters (zero-padded).
-func base62(b []byte, width int) string {
+// Base62 encodes b as a big-endian number in exactly width characters (zero-padded), in the
+// alphabet of the keys. internal/oauthsecret makes client secrets with it.
+func Base62(b []byte, width int) string {
 	n := new(big.Int).SetBytes(b)
 	base := big.NewInt(int64(len(alphabet)))
 	out := make([]byte, width)

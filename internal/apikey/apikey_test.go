@@ -72,7 +72,7 @@ func TestSecretEncodingKeepsAll256Bits(t *testing.T) {
 			raw[i] = fill
 		}
 		decoded := new(big.Int)
-		for _, c := range base62(raw, secretLength) {
+		for _, c := range Base62(raw, secretLength) {
 			decoded.Mul(decoded, big.NewInt(62))
 			decoded.Add(decoded, big.NewInt(int64(strings.IndexRune(alphabet, c))))
 		}
