@@ -171,7 +171,7 @@ func (s *Server) authorizationCodeGrant(w http.ResponseWriter, r *http.Request) 
 		s.failed(w, r, err)
 		return
 	}
-	cs, refusal, err := s.clientSessionOf(r.Context(), client, code.UserID, code.OrgID, code.MFA)
+	cs, refusal, err := clientSessionOf(r.Context(), s.store.pool, client, code.UserID, code.OrgID, code.MFA)
 	if err != nil {
 		s.failed(w, r, err)
 		return
@@ -218,10 +218,11 @@ func checkPKCE(challenge, verifier string) error {
 
 // clientSessionOf checks, at the moment of issuing, that the user may still sign in to the
 // client in organization orgID: enabled, Active there, served by the client, and with a second
-// factor if the organization requires one. A refusal is returned as its reason.
-func (s *Server) clientSessionOf(ctx context.Context, client oauthClient, userID, orgID string, mfa bool) (clientSession, string, error) {
+// factor if the organization requires one. A refusal is returned as its reason. It reads through
+// q: a refresh's own transaction, so that a rotation needs one connection only.
+func clientSessionOf(ctx context.Context, q querier, client oauthClient, userID, orgID string, mfa bool) (clientSession, string, error) {
 	cs := clientSession{Client: client, MFA: mfa}
-	u, found, err := s.store.userByID(ctx, userID)
+	u, found, err := userByID(ctx, q, userID)
 	if err != nil {
 		return cs, "", err
 	}
@@ -232,7 +233,7 @@ func (s *Server) clientSessionOf(ctx context.Context, client oauthClient, userID
 	if client.OrgID != nil && *client.OrgID != orgID {
 		return cs, "this client does not serve the organization", nil
 	}
-	all, err := s.store.memberships(ctx, userID)
+	all, err := memberships(ctx, q, userID)
 	if err != nil {
 		return cs, "", err
 	}
@@ -275,12 +276,12 @@ func (s *Server) clientRefresh(w http.ResponseWriter, r *http.Request, client oa
 	var cs clientSession
 	var refusal string
 	rot, err := s.store.rotate(r.Context(), presented, s.clientSessionPolicy(client), s.clientOf(r), &client.UID,
-		func(ctx context.Context, _ querier, userID string, current tenantIDs, mfa bool) (tenantIDs, error) {
+		func(ctx context.Context, q querier, userID string, current tenantIDs, mfa bool) (tenantIDs, error) {
 			if current.OrgID == nil {
 				return tenantIDs{}, errInvalidRefresh
 			}
 			var err error
-			if cs, refusal, err = s.clientSessionOf(ctx, client, userID, *current.OrgID, mfa); err != nil {
+			if cs, refusal, err = clientSessionOf(ctx, q, client, userID, *current.OrgID, mfa); err != nil {
 				return tenantIDs{}, err
 			}
 			if refusal != "" {
