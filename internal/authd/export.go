@@ -20,6 +20,7 @@ type accountExport struct {
 	Sessions    []exportedSession  `json:"sessions"`
 	Mail        []exportedMail     `json:"mail"`
 	Links       []exportedLink     `json:"emailed_links"`
+	Apps        []exportedConsent  `json:"applications"`
 	Audit       []exportedAuditRow `json:"audit"`
 }
 
@@ -72,6 +73,14 @@ type exportedLink struct {
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt time.Time  `json:"expires_at"`
 	UsedAt    *time.Time `json:"used_at"`
+}
+
+// exportedConsent is an application (OAuthClient) the person allowed.
+type exportedConsent struct {
+	ClientID  string    `json:"client_id"`
+	Name      string    `json:"name"`
+	Scopes    []string  `json:"scopes"`
+	GrantedAt time.Time `json:"granted_at"`
 }
 
 type exportedAuditRow struct {
@@ -132,6 +141,15 @@ func (s *Store) export(ctx context.Context, u user) (accountExport, error) {
 			SELECT purpose, email::text, created_at, expires_at, used_at FROM tenancy.email_tokens WHERE user_id = $1 ORDER BY created_at`, []any{u.ID},
 			func(row pgx.CollectableRow, l *exportedLink) error {
 				return row.Scan(&l.Purpose, &l.SentTo, &l.CreatedAt, &l.ExpiresAt, &l.UsedAt)
+			}); err != nil {
+			return err
+		}
+		if e.Apps, err = collect(ctx, tx, `
+			SELECT c.client_id, c.display_name, k.scopes, k.granted_at
+			FROM tenancy.oauth_consents k JOIN tenancy.oauth_clients c ON c.uid = k.client_uid
+			WHERE k.user_id = $1 ORDER BY k.granted_at`, []any{u.ID},
+			func(row pgx.CollectableRow, a *exportedConsent) error {
+				return row.Scan(&a.ClientID, &a.Name, &a.Scopes, &a.GrantedAt)
 			}); err != nil {
 			return err
 		}
