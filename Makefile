@@ -99,7 +99,7 @@ mailpit: ## Build (once) Mailpit, the mail catcher of make dev and the tests.
 
 .PHONY: build
 build: ## Build the static, version-stamped binaries into bin/.
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/manager ./cmd/authd
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/manager ./cmd/authd ./cmd/kubectl-tenancy
 
 .PHONY: image
 image: ## Build the images without Docker (linux/amd64, linux/arm64): OCI layouts and docker-archive tarballs in bin/images/.
