@@ -158,6 +158,9 @@ func (t *TenantTable) CommonStatusRef() *CommonStatus { return &t.Status.CommonS
 // CommonStatusRef implements Object.
 func (s *AccountSuspension) CommonStatusRef() *CommonStatus { return &s.Status.CommonStatus }
 
+// CommonStatusRef implements Object.
+func (c *OAuthClient) CommonStatusRef() *CommonStatus { return &c.Status.CommonStatus }
+
 // FullStatus implements Object.
 func (o *Organization) FullStatus() any { return o.Status }
 
@@ -175,6 +178,9 @@ func (t *TenantTable) FullStatus() any { return t.Status }
 
 // FullStatus implements Object.
 func (s *AccountSuspension) FullStatus() any { return s.Status }
+
+// FullStatus implements Object.
+func (c *OAuthClient) FullStatus() any { return c.Status }
 
 // RoleOrDefault is spec.role, or Member (the CRD's default) when unset.
 func (m *Membership) RoleOrDefault() Role {

@@ -25,6 +25,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&APIKey{}, &APIKeyList{},
 		&TenantTable{}, &TenantTableList{},
 		&AccountSuspension{}, &AccountSuspensionList{},
+		&OAuthClient{}, &OAuthClientList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

@@ -20,4 +20,9 @@ const (
 	APIKeySecretKey = "apiKey"
 	// APIKeyIDSecretKey holds the public id of that key.
 	APIKeyIDSecretKey = "keyID"
+	// OAuthClientIDSecretKey holds a confidential OAuthClient's client_id (<name>.<namespace>)
+	// in the Secret spec.secretName names.
+	OAuthClientIDSecretKey = "clientID"
+	// OAuthClientSecretKey holds that client's current secret (`tcs_…`).
+	OAuthClientSecretKey = "clientSecret"
 )
