@@ -310,6 +310,9 @@ func (s *Server) clientRefresh(w http.ResponseWriter, r *http.Request, client oa
 	if rot.AuthTime != nil {
 		cs.AuthTime = *rot.AuthTime
 	}
+	if rot.Nonce != nil {
+		cs.Nonce = *rot.Nonce
+	}
 	s.audit(r, auditEntry{Actor: cs.User.Email, ActorUserID: &cs.User.ID, Action: "session.refreshed", Target: "session/" + rot.FamilyID,
 		OrgID: cs.Access.OrgID, Details: map[string]any{"client_id": client.ClientID}})
 	resp, err := s.issueClientTokens(r, cs, rot.Token, grantRefreshToken)

@@ -74,11 +74,11 @@ func (s *Store) startClientSession(ctx context.Context, cs clientSession, p sess
 	}
 	err = s.pool.QueryRow(ctx, `
 		INSERT INTO tenancy.refresh_tokens (hash, family_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent,
-		                                    client_address, mfa, client_uid, scopes, auth_time)
-		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9, $10, $11, $12)
+		                                    client_address, mfa, client_uid, scopes, auth_time, nonce)
+		VALUES ($1, gen_random_uuid(), $2, $3, $4, now() + make_interval(secs => $5), now() + make_interval(secs => $6), $7, $8, $9, $10, $11, $12, $13)
 		RETURNING family_id`,
 		hash, cs.User.ID, cs.Access.OrgID, cs.Access.ProjectID, p.TTL.Seconds(), p.Lifetime.Seconds(), truncate(c.UserAgent, 256), c.Address,
-		cs.MFA, cs.Client.UID, cs.Scopes, cs.AuthTime).Scan(&familyID)
+		cs.MFA, cs.Client.UID, cs.Scopes, cs.AuthTime, nullIfEmpty(cs.Nonce)).Scan(&familyID)
 	if err != nil {
 		return "", "", fmt.Errorf("starting a client's session: %w", err)
 	}
@@ -93,9 +93,10 @@ type rotation struct {
 	Tenant   tenantIDs
 	// MFA: the session began with a second factor.
 	MFA bool
-	// Scopes and AuthTime are those of an OAuth client's session.
+	// Scopes, AuthTime and Nonce are those of an OAuth client's session.
 	Scopes   []string
 	AuthTime *time.Time
+	Nonce    *string
 }
 
 // rotate exchanges a refresh token for its successor. choose picks the organization and project
@@ -134,10 +135,10 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 			       EXISTS (SELECT 1 FROM tenancy.refresh_tokens c WHERE c.family_id = t.family_id AND c.parent_id = t.id
 			               AND c.client_address = $3 AND c.user_agent = $4),
 			       t.revoked_at IS NOT NULL, now() >= t.expires_at OR now() >= t.family_expires_at,
-			       t.client_uid, t.scopes, t.auth_time
+			       t.client_uid, t.scopes, t.auth_time, t.nonce
 			FROM tenancy.refresh_tokens t WHERE t.hash = $1`, hashOf(presented), p.ReuseInterval.Seconds(), c.Address, truncate(c.UserAgent, 256)).
 			Scan(&id, &r.UserID, &current.OrgID, &current.ProjectID, &web, &r.MFA, &rotated, &withinGrace, &reusedBefore, &sameClient, &revoked, &expired,
-				&tokenClient, &r.Scopes, &r.AuthTime); err != nil {
+				&tokenClient, &r.Scopes, &r.AuthTime, &r.Nonce); err != nil {
 			return err
 		}
 		if (tokenClient == nil) != (clientUID == nil) || (tokenClient != nil && *tokenClient != *clientUID) {
@@ -176,9 +177,9 @@ func (s *Store) rotate(ctx context.Context, presented string, p sessionPolicy, c
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO tenancy.refresh_tokens (hash, family_id, parent_id, user_id, organization_id, project_id, expires_at, family_expires_at, user_agent, client_address, mfa,
-			                                    client_uid, scopes, auth_time)
+			                                    client_uid, scopes, auth_time, nonce)
 			SELECT $1, family_id, id, user_id, $2, $3, least(now() + make_interval(secs => $4), family_expires_at), family_expires_at, $5, $6, mfa,
-			       client_uid, scopes, auth_time
+			       client_uid, scopes, auth_time, nonce
 			FROM tenancy.refresh_tokens WHERE id = $7`,
 			hash, r.Tenant.OrgID, r.Tenant.ProjectID, p.TTL.Seconds(), truncate(c.UserAgent, 256), c.Address, id)
 		return err

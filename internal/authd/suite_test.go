@@ -18,9 +18,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
@@ -37,14 +39,15 @@ var generousThrottle = authd.ThrottleConfig{AddressBurst: 1000, AddressInterval:
 	AccountFreeFailures: 100, AccountDelay: time.Millisecond, AccountMaxDelay: 10 * time.Millisecond}
 
 var (
-	kube      client.Client
-	asCaller  client.Client
-	sqlPool   *pgxpool.Pool
-	dbProxy   *testenv.Proxy
-	authdURL  string
-	authdDB   string // authd's database URL, through the proxy
-	rotator   *signing.Rotator
-	suiteConf authd.Config
+	kube       client.Client
+	restConfig *rest.Config
+	asCaller   client.Client
+	sqlPool    *pgxpool.Pool
+	dbProxy    *testenv.Proxy
+	authdURL   string
+	authdDB    string // authd's database URL, through the proxy
+	rotator    *signing.Rotator
+	suiteConf  authd.Config
 )
 
 const (
@@ -65,8 +68,16 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(GinkgoLogr)
 	// The manager runs as the cluster admin (no ManagerRBAC) and reaches the database directly;
 	// authd goes through the proxy, which specs cut.
+	// The API server trusts the authd that kubernetes_test.go starts at kubeIssuer.
+	kubeIssuer = httptest.NewUnstartedServer(nil)
+	kubeIssuer.StartTLS()
+	authenticationConfig := writeAuthenticationConfig(GinkgoT().TempDir(), kubeIssuer)
 	suite, err := testenv.StartSuite(ctx, testenv.SuiteOptions{
-		Name:              "authd",
+		Name: "authd",
+		PrepareControlPlane: func(env *envtest.Environment) error {
+			env.ControlPlane.GetAPIServer().Configure().Set("authentication-config", authenticationConfig)
+			return nil
+		},
 		Proxy:             true,
 		OperatorNamespace: operatorNamespace,
 		Log:               GinkgoLogr,
@@ -80,7 +91,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(suite.Stop)
-	kube, sqlPool, dbProxy, authdDB = suite.Client, suite.Pool, suite.Proxy, suite.ProxiedURL
+	kube, sqlPool, dbProxy, authdDB, restConfig = suite.Client, suite.Pool, suite.Proxy, suite.ProxiedURL, suite.Config
 	asCaller, err = authd.NewCallerClient(suite.Config, suite.Scheme, kube.RESTMapper())
 	Expect(err).NotTo(HaveOccurred())
 
@@ -106,11 +117,17 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 // which is also its issuer.
 func startAuthd(conf authd.Config) string {
 	GinkgoHelper()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Start()
+	return startAuthdOn(ts, conf)
+}
+
+// startAuthdOn runs an authd with conf on the started server ts, whose URL is its issuer.
+func startAuthdOn(ts *httptest.Server, conf authd.Config) string {
+	GinkgoHelper()
 	ctx, cancel := context.WithCancel(context.Background())
 	store, err := authd.OpenStore(ctx, authdDB, "tenancy_authd")
 	Expect(err).NotTo(HaveOccurred())
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Start()
 	conf.Issuer = ts.URL
 	if conf.SMTP != nil && conf.PublicURL == "" {
 		conf.PublicURL = ts.URL // the links it mails lead back to it

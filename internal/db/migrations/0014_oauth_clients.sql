@@ -78,9 +78,11 @@ CREATE POLICY authd_all ON tenancy.oauth_consents TO tenancy_authd USING (true) 
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy.oauth_consents TO tenancy_authd;
 
 -- The sessions of a client: its refresh tokens need the client to use them, and end with it.
--- scopes and auth_time carry what the ID tokens of a refresh repeat.
+-- scopes, auth_time and nonce carry what the ID tokens of a refresh repeat (OpenID Connect Core
+-- section 12.2: the nonce of the original authentication, if any).
 ALTER TABLE tenancy.refresh_tokens
     ADD COLUMN client_uid uuid REFERENCES tenancy.oauth_clients (uid) ON DELETE CASCADE,
     ADD COLUMN scopes     text[],
-    ADD COLUMN auth_time  timestamptz;
+    ADD COLUMN auth_time  timestamptz,
+    ADD COLUMN nonce      text;
 CREATE INDEX refresh_tokens_client_idx ON tenancy.refresh_tokens (client_uid) WHERE client_uid IS NOT NULL;
