@@ -505,12 +505,12 @@ var _ = Describe("OpenID Connect provider", func() {
 			form   url.Values
 			code   string
 		}{
-			"a scope the person does not hold":            {gateway, url.Values{"scope": {"owners:write"}}, "invalid_scope"},
-			"an audience that is no client":               {gateway, url.Values{"audience": {"https://elsewhere.example"}}, "invalid_target"},
-			"a client of another organization":            {foreign, url.Values{}, "invalid_grant"},
-			"a client without the grant":                  {billing, url.Values{}, "unauthorized_client"},
-			"a token that was already exchanged":          {gateway, url.Values{"subject_token": {r.Body["access_token"].(string)}}, "invalid_grant"},
-			"an API key's token":                          {gateway, url.Values{"subject_token": {apiKeyToken(ctx, org)}}, "invalid_grant"},
+			"a scope the person does not hold":             {gateway, url.Values{"scope": {"owners:write"}}, "invalid_scope"},
+			"an audience that is no client":                {gateway, url.Values{"audience": {"https://elsewhere.example"}}, "invalid_target"},
+			"a client of another organization":             {foreign, url.Values{}, "invalid_grant"},
+			"a client without the grant":                   {billing, url.Values{}, "unauthorized_client"},
+			"a token that was already exchanged":           {gateway, url.Values{"subject_token": {r.Body["access_token"].(string)}}, "invalid_grant"},
+			"an API key's token":                           {gateway, url.Values{"subject_token": {apiKeyToken(ctx, org)}}, "invalid_grant"},
 			"an impersonation by an organization's client": {gateway, url.Values{"subject_token_type": {"urn:tenancy.dev:params:oauth:token-type:email"}, "subject_token": {email}}, "unauthorized_client"},
 		} {
 			form := c.form
