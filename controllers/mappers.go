@@ -34,7 +34,7 @@ func requestsForOrganizationsNaming(c client.Reader) func(ctx context.Context, o
 }
 
 // requestsForScopedObjects maps an Organization to every object of the list's kind in its
-// namespace, and a Project to those scoped to it.
+// namespace, and a Project to those scoped to it (projectScoped kinds only).
 func requestsForScopedObjects(c client.Reader, newList func() client.ObjectList) func(ctx context.Context, obj client.Object) []reconcile.Request {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
 		namespace, project := obj.GetNamespace(), obj.GetName()
@@ -53,10 +53,13 @@ func requestsForScopedObjects(c client.Reader, newList func() client.ObjectList)
 		}
 		var requests []reconcile.Request
 		for _, item := range items {
-			o := item.(projectScoped)
-			if project == "" || o.ProjectName() == project {
-				requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+			o := item.(client.Object)
+			if project != "" {
+				if scoped, ok := o.(projectScoped); !ok || scoped.ProjectName() != project {
+					continue
+				}
 			}
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
 		}
 		return requests
 	}

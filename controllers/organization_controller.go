@@ -72,7 +72,7 @@ type organizationScope struct {
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations,verbs=get;list;watch;update;patch
 // The Roles the operator writes grant these verbs, and RBAC lets it grant only what it holds
 // (no escalate or bind).
-// +kubebuilder:rbac:groups=tenancy.dev,resources=projects;memberships;apikeys,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=tenancy.dev,resources=projects;memberships;apikeys;oauthclients,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tenancy.dev,resources=organizations/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete

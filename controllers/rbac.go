@@ -32,7 +32,7 @@ const (
 )
 
 var (
-	tenancyResources = []string{"projects", "memberships", "apikeys"}
+	tenancyResources = []string{"projects", "memberships", "apikeys", "oauthclients"}
 	readVerbs        = []string{"get", "list", "watch"}
 	writeVerbs       = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
 )
@@ -51,10 +51,11 @@ type organizationRBAC struct {
 }
 
 // desiredRBAC derives the Roles and RoleBindings from the organization's Memberships and from the
-// Secrets the operator wrote: organization-wide Owners and Admins manage Projects, Memberships and
-// APIKeys; Owners read every Secret of the namespace, Admins only the Secrets the operator made for
-// API keys and for invitations below Owner (listed by name, taken from the Secrets' controller
-// references rather than from specs, so no spec can point an Admin at another Secret); everyone
+// Secrets the operator wrote: organization-wide Owners and Admins manage Projects, Memberships,
+// APIKeys and OAuthClients; Owners read every Secret of the namespace, Admins only the Secrets the
+// operator made for API keys, OAuth clients and invitations below Owner (listed by name, taken
+// from the Secrets' controller references rather than from specs, so no spec can point an Admin
+// at another Secret); everyone
 // else, including project-scoped members of any role, gets and lists. Project-scoped Admins get no
 // write access here because Kubernetes RBAC cannot confine it to their project. The Owner and
 // Viewer rules are the same in every namespace: they are ClusterRoles, bound per namespace, so an
@@ -85,7 +86,7 @@ func desiredRBAC(namespace, usernamePrefix string, memberships []tenancyv1.Membe
 			continue
 		}
 		switch owner.Kind {
-		case "APIKey":
+		case "APIKey", "OAuthClient":
 			adminSecrets = append(adminSecrets, secret.Name)
 		case "Membership":
 			if role, ok := roleOfMembership[owner.UID]; ok && role != tenancyv1.RoleOwner {

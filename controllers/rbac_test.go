@@ -55,6 +55,10 @@ var _ = Describe("Self-service RBAC", func() {
 		key := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "ci", Namespace: org.Name}, Spec: tenancyv1.APIKeySpec{Role: tenancyv1.RoleMember}}
 		Expect(k8sClient.Create(ctx, key)).To(Succeed())
 		eventuallyReady(ctx, key)
+		app := &tenancyv1.OAuthClient{ObjectMeta: metav1.ObjectMeta{Name: "portal", Namespace: org.Name},
+			Spec: tenancyv1.OAuthClientSpec{DisplayName: "Portal", RedirectURIs: []string{"https://portal.example.com/callback"}}}
+		Expect(k8sClient.Create(ctx, app)).To(Succeed())
+		eventuallyReady(ctx, app)
 
 		// An APIKey whose spec points at the Owner's invitation must not widen what Admins may read.
 		sneaky := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "sneaky", Namespace: org.Name},
@@ -67,11 +71,16 @@ var _ = Describe("Self-service RBAC", func() {
 			g.Expect(can(ctx, "olga@example.com", "get", "", "secrets", "adam-invite")).To(BeTrue(), "Owner reads every Secret")
 			g.Expect(can(ctx, "adam@example.com", "delete", "tenancy.dev", "apikeys", "ci")).To(BeTrue(), "Admin writes")
 			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "ci-apikey")).To(BeTrue(), "Admin reads API key Secrets")
+			g.Expect(can(ctx, "adam@example.com", "create", "tenancy.dev", "oauthclients", "")).To(BeTrue(), "Admin writes OAuth clients")
+			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "portal-oauth-client")).To(BeTrue(), "Admin reads OAuth client Secrets")
 			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "vera-invite")).To(BeTrue(), "Admin reads invitations below Owner")
 			g.Expect(can(ctx, "adam@example.com", "get", "", "secrets", "olga-invite")).To(BeFalse(), "but not an Owner's invitation")
 			g.Expect(can(ctx, "adam@example.com", "list", "", "secrets", "")).To(BeFalse(), "nor list Secrets")
 			g.Expect(can(ctx, "vera@example.com", "list", "tenancy.dev", "projects", "")).To(BeTrue(), "Viewer lists")
 			g.Expect(can(ctx, "vera@example.com", "create", "tenancy.dev", "memberships", "")).To(BeFalse(), "Viewer does not write")
+			g.Expect(can(ctx, "vera@example.com", "watch", "tenancy.dev", "oauthclients", "")).To(BeTrue(), "Viewer watches OAuth clients")
+			g.Expect(can(ctx, "vera@example.com", "update", "tenancy.dev", "oauthclients", "portal")).To(BeFalse(), "but does not change them")
+			g.Expect(can(ctx, "vera@example.com", "get", "", "secrets", "portal-oauth-client")).To(BeFalse(), "nor reads their Secrets")
 			g.Expect(can(ctx, "vera@example.com", "get", "", "secrets", "ci-apikey")).To(BeFalse(), "Viewer reads no Secret")
 			g.Expect(can(ctx, "pete@example.com", "create", "tenancy.dev", "apikeys", "")).To(BeFalse(),
 				"a project Admin cannot write namespace-wide")

@@ -106,6 +106,7 @@ func TestDesiredRBACLetsAdminsReadOnlyTheSecretsBelowOwner(t *testing.T) {
 	tenancyAPI := tenancyv1.GroupVersion.String()
 	secrets := []corev1.Secret{
 		secretControlledBy("z-key-apikey", tenancyAPI, "APIKey", "z-key"),
+		secretControlledBy("portal-oauth-client", tenancyAPI, "OAuthClient", "portal"),
 		secretControlledBy("member-invite", tenancyAPI, "Membership", "member"),
 		secretControlledBy("web-admin-invite", tenancyAPI, "Membership", "web-admin"),
 		secretControlledBy("owner-invite", tenancyAPI, "Membership", "owner"),
@@ -121,10 +122,14 @@ func TestDesiredRBACLetsAdminsReadOnlyTheSecretsBelowOwner(t *testing.T) {
 	wantRules := []rbacv1.PolicyRule{
 		tenancyRule(writeVerbs),
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"},
-			ResourceNames: []string{"member-invite", "web-admin-invite", "z-key-apikey"}},
+			ResourceNames: []string{"member-invite", "portal-oauth-client", "web-admin-invite", "z-key-apikey"}},
 	}
 	if diff := cmp.Diff(wantRules, got.roles[0].Rules); diff != "" {
 		t.Errorf("Admin Role rules (-want +got):\n%s", diff)
+	}
+
+	if diff := cmp.Diff([]string{"projects", "memberships", "apikeys", "oauthclients"}, got.roles[0].Rules[0].Resources); diff != "" {
+		t.Errorf("Owners and Admins manage these kinds, Members and Viewers read them (-want +got):\n%s", diff)
 	}
 
 	owner, viewer := got.clusterRoles[0], got.clusterRoles[1]

@@ -205,7 +205,7 @@ func TestFinishReconcileReturnsOtherErrorsForBackoff(t *testing.T) {
 func TestEveryKindHandsOutItsWholeStatus(t *testing.T) {
 	kinds := []tenancyv1.Object{
 		&tenancyv1.Organization{}, &tenancyv1.Project{}, &tenancyv1.Membership{}, &tenancyv1.APIKey{}, &tenancyv1.TenantTable{},
-		&tenancyv1.AccountSuspension{},
+		&tenancyv1.AccountSuspension{}, &tenancyv1.OAuthClient{},
 	}
 	for _, obj := range kinds {
 		// A copy taken before the reconcile, as the status patcher takes it.

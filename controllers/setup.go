@@ -29,6 +29,7 @@ type Store interface {
 	TenantTableStore
 	AccountSuspensionStore
 	AccountEraserStore
+	OAuthClientStore
 }
 
 // Settings are the knobs shared by every controller.
@@ -39,12 +40,14 @@ type Settings struct {
 	PublicURL string
 	// InvitationTTL is how long an invitation token is valid.
 	InvitationTTL time.Duration
-	// APIKeyRotationGrace is how long a rotated-out API key keeps working.
+	// APIKeyRotationGrace is how long a rotated-out API key, or OAuth client secret, keeps
+	// working.
 	APIKeyRotationGrace time.Duration
 	// UsernamePrefix turns a member's email into their Kubernetes username (the API server's
 	// --oidc-username-prefix).
 	UsernamePrefix string
-	// OperatorNamespace is the operator's own namespace, which no organization may claim.
+	// OperatorNamespace is the operator's own namespace, which no organization may claim; the
+	// OAuthClients there are platform-wide.
 	OperatorNamespace string
 	// Mail sends invitations and notices of API keys about to expire; nil when the operator has
 	// no SMTP server.
@@ -136,6 +139,18 @@ func SetupWithManager(mgr ctrl.Manager, store Store, s Settings) error {
 		Options:      s.optionsFor(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the account suspension controller: %w", err)
+	}
+	if err := (&OAuthClientReconciler{
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Store:             store,
+		Recorder:          mgr.GetEventRecorder("tenancy-oauthclient"),
+		ResyncPeriod:      s.ResyncPeriod,
+		RotationGrace:     s.APIKeyRotationGrace,
+		OperatorNamespace: s.OperatorNamespace,
+		Options:           s.optionsFor(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the OAuth client controller: %w", err)
 	}
 	return mgr.Add(&AccountEraser{
 		Client: mgr.GetClient(), Store: store, Mail: s.Mail, Interval: accountEraserInterval,

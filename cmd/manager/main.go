@@ -88,7 +88,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"authd's public URL; invitation links point to its /invite page.")
 	fs.DurationVar(&c.invitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation token is valid.")
 	fs.DurationVar(&c.apiKeyRotationGrace, "apikey-rotation-grace", 24*time.Hour,
-		"How long an API key replaced by a rotation keeps working.")
+		"How long an API key, or an OAuth client secret, replaced by a rotation keeps working.")
 	fs.StringVar(&c.usernamePrefix, "username-prefix", "",
 		"Prefix that turns a member's email into their Kubernetes username; set it to the API server's --oidc-username-prefix.")
 	// Defaults chosen with BenchmarkScale (docs/benchmarks.md, "Why the code is shaped this way"):
