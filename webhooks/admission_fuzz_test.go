@@ -125,6 +125,7 @@ func fuzzWebhooks(tb testing.TB) []fuzzKind {
 		newFuzzKind(scheme, "apikeys", true, &tenancyv1.APIKey{}, &apiKeyWebhook{a}),
 		newFuzzKind(scheme, "tenanttables", false, &tenancyv1.TenantTable{}, &tenantTableWebhook{a}),
 		newFuzzKind(scheme, "accountsuspensions", false, &tenancyv1.AccountSuspension{}, &accountSuspensionWebhook{a}),
+		newFuzzKind(scheme, "oauthclients", true, &tenancyv1.OAuthClient{}, &oauthClientWebhook{a}),
 	}
 }
 
@@ -153,6 +154,7 @@ func FuzzAdmission(f *testing.F) {
 		{0, 0, `{}`, ``, true},
 		{3, 1, `{"apiVersion":"tenancy.dev/v1alpha1","kind":"APIKey","metadata":{"name":"ci","namespace":"acme"},"spec":{"role":"Owner"}}`, `null`, false},
 		{0, 3, ``, ``, false},
+		{6, 0, `{"apiVersion":"tenancy.dev/v1alpha1","kind":"OAuthClient","metadata":{"name":"cli","namespace":"acme"},"spec":{"displayName":"CLI","public":true,"redirectURIs":["http://127.0.0.1:8000/cb","com.example.cli:/cb","https://*.example.com/cb"]}}`, ``, false},
 	}
 	for _, s := range seeds {
 		f.Add(s.kind, s.op, []byte(s.raw), []byte(s.old), s.asPlatform)

@@ -102,7 +102,10 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, records Records, s 
 	if err := register(mgr, &tenancyv1.TenantTable{}, &tenantTableWebhook{a}); err != nil {
 		return err
 	}
-	return register(mgr, &tenancyv1.AccountSuspension{}, &accountSuspensionWebhook{a})
+	if err := register(mgr, &tenancyv1.AccountSuspension{}, &accountSuspensionWebhook{a}); err != nil {
+		return err
+	}
+	return register(mgr, &tenancyv1.OAuthClient{}, &oauthClientWebhook{a})
 }
 
 // kindWebhook is one kind's defaulter and validator.

@@ -90,7 +90,7 @@ func letTenancyUsersEdit(ctx context.Context) error {
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "test-tenancy-editor"},
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{tenancyv1.GroupVersion.Group}, Resources: []string{"projects", "memberships", "apikeys"}, Verbs: []string{"*"}},
+			{APIGroups: []string{tenancyv1.GroupVersion.Group}, Resources: []string{"projects", "memberships", "apikeys", "oauthclients"}, Verbs: []string{"*"}},
 			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "create", "update", "patch"}},
 		},
 	}
