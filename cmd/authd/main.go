@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,8 +38,12 @@ type config struct {
 	databaseURL  string
 	databaseRole string
 	kubeconfig   string
-	server       authd.Config
-	zap          zap.Options
+	// tlsCertFile and tlsKeyFile make authd serve HTTPS itself; without them it serves plain
+	// HTTP, for an ingress or load balancer that ends TLS in front of it.
+	tlsCertFile string
+	tlsKeyFile  string
+	server      authd.Config
+	zap         zap.Options
 }
 
 func parseFlags(args []string, getenv func(string) string) (config, error) {
@@ -49,6 +54,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.listen, "listen", ":8090", "Address to serve the API, the web pages and the probes on.")
 	fs.StringVar(&c.metrics, "metrics-listen", ":9090", "Address to serve /metrics on, apart from the public port; 0 turns it off.")
 	fs.StringVar(&c.publicURL, "public-url", "http://localhost:8090", "authd's public URL.")
+	fs.StringVar(&c.tlsCertFile, "tls-cert-file", "",
+		"PEM certificate (chain) to serve --listen with HTTPS; needs --tls-key-file. Without both, authd serves plain HTTP (TLS ended in front of it).")
+	fs.StringVar(&c.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file.")
 	fs.StringVar(&issuer, "issuer", "", "The iss of tokens; defaults to --public-url.")
 	fs.StringVar(&c.server.Audience, "audience", "tenancy", "The aud of access tokens.")
 	fs.BoolVar(&c.server.AllowSignup, "allow-signup", false, "Open POST /auth/signup to new emails.")
@@ -120,6 +128,10 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	switch {
 	case c.databaseURL == "":
 		return config{}, errors.New("--database-url: required (or set TENANCY_DATABASE_URL)")
+	case c.tlsCertFile != "" && c.tlsKeyFile == "":
+		return config{}, errors.New("--tls-key-file: required with --tls-cert-file")
+	case c.tlsKeyFile != "" && c.tlsCertFile == "":
+		return config{}, errors.New("--tls-cert-file: required with --tls-key-file")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return config{}, fmt.Errorf("--public-url: %q is not an absolute http(s) URL", c.publicURL)
 	case c.server.AccessTokenTTL < time.Minute || c.server.AccessTokenTTL > signing.MaxTokenLifetime:
@@ -193,6 +205,9 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		return err
 	}
 	httpServer := authd.NewHTTPServer(cfg.listen, server.Handler())
+	if httpServer.TLSConfig, err = tlsConfig(cfg.tlsCertFile, cfg.tlsKeyFile); err != nil {
+		return err
+	}
 	servers := []*http.Server{httpServer}
 	if cfg.metrics != "0" {
 		servers = append(servers, authd.NewHTTPServer(cfg.metrics, server.MetricsHandler()))
@@ -213,11 +228,15 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 		}
 		close(drained)
 	}()
-	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup, "mail", mail.Describe(cfg.server.SMTP))
+	log.Info("Serving", "version", version.Get().Version, "listen", cfg.listen, "tls", httpServer.TLSConfig != nil, "metrics", cfg.metrics, "issuer", cfg.server.Issuer, "signup", cfg.server.AllowSignup, "mail", mail.Describe(cfg.server.SMTP))
 	failed := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() {
-			if err := s.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			serve := s.ListenAndServe
+			if s.TLSConfig != nil {
+				serve = func() error { return s.ListenAndServeTLS("", "") }
+			}
+			if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 				failed <- fmt.Errorf("serving %s: %w", s.Addr, err)
 			}
 		}()
@@ -231,4 +250,17 @@ func run(ctx context.Context, cfg config, log logr.Logger) error {
 	case <-drained: // requests in flight have finished
 		return nil
 	}
+}
+
+// tlsConfig is the HTTPS configuration of --listen, or nil (plain HTTP) without a certificate.
+// The pair is loaded once: a renewed certificate takes a restart.
+func tlsConfig(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading --tls-cert-file and --tls-key-file: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -110,12 +110,32 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	say("Starting kube-apiserver and etcd")
+	// authd serves HTTPS with a certificate of the stack's own CA: kube-apiserver trusts only an
+	// https issuer, and the same URL is what people and the tests use.
+	devCerts, renewed, err := ensureTLS(state, time.Now())
+	if err != nil {
+		return fmt.Errorf("making the dev CA and authd's certificate: %w", err)
+	}
+	if renewed {
+		say("Made a new dev CA %s (a browser that trusted an earlier one must be told again)", devCerts.CAFile)
+	}
+	authdPort, err := portOrFree(8090)
+	if err != nil {
+		return err
+	}
+	authdURL := fmt.Sprintf("https://localhost:%d", authdPort)
+	authnConfig := filepath.Join(state, "authentication-config.yaml")
+	if err := writeAuthenticationConfig(authnConfig, authdURL, devCerts.CAPEM); err != nil {
+		return err
+	}
+
+	say("Starting kube-apiserver and etcd (trusting authd's ID tokens for %s)", kubectlClientID)
 	env, err := testenv.NewControlPlane()
 	if err != nil {
 		return err
 	}
 	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd")}
+	env.ControlPlane.GetAPIServer().Configure().Set("authentication-config", authnConfig)
 	if _, err := env.Start(); err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
@@ -135,6 +155,10 @@ func run(ctx context.Context, o options) error {
 	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
 		return err
 	}
+	oidcKubeconfig := filepath.Join(state, "kubeconfig-oidc")
+	if err := writeOIDCKubeconfig(oidcKubeconfig, kubeconfigBytes, authdURL, devCerts.CAFile); err != nil {
+		return err
+	}
 	adminClient, err := client.New(admin.Config(), client.Options{})
 	if err != nil {
 		return err
@@ -143,11 +167,6 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	authdPort, err := portOrFree(8090)
-	if err != nil {
-		return err
-	}
-	authdURL := fmt.Sprintf("http://localhost:%d", authdPort)
 	// The operator's namespace holds the signing keys.
 	if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); client.IgnoreAlreadyExists(err) != nil {
 		return err
@@ -225,11 +244,17 @@ func run(ctx context.Context, o options) error {
 	// authd logs in as the superuser here and takes the role tenancy_authd for every session.
 	if err := startProcess(ctx, &s, logs, "authd", authdBin, append([]string{
 		"--kubeconfig=" + authdKubeconfig, "--database-url=" + databaseURL, fmt.Sprintf("--listen=127.0.0.1:%d", authdPort), "--metrics-listen=127.0.0.1:0",
-		"--public-url=" + authdURL, "--allow-signup", "--zap-devel"}, append(mailFlags, adminFlags...)...)...); err != nil {
+		"--public-url=" + authdURL, "--issuer=" + authdURL, "--tls-cert-file=" + devCerts.CertFile, "--tls-key-file=" + devCerts.KeyFile,
+		"--allow-signup", "--zap-devel"}, append(mailFlags, adminFlags...)...)...); err != nil {
 		return err
 	}
 	say("Waiting for the admission webhooks to answer")
 	if err := waitForWebhooks(ctx, adminClient); err != nil {
+		return err
+	}
+
+	say("Applying the OAuth client kubectl (hack/devstack/kubectl-oauthclient.yaml)")
+	if err := runCmd(ctx, root, kubeEnv, kubectl, "apply", "-f", filepath.Join("hack", "devstack", "kubectl-oauthclient.yaml")); err != nil {
 		return err
 	}
 
@@ -250,7 +275,7 @@ func run(ctx context.Context, o options) error {
 		"tenanttables.tenancy.dev", "--all"); err != nil {
 		return err
 	}
-	for _, kind := range []string{"projects.tenancy.dev", "memberships.tenancy.dev", "apikeys.tenancy.dev"} {
+	for _, kind := range []string{"projects.tenancy.dev", "memberships.tenancy.dev", "apikeys.tenancy.dev", "oauthclients.tenancy.dev"} {
 		if err := runCmd(ctx, root, kubeEnv, kubectl, "wait", "--for=condition=Ready", "--timeout=180s",
 			kind, "--all", "--all-namespaces"); err != nil {
 			return err
@@ -258,16 +283,17 @@ func run(ctx context.Context, o options) error {
 	}
 
 	say("Waiting for authd, and accepting the sample Owner's invitation")
-	if err := waitForAuthd(ctx, authdURL); err != nil {
+	authdClient := devCerts.client()
+	if err := waitForAuthd(ctx, authdClient, authdURL); err != nil {
 		return err
 	}
-	if err := acceptOwnerInvitation(ctx, adminClient, authdURL, mailpit.webURL); err != nil {
+	if err := acceptOwnerInvitation(ctx, authdClient, adminClient, authdURL, mailpit.webURL); err != nil {
 		return err
 	}
 
 	envFile := filepath.Join(state, "env")
-	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\nTENANCY_AUTHD_URL=%s\nTENANCY_MAIL_URL=%s\n",
-		kubeconfig, databaseURL, authdURL, mailpit.webURL)
+	envLines := fmt.Sprintf("KUBECONFIG=%s\nTENANCY_DATABASE_URL=%s\nTENANCY_AUTHD_URL=%s\nTENANCY_CA_FILE=%s\nTENANCY_MAIL_URL=%s\n",
+		kubeconfig, databaseURL, authdURL, devCerts.CAFile, mailpit.webURL)
 	if err := os.WriteFile(envFile, []byte(envLines), 0o600); err != nil {
 		return err
 	}
@@ -280,23 +306,32 @@ Tenancy %[9]s is running.
   logs:        %[4]s
   environment: %[5]s (source it from scripts)
   authd:       %[6]s (discovery: %[6]s/.well-known/openid-configuration, API: %[6]s/openapi.json)
+  dev CA:      %[12]s signed authd's certificate: curl --cacert it; a browser warns until you
+               trust it or click through (docs/quickstart.md, section 1)
   web:         %[6]s/login as %[7]s with the password %[8]s
                (the sample Owner: members, projects, API keys and the audit log of acme)
   mail:        %[11]s (Mailpit: every mail authd and the manager send, e.g. invitations and
                password resets; API: %[11]s/api/v1/messages)
-  log in:      curl -s %[6]s/auth/login -H 'Content-Type: application/json' \
+  log in:      curl -s --cacert '%[12]s' %[6]s/auth/login -H 'Content-Type: application/json' \
                  -d '{"email":"%[7]s","password":"%[8]s"}'
                (the sample Owner; the script accepted the invitation with this password)
-  API key:     curl -s %[6]s/oauth2/token -d grant_type=client_credentials \
+  API key:     curl -s --cacert '%[12]s' %[6]s/oauth2/token -d grant_type=client_credentials \
                  -u "$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.keyID}' | base64 -d):$(%[2]s -n acme get secret ci-apikey -o jsonpath='{.data.apiKey}' | base64 -d)"
+  as yourself: go install ./cmd/kubectl-tenancy
+               %[2]s --kubeconfig %[13]s get projects -n acme
+               (signs in to authd in the browser, e.g. as %[7]s; kube-apiserver trusts authd's ID
+               tokens for the OAuth client %[14]s: docs/quickstart.md, section 11)
+  OAuth apps:  %[2]s get oauthclients -A (kubectl.tenancy-system for kubectl, and acme's demo-app,
+               its secret in the Secret acme/demo-app-oauth-client)
   webhooks:    %[2]s --as=admin@acme.example -n acme patch membership owner --type=merge -p '{"spec":{"role":"Admin"}}'
                (refused: the sample Admin may edit memberships, but not demote an Owner)
   accounts:    %[2]s get accountsuspensions (a platform admin disables an account: docs/quickstart.md, section 10)
   admin API:   %[2]s -n tenancy-system create serviceaccount tenancy-admin   (named in --platform-admin-users here)
-               curl -s %[6]s/api/v1/admin/suspensions -H "Authorization: Bearer $(%[2]s -n tenancy-system create token tenancy-admin)"
+               curl -s --cacert '%[12]s' %[6]s/api/v1/admin/suspensions -H "Authorization: Bearer $(%[2]s -n tenancy-system create token tenancy-admin)"
   version:     %[10]s --version (and the metric tenancy_build_info)
   install:     make release writes dist/install.yaml and the Helm chart for a real cluster (docs/deployment.md)
-`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword, release, managerBin, mailpit.webURL)
+`, kubeconfig, kubectl, databaseURL, logs, envFile, authdURL, sampleOwner, samplePassword, release, managerBin, mailpit.webURL,
+		devCerts.CAFile, oidcKubeconfig, kubectlClientID)
 
 	if o.once {
 		return nil
@@ -348,10 +383,10 @@ func createDemoTable(ctx context.Context, databaseURL string) error {
 }
 
 // waitForAuthd waits until authd is ready (database reachable, signing keys loaded).
-func waitForAuthd(ctx context.Context, authdURL string) error {
+func waitForAuthd(ctx context.Context, c *http.Client, authdURL string) error {
 	var last string
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
-		resp, err := http.Get(authdURL + "/readyz")
+		resp, err := c.Get(authdURL + "/readyz")
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
@@ -374,7 +409,7 @@ func waitForAuthd(ctx context.Context, authdURL string) error {
 // acceptOwnerInvitation accepts the sample Owner's invitation with samplePassword, unless an
 // earlier run did. The invitation was mailed: its link is read from Mailpit, as the Owner would
 // read it in their mailbox.
-func acceptOwnerInvitation(ctx context.Context, c client.Client, authdURL, mailURL string) error {
+func acceptOwnerInvitation(ctx context.Context, hc *http.Client, c client.Client, authdURL, mailURL string) error {
 	secret := &corev1.Secret{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: "acme", Name: "owner-invite"}, secret)
 	if apierrors.IsNotFound(err) {
@@ -393,7 +428,7 @@ func acceptOwnerInvitation(ctx context.Context, c client.Client, authdURL, mailU
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,8 @@ type stackCheck struct {
 	env     map[string]string
 	state   string
 	kubectl func(args ...string) string
+	// authd is a client of authd's HTTPS that trusts the stack's CA.
+	authd   *http.Client
 	waitFor func(done func() bool)
 }
 
@@ -40,7 +42,7 @@ func (c stackCheck) httpJSON(method, path, bearer, body string) (int, map[string
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.authd.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

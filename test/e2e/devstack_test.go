@@ -4,6 +4,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -75,9 +77,15 @@ func TestDevStack(t *testing.T) {
 	envFile := filepath.Join(state, "env")
 	waitFor(t, ctx, exited, dump, func() bool { _, err := os.Stat(envFile); return err == nil })
 	env := readEnv(t, envFile)
-	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" || env["TENANCY_AUTHD_URL"] == "" || env["TENANCY_MAIL_URL"] == "" {
-		t.Fatalf(".dev/env lacks KUBECONFIG, TENANCY_DATABASE_URL, TENANCY_AUTHD_URL or TENANCY_MAIL_URL: %v", env)
+	if env["KUBECONFIG"] == "" || env["TENANCY_DATABASE_URL"] == "" || env["TENANCY_AUTHD_URL"] == "" || env["TENANCY_CA_FILE"] == "" || env["TENANCY_MAIL_URL"] == "" {
+		t.Fatalf(".dev/env lacks KUBECONFIG, TENANCY_DATABASE_URL, TENANCY_AUTHD_URL, TENANCY_CA_FILE or TENANCY_MAIL_URL: %v", env)
 	}
+	// authd serves HTTPS with a certificate of the stack's CA (an https issuer is what
+	// kube-apiserver trusts): it is reached with that CA, as curl --cacert does.
+	if !strings.HasPrefix(env["TENANCY_AUTHD_URL"], "https://localhost:") {
+		t.Fatalf("TENANCY_AUTHD_URL = %q, want https://localhost:<port>", env["TENANCY_AUTHD_URL"])
+	}
+	authd := trustingClient(t, env["TENANCY_CA_FILE"])
 	kubectl := func(args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, filepath.Join(assetsDir(t), "kubectl"), args...)
@@ -142,7 +150,7 @@ func TestDevStack(t *testing.T) {
 
 	// authd runs: the sample Owner (whose invitation the stack accepted) logs in, and the sample
 	// API key trades for a token, as the printed curl lines do.
-	login, err := http.Post(env["TENANCY_AUTHD_URL"]+"/auth/login", "application/json",
+	login, err := authd.Post(env["TENANCY_AUTHD_URL"]+"/auth/login", "application/json",
 		strings.NewReader(`{"email":"owner@acme.example","password":"tenancy-dev-password"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +165,7 @@ func TestDevStack(t *testing.T) {
 	// login page that make dev prints is served.
 	members, _ := http.NewRequest(http.MethodGet, env["TENANCY_AUTHD_URL"]+"/api/v1/organizations/acme/members", nil)
 	members.Header.Set("Authorization", "Bearer "+tokens["access_token"].(string))
-	listed, err := http.DefaultClient.Do(members)
+	listed, err := authd.Do(members)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +179,7 @@ func TestDevStack(t *testing.T) {
 	}) {
 		t.Fatalf("listing acme's members through the self-service API: %s %+v", listed.Status, memberList)
 	}
-	loginPage, err := http.Get(env["TENANCY_AUTHD_URL"] + "/login")
+	loginPage, err := authd.Get(env["TENANCY_AUTHD_URL"] + "/login")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +199,7 @@ func TestDevStack(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, env["TENANCY_AUTHD_URL"]+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(string(keyID), string(key))
-	token, err := http.DefaultClient.Do(req)
+	token, err := authd.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +269,7 @@ func TestDevStack(t *testing.T) {
 		t.Fatalf("a cluster admin demoting the last Owner: err=%v, output:\n%s", err, out)
 	}
 
-	checkAccountLifecycle(stackCheck{t: t, ctx: ctx, env: env, state: state, kubectl: kubectl,
+	checkAccountLifecycle(stackCheck{t: t, ctx: ctx, env: env, state: state, kubectl: kubectl, authd: authd,
 		waitFor: func(done func() bool) { t.Helper(); waitFor(t, ctx, exited, dump, done) }})
 
 	// An organization whose namespace the operator creates: deleting it deletes the namespace for
@@ -293,6 +301,25 @@ func TestDevStack(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", state).Output(); len(out) > 0 {
 		t.Fatalf("processes of the stack survived the interrupt: %s", out)
 	}
+}
+
+// trustingClient is an HTTP client that trusts the CA in caFile, and no other.
+func trustingClient(t *testing.T, caFile string) *http.Client {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(readFile(t, caFile)) {
+		t.Fatalf("%s holds no PEM certificate", caFile)
+	}
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 func assetsDir(t *testing.T) string {
