@@ -384,6 +384,22 @@ var _ = Describe("OpenID Connect provider", func() {
 			Expect(p.Location.Query().Get("state")).To(Equal("s"))
 		})
 
+		It("a session older than max_age, or any session with prompt=login: the person logs in again", func() {
+			b := newBrowser()
+			codeFrom(b.signIn(authURL(app.ID, "s", nil), email), "s")
+			codeFrom(b.open(http.MethodGet, authURL(app.ID, "s", nil), nil), "s") // the session suffices
+			for _, extra := range []url.Values{{"prompt": {"login"}}, {"max_age": {"0"}}} {
+				p := b.open(http.MethodGet, authURL(app.ID, "s", extra), nil)
+				Expect(p.URL.Path).To(Equal("/login"))
+				next, err := url.Parse(formOf(p).Get("next"))
+				Expect(err).NotTo(HaveOccurred())
+				Expect(next.Query().Has("prompt") || next.Query().Has("max_age")).To(BeFalse(), "the login it asks for meets it")
+				Expect(p.Body).NotTo(ContainSubstring(`value="` + email + `"`))
+			}
+			p := b.open(http.MethodGet, authURL(app.ID, "s", url.Values{"prompt": {"login"}, "login_hint": {email}}), nil)
+			Expect(p.Body).To(ContainSubstring(`value="` + email + `"`), "login_hint fills the address")
+		})
+
 		It("a client of one organization to a member of another only", func(ctx SpecContext) {
 			outsider := uniqueName("outsider") + "@example.com"
 			activeMember(ctx, other, outsider, tenancyv1.RoleOwner)
