@@ -100,14 +100,8 @@ func (s *Server) authorizeFlow(w http.ResponseWriter, r *http.Request, client oa
 	if err := validateAuthorizeRequest(client, req); err != nil {
 		return err
 	}
-	cookie, cookieErr := s.site.Cookie(r, web.SessionCookie)
-	var ws webSession
-	var err error
-	if cookieErr == nil {
-		ws, err = s.store.webSession(r.Context(), cookie.Value, s.sessionPolicy())
-	}
-	hasSession := cookieErr == nil && err == nil
-	if err != nil && !errors.Is(err, errNoWebSession) {
+	ws, cookie, hasSession, err := s.browserSession(r)
+	if err != nil {
 		return err
 	}
 	tooOld := hasSession && req.MaxAge != nil && time.Since(ws.AuthTime) > time.Duration(*req.MaxAge)*time.Second
@@ -193,6 +187,20 @@ func (s *Server) authorizeFlow(w http.ResponseWriter, r *http.Request, client oa
 		OrgID: a.OrgID, Details: map[string]any{"scopes": req.Scopes}})
 	s.redirectToClient(w, r, req, url.Values{"code": {code}})
 	return nil
+}
+
+// browserSession is the live session of the browser's cookie, if it has one; err is a failure to
+// find out, not the absence of a session.
+func (s *Server) browserSession(r *http.Request) (ws webSession, cookie *http.Cookie, ok bool, err error) {
+	cookie, err = s.site.Cookie(r, web.SessionCookie)
+	if err != nil {
+		return ws, nil, false, nil
+	}
+	ws, err = s.store.webSession(r.Context(), cookie.Value, s.sessionPolicy())
+	if errors.Is(err, errNoWebSession) {
+		return ws, cookie, false, nil
+	}
+	return ws, cookie, err == nil, err
 }
 
 func parseAuthorizeRequest(v url.Values) authorizeRequest {

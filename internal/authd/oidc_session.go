@@ -88,14 +88,8 @@ func (s *Server) endSessionEndpoint(w http.ResponseWriter, r *http.Request) {
 			Problem: &problem{Status: http.StatusBadRequest, Code: "invalid_request", Message: problemText}})
 		return
 	}
-	cookie, cookieErr := s.site.Cookie(r, web.SessionCookie)
-	var ws webSession
-	var err error
-	if cookieErr == nil {
-		ws, err = s.store.webSession(r.Context(), cookie.Value, s.sessionPolicy())
-	}
-	hasSession := cookieErr == nil && err == nil
-	if err != nil && !errors.Is(err, errNoWebSession) {
+	ws, cookie, hasSession, err := s.browserSession(r)
+	if err != nil {
 		s.renderFailure(w, r, "error", view{Title: "Log out"}, err)
 		return
 	}
