@@ -397,7 +397,7 @@ var _ = Describe("OpenID Connect provider", func() {
 				Expect(p.Body).NotTo(ContainSubstring(`value="` + email + `"`))
 			}
 			p := b.open(http.MethodGet, authURL(app.ID, "s", url.Values{"prompt": {"login"}, "login_hint": {email}}), nil)
-			Expect(p.Body).To(ContainSubstring(`value="` + email + `"`), "login_hint fills the address")
+			Expect(p.Body).To(ContainSubstring(`value="`+email+`"`), "login_hint fills the address")
 		})
 
 		It("a client of one organization to a member of another only", func(ctx SpecContext) {
