@@ -322,7 +322,8 @@ Tenancy %[9]s is running.
                (signs in to authd in the browser, e.g. as %[7]s; kube-apiserver trusts authd's ID
                tokens for the OAuth client %[14]s: docs/quickstart.md, section 11)
   OAuth apps:  %[2]s get oauthclients -A (kubectl.tenancy-system for kubectl, and acme's demo-app,
-               its secret in the Secret acme/demo-app-oauth-client)
+               its secret in the Secret acme/demo-app-oauth-client: go run ./examples/signin signs people in
+               with it at http://127.0.0.1:5556, docs/quickstart.md, section 12)
   webhooks:    %[2]s --as=admin@acme.example -n acme patch membership owner --type=merge -p '{"spec":{"role":"Admin"}}'
                (refused: the sample Admin may edit memberships, but not demote an Owner)
   accounts:    %[2]s get accountsuspensions (a platform admin disables an account: docs/quickstart.md, section 10)
