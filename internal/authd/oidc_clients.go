@@ -2,7 +2,6 @@ package authd
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net"
 	"net/http"
@@ -86,16 +85,30 @@ var errUnknownClient = errors.New("unknown client")
 
 // oauthClient reads the client of clientID.
 func (s *Store) oauthClient(ctx context.Context, clientID string) (oauthClient, error) {
+	c, _, err := s.oauthClientWithSecret(ctx, clientID, "")
+	return c, err
+}
+
+// oauthClientWithSecret reads the client of clientID and, in the same query, whether secret is
+// its current secret or a rotated-out one still within its grace period ("" is never valid).
+func (s *Store) oauthClientWithSecret(ctx context.Context, clientID, secret string) (oauthClient, bool, error) {
 	var c oauthClient
 	var access, refresh *float64
+	var secretValid bool
+	var secretHash []byte // only its hash reaches the database; none matches nil
+	if secret != "" {
+		secretHash = hashOf(secret)
+	}
 	err := s.pool.QueryRow(ctx, `
 		SELECT uid, client_id, organization_id, display_name, redirect_uris, post_logout_redirect_uris, public, first_party,
-		       grant_types, scopes, extract(epoch FROM access_token_ttl)::float8, extract(epoch FROM refresh_token_ttl)::float8
-		FROM tenancy.oauth_clients WHERE client_id = $1`, clientID).
+		       grant_types, scopes, extract(epoch FROM access_token_ttl)::float8, extract(epoch FROM refresh_token_ttl)::float8,
+		       EXISTS (SELECT 1 FROM tenancy.oauth_client_secrets k
+		               WHERE k.client_uid = c.uid AND k.secret_hash = $2 AND (k.expires_at IS NULL OR now() < k.expires_at))
+		FROM tenancy.oauth_clients c WHERE client_id = $1`, clientID, secretHash).
 		Scan(&c.UID, &c.ClientID, &c.OrgID, &c.DisplayName, &c.RedirectURIs, &c.PostLogoutRedirectURIs, &c.Public, &c.FirstParty,
-			&c.GrantTypes, &c.Scopes, &access, &refresh)
+			&c.GrantTypes, &c.Scopes, &access, &refresh, &secretValid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return c, errUnknownClient
+		return c, false, errUnknownClient
 	}
 	if access != nil {
 		c.AccessTTL = time.Duration(*access * float64(time.Second))
@@ -103,20 +116,7 @@ func (s *Store) oauthClient(ctx context.Context, clientID string) (oauthClient, 
 	if refresh != nil {
 		c.RefreshTTL = time.Duration(*refresh * float64(time.Second))
 	}
-	return c, err
-}
-
-// clientSecretValid reports whether secret is the client's current secret, or a rotated-out one
-// still within its grace period.
-func (s *Store) clientSecretValid(ctx context.Context, clientUID, secret string) (bool, error) {
-	var uid string
-	err := s.pool.QueryRow(ctx, `
-		SELECT client_uid FROM tenancy.oauth_client_secrets
-		WHERE secret_hash = $1 AND (expires_at IS NULL OR now() < expires_at)`, hashOf(secret)).Scan(&uid)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil && subtle.ConstantTimeCompare([]byte(uid), []byte(clientUID)) == 1, err
+	return c, secretValid, err
 }
 
 // errInvalidClient answers a client that failed to authenticate (RFC 6749 section 5.2).
@@ -141,27 +141,13 @@ func (s *Server) authenticateClient(r *http.Request) (oauthClient, error) {
 	if id == "" || len(id) > 512 || len(secret) > 256 {
 		return oauthClient{}, errInvalidClient
 	}
-	c, err := s.store.oauthClient(r.Context(), id)
-	if errors.Is(err, errUnknownClient) {
+	c, secretValid, err := s.store.oauthClientWithSecret(r.Context(), id, secret)
+	switch {
+	case errors.Is(err, errUnknownClient):
 		return c, errInvalidClient
-	}
-	if err != nil {
+	case err != nil:
 		return c, err
-	}
-	if c.Public {
-		if secret != "" {
-			return c, errInvalidClient
-		}
-		return c, nil
-	}
-	if secret == "" {
-		return c, errInvalidClient
-	}
-	ok, err := s.store.clientSecretValid(r.Context(), c.UID, secret)
-	if err != nil {
-		return c, err
-	}
-	if !ok {
+	case c.Public && secret != "", !c.Public && !secretValid:
 		return c, errInvalidClient
 	}
 	return c, nil

@@ -11,6 +11,14 @@ import (
 
 // The database side of the OpenID Connect provider: consents and authorization codes.
 
+// asynchronousCommit, as a CTE that the statement reads, makes the statement's own transaction
+// commit without waiting for its WAL to reach the disk. Codes are written and spent this way: a
+// crash of PostgreSQL may forget the last fraction of a second of them, which at worst lets a
+// code that was spent right before the crash be presented once more within its 60 seconds, still
+// bound to its client, redirect URI and PKCE verifier; sessions and everything else stay
+// synchronous.
+const asynchronousCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
 // codeLifetime bounds an authorization code; RFC 6749 section 4.1.2 recommends at most 10 minutes,
 // a client exchanges it within seconds.
 const codeLifetime = 60 * time.Second
@@ -124,53 +132,74 @@ var (
 	errCodePKCE    = errors.New("code_verifier does not match the code_challenge of the authorization request")
 )
 
-// redeemCode spends a code of client clientUID once. check validates the code's binding (redirect
-// URI, PKCE) and may refuse it; a refused or expired code is spent all the same, so it cannot be
-// tried again. A code presented a second time revokes the session its first exchange started.
-func (s *Store) redeemCode(ctx context.Context, code, clientUID string, check func(authorizationCode) error) (authorizationCode, error) {
-	var c authorizationCode
-	var refused error
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var used, expired bool
-		var family *string
-		err := tx.QueryRow(ctx, `
-			SELECT client_uid, user_id, organization_id, redirect_uri, code_challenge, scopes, nonce, auth_time, mfa,
-			       used_at IS NOT NULL, now() >= expires_at, family_id
-			FROM tenancy.oauth_codes WHERE code_hash = $1 FOR UPDATE`, hashOf(code)).
-			Scan(&c.ClientUID, &c.UserID, &c.OrgID, &c.RedirectURI, &c.CodeChallenge, &c.Scopes, &c.Nonce, &c.AuthTime, &c.MFA,
-				&used, &expired, &family)
-		if errors.Is(err, pgx.ErrNoRows) {
-			refused = errCodeInvalid
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		// Another client's code is not spent: that client may still be the legitimate one.
-		if c.ClientUID != clientUID {
-			refused = errCodeInvalid
-			return nil
-		}
-		if used {
-			refused = errCodeReused
-			if family != nil {
-				_, err = tx.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, *family)
-			}
-			return err
-		}
-		switch {
-		case expired:
-			refused = errCodeInvalid
-		default:
-			refused = check(c)
-		}
-		_, err = tx.Exec(ctx, `UPDATE tenancy.oauth_codes SET used_at = now() WHERE code_hash = $1`, hashOf(code))
-		return err
-	})
-	if err == nil {
-		err = refused
+// redeemedCode is a spent code with its user and their memberships, read in the same statement.
+type redeemedCode struct {
+	authorizationCode
+	User        user
+	UserFound   bool
+	Memberships []membership
+}
+
+// redeemCode spends a code of client clientUID once and reads its user and their memberships, in
+// one statement on the way that matters. check then validates the code's binding (redirect URI,
+// PKCE); a code it refuses is spent all the same, so it cannot be tried again. A code presented a
+// second time revokes the session its first exchange started. Another client's code is not
+// spent: that client may be the legitimate one.
+func (s *Store) redeemCode(ctx context.Context, code, clientUID string, check func(authorizationCode) error) (redeemedCode, error) {
+	var c redeemedCode
+	// The statement commits without waiting for the WAL flush (asynchronousCommit): the flush
+	// was most of an exchange's cost.
+	rows, err := s.pool.Query(ctx, `
+		WITH commit AS (`+asynchronousCommit+`),
+		code AS (
+			UPDATE tenancy.oauth_codes SET used_at = now()
+			WHERE code_hash = $1 AND client_uid = $2 AND used_at IS NULL AND now() < expires_at
+			RETURNING client_uid, user_id, organization_id, redirect_uri, code_challenge, scopes, nonce, auth_time, mfa)
+		SELECT code.client_uid, code.user_id, code.organization_id, code.redirect_uri, code.code_challenge, code.scopes, code.nonce,
+		       code.auth_time, code.mfa, `+userWithMembershipsColumns+`
+		FROM commit, code JOIN tenancy.users u ON u.id = code.user_id `+userWithMembershipsJoins+`
+		ORDER BY o.name, p.name NULLS FIRST`, hashOf(code), clientUID)
+	if err != nil {
+		return c, err
 	}
-	return c, err
+	a := &c.authorizationCode
+	c.User, c.Memberships, c.UserFound, err = collectUserWithMemberships(rows,
+		&a.ClientUID, &a.UserID, &a.OrgID, &a.RedirectURI, &a.CodeChallenge, &a.Scopes, &a.Nonce, &a.AuthTime, &a.MFA)
+	switch {
+	case err != nil:
+		return c, err
+	case !c.UserFound:
+		c.UserID, err = s.refuseCode(ctx, code, clientUID)
+		return c, err
+	}
+	return c, check(c.authorizationCode)
+}
+
+// refuseCode tells why a code of the client was not redeemed: a reused one revokes the session
+// its first exchange started; an expired one is spent. It returns the code's user, if any.
+func (s *Store) refuseCode(ctx context.Context, code, clientUID string) (string, error) {
+	var family *string
+	var userID string
+	var reused bool
+	err := s.pool.QueryRow(ctx, `
+		WITH before AS (SELECT used_at FROM tenancy.oauth_codes WHERE code_hash = $1 AND client_uid = $2 FOR UPDATE)
+		UPDATE tenancy.oauth_codes c SET used_at = coalesce(c.used_at, now()) FROM before
+		WHERE c.code_hash = $1
+		RETURNING before.used_at IS NOT NULL, c.family_id, c.user_id`, hashOf(code), clientUID).Scan(&reused, &family, &userID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", errCodeInvalid
+	case err != nil:
+		return "", err
+	case !reused:
+		return userID, errCodeInvalid // expired
+	}
+	if family != nil {
+		if _, err := s.pool.Exec(ctx, `UPDATE tenancy.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL`, *family); err != nil {
+			return userID, err
+		}
+	}
+	return userID, errCodeReused
 }
 
 // codeStartedSession records the session a code's exchange started, for the revocation a reuse

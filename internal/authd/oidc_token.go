@@ -171,7 +171,7 @@ func (s *Server) authorizationCodeGrant(w http.ResponseWriter, r *http.Request) 
 		s.failed(w, r, err)
 		return
 	}
-	cs, refusal, err := clientSessionOf(r.Context(), s.store.pool, client, code.UserID, code.OrgID, code.MFA)
+	cs, refusal, err := clientSessionFor(client, code.User, code.UserFound, code.Memberships, code.OrgID, code.MFA)
 	if err != nil {
 		s.failed(w, r, err)
 		return
@@ -217,25 +217,27 @@ func checkPKCE(challenge, verifier string) error {
 }
 
 // clientSessionOf checks, at the moment of issuing, that the user may still sign in to the
-// client in organization orgID: enabled, Active there, served by the client, and with a second
-// factor if the organization requires one. A refusal is returned as its reason. It reads through
-// q: a refresh's own transaction, so that a rotation needs one connection only.
+// client in organization orgID, reading the user and their memberships through q (a refresh's
+// own transaction, so that a rotation needs one connection only). See clientSessionFor.
 func clientSessionOf(ctx context.Context, q querier, client oauthClient, userID, orgID string, mfa bool) (clientSession, string, error) {
-	cs := clientSession{Client: client, MFA: mfa}
-	u, found, err := userByID(ctx, q, userID)
+	u, all, found, err := userWithMemberships(ctx, q, userID)
 	if err != nil {
-		return cs, "", err
+		return clientSession{}, "", err
 	}
+	return clientSessionFor(client, u, found, all, orgID, mfa)
+}
+
+// clientSessionFor checks that user u (found) may sign in to the client in organization orgID:
+// enabled, Active there, served by the client, and with a second factor if the organization
+// requires one. A refusal is returned as its reason.
+func clientSessionFor(client oauthClient, u user, found bool, all []membership, orgID string, mfa bool) (clientSession, string, error) {
+	cs := clientSession{Client: client, MFA: mfa}
 	if !found || u.Disabled {
 		return cs, "the account no longer exists or is disabled", nil
 	}
 	cs.User = u
 	if client.OrgID != nil && *client.OrgID != orgID {
 		return cs, "this client does not serve the organization", nil
-	}
-	all, err := memberships(ctx, q, userID)
-	if err != nil {
-		return cs, "", err
 	}
 	a, err := chooseAccess(all, orgID, "")
 	if errors.Is(err, errNoAccess) {

@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"slices"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -135,6 +136,53 @@ func memberships(ctx context.Context, q querier, userID string) ([]membership, e
 		err := row.Scan(&m.OrgID, &m.OrgName, &m.namespace, &m.ProjectID, &m.ProjectName, &m.Role, &m.State, &m.uid, &m.requireMFA)
 		return m, err
 	})
+}
+
+// userWithMembershipsColumns and userWithMembershipsJoins read a user (u) and their memberships,
+// one row each (or one row with NULL membership columns), for collectUserWithMemberships.
+const (
+	userWithMembershipsColumns = `u.id, u.email::text, u.display_name, u.password_hash, u.disabled, u.email_verified_at IS NOT NULL,
+		o.id, o.name, o.namespace, p.id, p.name, m.role::text, m.state::text, m.uid::text, o.require_mfa`
+	userWithMembershipsJoins = `LEFT JOIN tenancy.memberships m ON m.user_id = u.id
+		LEFT JOIN tenancy.organizations o ON o.id = m.organization_id
+		LEFT JOIN tenancy.projects p ON p.id = m.project_id`
+)
+
+// userWithMemberships reads a user and their memberships in one query (userByID and memberships
+// together), for the token endpoint's hot path.
+func userWithMemberships(ctx context.Context, q querier, userID string) (user, []membership, bool, error) {
+	rows, err := q.Query(ctx, `SELECT `+userWithMembershipsColumns+` FROM tenancy.users u `+userWithMembershipsJoins+`
+		WHERE u.id = $1 ORDER BY o.name, p.name NULLS FIRST`, userID)
+	if err != nil {
+		return user{}, nil, false, err
+	}
+	return collectUserWithMemberships(rows)
+}
+
+// collectUserWithMemberships reads rows whose last columns are userWithMembershipsColumns; before
+// them, each row holds the same values, scanned into first.
+func collectUserWithMemberships(rows pgx.Rows, first ...any) (user, []membership, bool, error) {
+	defer rows.Close()
+	var u user
+	var all []membership
+	found := false
+	for rows.Next() {
+		var m membership
+		var orgID, orgName, namespace, role, state, uid *string
+		var requireMFA *bool
+		dest := append(slices.Clone(first), &u.ID, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled, &u.EmailVerified,
+			&orgID, &orgName, &namespace, &m.ProjectID, &m.ProjectName, &role, &state, &uid, &requireMFA)
+		if err := rows.Scan(dest...); err != nil {
+			return user{}, nil, false, err
+		}
+		found = true
+		if orgID == nil { // no membership at all
+			continue
+		}
+		m.OrgID, m.OrgName, m.namespace, m.Role, m.State, m.uid, m.requireMFA = *orgID, *orgName, *namespace, *role, *state, *uid, *requireMFA
+		all = append(all, m)
+	}
+	return u, all, found, rows.Err()
 }
 
 // apiKey is a valid key found by its hash.
