@@ -29,8 +29,10 @@ import (
 // TestDevStack starts the dev stack, checks that the samples are Ready and stored (their invitation
 // and API key Secrets included), that the admission policy and webhooks refuse what they should,
 // that a platform admin disables accounts and a person deletes theirs (accounts_test.go), that
-// deleting an organization really deletes the namespace it
-// created (kube-controller-manager runs), and that an interrupt stops every process it started.
+// kubectl works as the sample Owner signed in to authd, with an ID token and through the
+// kubectl-tenancy plugin (oidc_test.go), that deleting an organization really deletes the
+// namespace it created (kube-controller-manager runs), and that an interrupt stops every process
+// it started.
 func TestDevStack(t *testing.T) {
 	testenv.SkipIfShort(t, "envtest, PostgreSQL and hack/devstack built from source")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -269,8 +271,11 @@ func TestDevStack(t *testing.T) {
 		t.Fatalf("a cluster admin demoting the last Owner: err=%v, output:\n%s", err, out)
 	}
 
-	checkAccountLifecycle(stackCheck{t: t, ctx: ctx, env: env, state: state, kubectl: kubectl, authd: authd,
-		waitFor: func(done func() bool) { t.Helper(); waitFor(t, ctx, exited, dump, done) }})
+	check := stackCheck{t: t, ctx: ctx, env: env, state: state, kubectl: kubectl, authd: authd,
+		waitFor: func(done func() bool) { t.Helper(); waitFor(t, ctx, exited, dump, done) }}
+	checkAccountLifecycle(check)
+	// After the lifecycle, which suspended the Owner and enabled them again.
+	checkKubectlAsOwner(check)
 
 	// An organization whose namespace the operator creates: deleting it deletes the namespace for
 	// real, which takes kube-controller-manager's namespace controller.
