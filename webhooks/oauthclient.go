@@ -48,7 +48,20 @@ func (w *oauthClientWebhook) ValidateCreate(ctx context.Context, c *tenancyv1.OA
 	if err != nil {
 		return nil, err
 	}
+	denied = append(denied, firstPartyByPlatformAdmin(who, nil, c)...)
 	return nil, w.refuse(c, append(denied, validOAuthClientSpec(c)...), false)
+}
+
+// firstPartyByPlatformAdmin refuses spec.firstParty (true, or made true) to anyone but a platform
+// admin: a first-party client signs people in without asking them, so an organization's Admin
+// who could set it would receive its Owners' tokens at a redirect URI of her choosing without
+// their knowing.
+func firstPartyByPlatformAdmin(who requester, old, c *tenancyv1.OAuthClient) field.ErrorList {
+	if !c.Spec.FirstParty || (old != nil && old.Spec.FirstParty) || who.platformAdmin {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("spec", "firstParty"), fmt.Sprintf(
+		"%s is not a platform admin: only they mark a client first-party (no consent page); leave it false and people are asked once", who.name()))}
 }
 
 // ValidateUpdate checks the finalizer, authority, and the new redirect URIs and grants.
@@ -64,6 +77,7 @@ func (w *oauthClientWebhook) ValidateUpdate(ctx context.Context, old, c *tenancy
 	if err != nil {
 		return nil, err
 	}
+	denied = append(denied, firstPartyByPlatformAdmin(who, old, c)...)
 	return nil, w.refuse(c, append(denied, validOAuthClientSpec(c)...), false)
 }
 

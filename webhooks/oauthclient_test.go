@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -65,6 +66,22 @@ var _ = Describe("OAuthClient admission", Ordered, ContinueOnFailure, func() {
 
 		By("and delete it")
 		Expect(as(clientAdmin).Delete(ctx, c)).To(Succeed())
+	})
+
+	It("lets only a platform admin mark a client first-party, which skips the consent page", func(ctx SpecContext) {
+		c := oauthClient(org.Name, false, "https://mallory.example/cb")
+		c.Spec.FirstParty = true
+		refusedWith(as(clientAdmin).Create(ctx, c), http.StatusUnprocessableEntity, "spec.firstParty",
+			"Forbidden: "+clientAdmin+" is not a platform admin: only they mark a client first-party")
+
+		c.Spec.FirstParty = false
+		Expect(as(clientAdmin).Create(ctx, c)).To(Succeed())
+		patch := func(json string) client.Patch { return client.RawPatch(types.MergePatchType, []byte(json)) }
+		refusedWith(as(clientAdmin).Patch(ctx, c, patch(`{"spec":{"firstParty":true}}`)), http.StatusUnprocessableEntity,
+			"spec.firstParty", "only they mark a client first-party")
+		Expect(admin.Patch(ctx, c, patch(`{"spec":{"firstParty":true}}`))).To(Succeed(), "a platform admin may")
+		Expect(as(clientAdmin).Patch(ctx, c, patch(`{"spec":{"displayName":"Renamed"}}`))).To(Succeed(),
+			"a first-party client stays editable by its organization's Admins")
 	})
 
 	It("refuses a Member, saying why", func(ctx SpecContext) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tenancy-dev/tenancy/internal/signing"
-	"github.com/tenancy-dev/tenancy/pkg/tenancy"
 )
 
 // discovery is the OpenID Connect discovery document: where the token endpoints and keys are.
@@ -33,7 +32,7 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
 		"id_token_signing_alg_values_supported": s.signingAlgorithms(),
 		"subject_types_supported":               []string{"public"},
-		"scopes_supported":                      append([]string{scopeOpenID, scopeProfile, scopeEmail, scopeOfflineAccess}, tenancy.Permissions(tenancy.RoleOwner)...),
+		"scopes_supported":                      []string{scopeOpenID, scopeProfile, scopeEmail, scopeOfflineAccess},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "at_hash", "sid",
 			"email", "email_verified", "name", "org", "org_name", "role"},
 		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},

@@ -77,10 +77,11 @@ type exportedLink struct {
 
 // exportedConsent is an application (OAuthClient) the person allowed.
 type exportedConsent struct {
-	ClientID  string    `json:"client_id"`
-	Name      string    `json:"name"`
-	Scopes    []string  `json:"scopes"`
-	GrantedAt time.Time `json:"granted_at"`
+	ClientID     string    `json:"client_id"`
+	Name         string    `json:"name"`
+	Organization string    `json:"organization"`
+	Scopes       []string  `json:"scopes"`
+	GrantedAt    time.Time `json:"granted_at"`
 }
 
 type exportedAuditRow struct {
@@ -145,11 +146,12 @@ func (s *Store) export(ctx context.Context, u user) (accountExport, error) {
 			return err
 		}
 		if e.Apps, err = collect(ctx, tx, `
-			SELECT c.client_id, c.display_name, k.scopes, k.granted_at
+			SELECT c.client_id, c.display_name, o.name, k.scopes, k.granted_at
 			FROM tenancy.oauth_consents k JOIN tenancy.oauth_clients c ON c.uid = k.client_uid
+			JOIN tenancy.organizations o ON o.id = k.organization_id
 			WHERE k.user_id = $1 ORDER BY k.granted_at`, []any{u.ID},
 			func(row pgx.CollectableRow, a *exportedConsent) error {
-				return row.Scan(&a.ClientID, &a.Name, &a.Scopes, &a.GrantedAt)
+				return row.Scan(&a.ClientID, &a.Name, &a.Organization, &a.Scopes, &a.GrantedAt)
 			}); err != nil {
 			return err
 		}

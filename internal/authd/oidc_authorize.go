@@ -90,8 +90,33 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.renderFailure(w, r, "error", view{Title: "Sign in"}, err)
 			return
 		}
-		s.redirectToClient(w, r, req, url.Values{"error": {refusal.Code}, "error_description": {refusal.Description}})
+		trusted, err := s.trustedRedirect(r, client)
+		switch {
+		case err != nil:
+			s.renderFailure(w, r, "error", view{Title: "Sign in"}, err)
+		case !trusted:
+			s.authorizePageError(w, r, "The application's request was refused ("+refusal.Code+"): "+refusal.Description+".")
+		default:
+			s.redirectToClient(w, r, req, url.Values{"error": {refusal.Code}, "error_description": {refusal.Description}})
+		}
 	}
+}
+
+// trustedRedirect reports whether an error may be sent to the client's redirect URI: a
+// platform-wide client's URIs were registered by a platform admin; an organization's client's,
+// by any of its Admins, so they are trusted only by a browser whose person is a member there —
+// else authd would redirect anyone, unauthenticated, wherever an organization registered
+// (RFC 9700 section 4.11.2).
+func (s *Server) trustedRedirect(r *http.Request, client oauthClient) (bool, error) {
+	if client.OrgID == nil {
+		return true, nil
+	}
+	ws, _, ok, err := s.browserSession(r)
+	if err != nil || !ok {
+		return false, err
+	}
+	all, err := s.store.memberships(r.Context(), ws.User.ID)
+	return len(clientOrganizations(all, client)) > 0, err
 }
 
 // authorizeFlow runs the request of a known client and redirect URI to its end: a code at the
@@ -123,19 +148,24 @@ func (s *Server) authorizeFlow(w http.ResponseWriter, r *http.Request, client oa
 	if len(orgs) == 0 {
 		return authzError("access_denied", "you have no active membership in an organization this application serves")
 	}
-	org := req.Organization
+	// The organization is chosen by name and used by id from here on: a name that looks like
+	// another organization's id must not select that one.
+	org, orgID := req.Organization, ""
 	if decided && r.PostForm.Get("chosen_organization") != "" {
 		org = r.PostForm.Get("chosen_organization")
 	}
-	if org != "" && !slices.ContainsFunc(orgs, func(m membership) bool { return m.OrgName == org }) {
+	switch i := slices.IndexFunc(orgs, func(m membership) bool { return m.OrgName == org }); {
+	case org != "" && i < 0:
 		return authzError("access_denied", "you have no active membership in organization "+org+" for this application")
+	case org != "":
+		orgID = orgs[i].OrgID
+	case len(orgs) == 1 && !req.prompts("select_account"):
+		org, orgID = orgs[0].OrgName, orgs[0].OrgID
 	}
-	if org == "" && len(orgs) == 1 && !req.prompts("select_account") {
-		org = orgs[0].OrgName
-	}
+	// Consent is per organization: the client acts with the person's role in the one chosen.
 	var consented bool
-	if !client.FirstParty && !req.prompts("consent") {
-		if consented, err = s.store.hasConsent(r.Context(), ws.User.ID, client.UID, req.Scopes); err != nil {
+	if !client.FirstParty && !req.prompts("consent") && orgID != "" {
+		if consented, err = s.store.hasConsent(r.Context(), ws.User.ID, client.UID, orgID, req.Scopes); err != nil {
 			return err
 		}
 	}
@@ -146,19 +176,19 @@ func (s *Server) authorizeFlow(w http.ResponseWriter, r *http.Request, client oa
 			s.audit(r, auditEntry{Actor: ws.User.Email, ActorUserID: &ws.User.ID, Action: "oauth.consent_denied", Target: "oauthclient/" + client.ClientID})
 			return authzError("access_denied", "the person denied the application access")
 		case "allow":
-			if needsConsent && org != "" {
-				if err := s.store.grantConsent(r.Context(), ws.User.ID, client.UID, req.Scopes); err != nil {
+			if needsConsent && orgID != "" {
+				if err := s.store.grantConsent(r.Context(), ws.User.ID, client.UID, orgID, req.Scopes); err != nil {
 					return err
 				}
 				s.audit(r, auditEntry{Actor: ws.User.Email, ActorUserID: &ws.User.ID, Action: "oauth.consent_granted",
-					Target: "oauthclient/" + client.ClientID, Details: map[string]any{"scopes": req.Scopes}})
+					Target: "oauthclient/" + client.ClientID, OrgID: &orgID, Details: map[string]any{"scopes": req.Scopes}})
 				needsConsent = false
 			}
 		}
 	}
-	if org == "" || needsConsent {
+	if orgID == "" || needsConsent {
 		if req.prompts("none") {
-			if org == "" {
+			if orgID == "" {
 				return authzError("account_selection_required", "choose an organization: send organization=<name> or sign in interactively")
 			}
 			return authzError("consent_required", "the person has not allowed this application yet")
@@ -166,7 +196,7 @@ func (s *Server) authorizeFlow(w http.ResponseWriter, r *http.Request, client oa
 		s.renderAuthorizePage(w, r, client, req, ws, all, orgs, org, needsConsent)
 		return nil
 	}
-	a, err := chooseAccess(all, org, "")
+	a, err := chooseAccess(all, orgID, "")
 	if errors.Is(err, errNoAccess) {
 		return authzError("access_denied", err.Error())
 	}

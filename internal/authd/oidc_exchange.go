@@ -116,9 +116,13 @@ func (s *Server) delegate(r *http.Request, client oauthClient) (map[string]any, 
 	if !live {
 		return nil, refuseExchange("invalid_grant", "the person no longer holds the subject token's role")
 	}
+	left := time.Until(subject.ExpiresAt.Time).Truncate(time.Second)
+	if left < time.Second { // the verifier's leeway lets a just-expired token through
+		return nil, refuseExchange("invalid_grant", "subject_token has expired")
+	}
 	g := grant{Subject: subject.Subject, ClientID: client.ClientID, UserID: subject.Subject, OrgID: subject.Org, Project: subject.Project,
 		Role: subject.Role, Session: subject.SessionID, MFA: subject.HasSecondFactor(), Act: &tenancy.Actor{Subject: client.ClientID},
-		TTL: min(time.Until(subject.ExpiresAt.Time), cmpPositive(client.AccessTTL))}
+		TTL: min(left, cmpPositive(client.AccessTTL))}
 	if audience := form.Get("audience"); audience != "" {
 		if err := s.checkAudience(r.Context(), audience, subject.Org); err != nil {
 			return nil, err

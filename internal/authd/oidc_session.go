@@ -94,7 +94,9 @@ func (s *Server) endSessionEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	confirmed := r.Method == http.MethodPost && hasSession && s.site.CheckSessionCSRF(r, cookie.Value)
-	hinted := req.Hint != nil && (!hasSession || req.Hint.Subject == ws.User.ID)
+	// A hint counts for the browser's session only if it was issued in that session (its person
+	// and login time): an old ID token, which any application that ever had it could send, asks.
+	hinted := req.Hint != nil && (!hasSession || (req.Hint.Subject == ws.User.ID && req.Hint.AuthTime == ws.AuthTime.Unix()))
 	if hasSession && !hinted && !confirmed {
 		hidden := [][2]string{}
 		for _, name := range []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state"} {
@@ -122,7 +124,9 @@ func (s *Server) endSessionEndpoint(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if req.PostLogoutRedirectURI == "" {
+	// An organization's client's URI is followed only with an ID token of it: without one, anybody
+	// could bounce browsers off authd to wherever an organization's Admin registered.
+	if req.PostLogoutRedirectURI == "" || (req.Client.OrgID != nil && req.Hint == nil) {
 		s.render(w, http.StatusOK, "error", view{Title: "You are logged out"})
 		return
 	}

@@ -36,10 +36,11 @@ type authorizationCode struct {
 	MFA           bool
 }
 
-// hasConsent reports whether the user allowed the client every scope of scopes.
-func (s *Store) hasConsent(ctx context.Context, userID, clientUID string, scopes []string) (bool, error) {
+// hasConsent reports whether the user allowed the client every scope of scopes in organization orgID.
+func (s *Store) hasConsent(ctx context.Context, userID, clientUID, orgID string, scopes []string) (bool, error) {
 	var granted []string
-	err := s.pool.QueryRow(ctx, `SELECT scopes FROM tenancy.oauth_consents WHERE user_id = $1 AND client_uid = $2`, userID, clientUID).Scan(&granted)
+	err := s.pool.QueryRow(ctx, `SELECT scopes FROM tenancy.oauth_consents WHERE user_id = $1 AND client_uid = $2 AND organization_id = $3`,
+		userID, clientUID, orgID).Scan(&granted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -54,41 +55,44 @@ func (s *Store) hasConsent(ctx context.Context, userID, clientUID string, scopes
 	return true, nil
 }
 
-// grantConsent records that the user allowed the client scopes (adding to what they allowed before).
-func (s *Store) grantConsent(ctx context.Context, userID, clientUID string, scopes []string) error {
+// grantConsent records that the user allowed the client scopes in organization orgID (adding to
+// what they allowed before there).
+func (s *Store) grantConsent(ctx context.Context, userID, clientUID, orgID string, scopes []string) error {
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO tenancy.oauth_consents (user_id, client_uid, scopes) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id, client_uid) DO UPDATE
+		INSERT INTO tenancy.oauth_consents (user_id, client_uid, organization_id, scopes) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id, client_uid, organization_id) DO UPDATE
 		SET scopes = ARRAY(SELECT DISTINCT unnest(tenancy.oauth_consents.scopes || EXCLUDED.scopes) ORDER BY 1), granted_at = now()`,
-		userID, clientUID, scopes)
+		userID, clientUID, orgID, scopes)
 	return err
 }
 
-// appConsent is a client a person allowed, for the account page.
+// appConsent is a client a person allowed in an organization, for the account page.
 type appConsent struct {
-	ClientID    string
-	DisplayName string
-	Scopes      []string
-	GrantedAt   time.Time
+	ClientID     string
+	DisplayName  string
+	Organization string
+	Scopes       []string
+	GrantedAt    time.Time
 }
 
 // consents lists the clients the user allowed.
 func (s *Store) consents(ctx context.Context, userID string) ([]appConsent, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT c.client_id, c.display_name, k.scopes, k.granted_at
+		SELECT c.client_id, c.display_name, o.name, k.scopes, k.granted_at
 		FROM tenancy.oauth_consents k JOIN tenancy.oauth_clients c ON c.uid = k.client_uid
-		WHERE k.user_id = $1 ORDER BY c.display_name, c.client_id`, userID)
+		JOIN tenancy.organizations o ON o.id = k.organization_id
+		WHERE k.user_id = $1 ORDER BY c.display_name, c.client_id, o.name`, userID)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (appConsent, error) {
 		var a appConsent
-		return a, row.Scan(&a.ClientID, &a.DisplayName, &a.Scopes, &a.GrantedAt)
+		return a, row.Scan(&a.ClientID, &a.DisplayName, &a.Organization, &a.Scopes, &a.GrantedAt)
 	})
 }
 
-// revokeConsent forgets the user's consent to the client and ends the client's sessions of the
-// user; it reports whether there was a consent.
+// revokeConsent forgets the user's consents to the client (in every organization) and ends the
+// client's sessions of the user; it reports whether there was a consent.
 func (s *Store) revokeConsent(ctx context.Context, userID, clientID string) (bool, error) {
 	var revoked bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -128,7 +132,7 @@ func (s *Store) newAuthorizationCode(ctx context.Context, c authorizationCode) (
 // Why a code is refused; each is invalid_grant at the token endpoint.
 var (
 	errCodeInvalid = errors.New("the authorization code is unknown, expired, or was issued to another client or redirect URI")
-	errCodeReused  = errors.New("the authorization code was already used; the tokens issued for it are revoked")
+	errCodeReused  = errors.New("the authorization code was already used; the refresh token issued for it is revoked")
 	errCodePKCE    = errors.New("code_verifier does not match the code_challenge of the authorization request")
 )
 

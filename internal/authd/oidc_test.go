@@ -375,13 +375,26 @@ var _ = Describe("OpenID Connect provider", func() {
 			Expect(r.Body["error"]).To(Equal("invalid_client"))
 		})
 
-		It("a public client without PKCE, and prompt=none without a session", func(ctx SpecContext) {
+		It("a public client without PKCE, and prompt=none without a session; an organization's client gets no redirect from strangers", func(ctx SpecContext) {
 			public := oauthClientIn(ctx, org.Name, tenancyv1.OAuthClientSpec{FirstParty: true, Public: true})
-			p := newBrowser().open(http.MethodGet, authURL(public.ID, "s", url.Values{"code_challenge": nil, "code_challenge_method": nil}), nil)
-			Expect(errorFrom(p)).To(Equal("invalid_request"))
-			p = newBrowser().open(http.MethodGet, authURL(app.ID, "s", url.Values{"prompt": {"none"}}), nil)
+			noPKCE := authURL(public.ID, "s", url.Values{"code_challenge": nil, "code_challenge_method": nil})
+			b := newBrowser()
+			codeFrom(b.signIn(authURL(app.ID, "s", nil), email), "s")
+			Expect(errorFrom(b.open(http.MethodGet, noPKCE, nil))).To(Equal("invalid_request"), "to a member of its organization")
+			p := b.open(http.MethodGet, authURL(app.ID, "s", url.Values{"prompt": {"none"}, "max_age": {"0"}}), nil)
 			Expect(errorFrom(p)).To(Equal("login_required"))
 			Expect(p.Location.Query().Get("state")).To(Equal("s"))
+
+			// Without a session of one of its members, an organization's client (whose redirect
+			// URIs any of its Admins registered) gets an error page, not a redirect.
+			for _, stranger := range []page{newBrowser().open(http.MethodGet, noPKCE, nil),
+				newBrowser().open(http.MethodGet, authURL(app.ID, "s", url.Values{"prompt": {"none"}}), nil)} {
+				Expect(stranger.Status).To(Equal(http.StatusBadRequest))
+				Expect(stranger.Location).To(BeNil())
+			}
+			platform := oauthClientIn(ctx, operatorNamespace, tenancyv1.OAuthClientSpec{FirstParty: true})
+			Expect(errorFrom(newBrowser().open(http.MethodGet, authURL(platform.ID, "s", url.Values{"prompt": {"none"}}), nil))).
+				To(Equal("login_required"), "a platform-wide client's URIs are a platform admin's")
 		})
 
 		It("a session older than max_age, or any session with prompt=login: the person logs in again", func() {
@@ -403,7 +416,10 @@ var _ = Describe("OpenID Connect provider", func() {
 		It("a client of one organization to a member of another only", func(ctx SpecContext) {
 			outsider := uniqueName("outsider") + "@example.com"
 			activeMember(ctx, other, outsider, tenancyv1.RoleOwner)
-			Expect(errorFrom(newBrowser().signIn(authURL(app.ID, "s", nil), outsider))).To(Equal("access_denied"))
+			p := newBrowser().signIn(authURL(app.ID, "s", nil), outsider)
+			Expect(p.Location).To(BeNil(), "nor is a stranger sent to its redirect URI")
+			Expect(p.Status).To(Equal(http.StatusBadRequest))
+			Expect(p.Body).To(ContainSubstring("access_denied"))
 		})
 
 		It("an ID token of one request to a party that expects another nonce (replay)", func(ctx SpecContext) {

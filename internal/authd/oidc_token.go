@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -199,6 +200,9 @@ func (s *Server) authorizationCodeGrant(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// codeVerifierPattern is RFC 7636 section 4.1's code_verifier.
+var codeVerifierPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
+
 // checkPKCE compares a code's S256 challenge with the verifier (RFC 7636 section 4.6). A code
 // without a challenge (a confidential client that did not use PKCE) refuses a verifier, which
 // would mean the request was not the one the client made.
@@ -206,7 +210,7 @@ func checkPKCE(challenge, verifier string) error {
 	switch {
 	case challenge == "" && verifier == "":
 		return nil
-	case challenge == "" || verifier == "" || len(verifier) < 43 || len(verifier) > 128:
+	case challenge == "" || !codeVerifierPattern.MatchString(verifier):
 		return errCodePKCE
 	}
 	sum := sha256.Sum256([]byte(verifier))

@@ -65,13 +65,15 @@ ALTER TABLE tenancy.oauth_codes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY authd_all ON tenancy.oauth_codes TO tenancy_authd USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenancy.oauth_codes TO tenancy_authd;
 
--- What a person allowed a client that is not first-party; revocable on the account page.
+-- What a person allowed a client that is not first-party, in one organization (the client acts
+-- with the person's role there); revocable on the account page.
 CREATE TABLE tenancy.oauth_consents (
-    user_id    uuid NOT NULL REFERENCES tenancy.users (id) ON DELETE CASCADE,
-    client_uid uuid NOT NULL REFERENCES tenancy.oauth_clients (uid) ON DELETE CASCADE,
-    scopes     text[] NOT NULL,
-    granted_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, client_uid)
+    user_id         uuid NOT NULL REFERENCES tenancy.users (id) ON DELETE CASCADE,
+    client_uid      uuid NOT NULL REFERENCES tenancy.oauth_clients (uid) ON DELETE CASCADE,
+    organization_id uuid NOT NULL REFERENCES tenancy.organizations (id) ON DELETE CASCADE,
+    scopes          text[] NOT NULL,
+    granted_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, client_uid, organization_id)
 );
 ALTER TABLE tenancy.oauth_consents ENABLE ROW LEVEL SECURITY;
 CREATE POLICY authd_all ON tenancy.oauth_consents TO tenancy_authd USING (true) WITH CHECK (true);
