@@ -112,7 +112,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	switch {
 	case o.Issuer == "":
 		return config{}, errors.New("--issuer: required (authd's issuer URL, e.g. https://auth.example.com)")
-	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname()))):
+	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || !kubelogin.IsLoopback(u.Hostname()))):
 		return config{}, fmt.Errorf("--issuer: %q is not an https URL (http only on localhost)", o.Issuer)
 	case o.ClientID == "":
 		return config{}, errors.New("--client-id: required (the OAuthClient kubectl signs in with, e.g. kubectl.tenancy-system)")
@@ -161,10 +161,6 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 func say(w io.Writer, a ...any)                 { _, _ = fmt.Fprint(w, a...) }
 func sayln(w io.Writer, a ...any)               { _, _ = fmt.Fprintln(w, a...) }
 func sayf(w io.Writer, format string, a ...any) { _, _ = fmt.Fprintf(w, format, a...) }
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
-}
 
 // httpClient trusts the system roots and, when caFile is set, its certificates.
 func httpClient(caFile string) (*http.Client, error) {

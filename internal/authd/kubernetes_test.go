@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -92,7 +93,16 @@ var _ = Describe("kube-apiserver trusting authd", Ordered, func() {
 	var issuer string
 	BeforeAll(func(ctx SpecContext) {
 		// kube-apiserver accepts no EdDSA: make the signing key an ES256 one (the manager's
-		// default), as a rotation would.
+		// default), as a rotation would, and put the suite's keys back afterwards, so that specs
+		// that count the published keys see what they would without this one.
+		keys := &corev1.Secret{}
+		Expect(kube.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: signing.SecretName}, keys)).To(Succeed())
+		suiteKeys := keys.Data[signing.SecretKey]
+		DeferCleanup(func(ctx context.Context) {
+			Expect(kube.Get(ctx, client.ObjectKeyFromObject(keys), keys)).To(Succeed())
+			keys.Data[signing.SecretKey] = suiteKeys
+			Expect(kube.Update(ctx, keys)).To(Succeed())
+		})
 		if signer, _ := keySet(ctx).Signer(time.Now()); signer.Alg != signing.ES256 {
 			es256 := *rotator
 			es256.Policy.RotateEvery, es256.Policy.PublishAhead, es256.Policy.Algorithm = time.Nanosecond, time.Second, signing.ES256

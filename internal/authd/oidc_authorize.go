@@ -193,7 +193,7 @@ func (s *Server) authorizeFlow(w http.ResponseWriter, r *http.Request, client oa
 			}
 			return authzError("consent_required", "the person has not allowed this application yet")
 		}
-		s.renderAuthorizePage(w, r, client, req, ws, all, orgs, org, needsConsent)
+		s.renderAuthorizePage(w, client, req, ws, web.SessionCSRF(cookie.Value), all, orgs, org, needsConsent)
 		return nil
 	}
 	a, err := chooseAccess(all, orgID, "")
@@ -366,9 +366,8 @@ type authorizePage struct {
 }
 
 // renderAuthorizePage asks the person to choose an organization, to allow the client, or both.
-func (s *Server) renderAuthorizePage(w http.ResponseWriter, r *http.Request, client oauthClient, req authorizeRequest,
-	ws webSession, all, orgs []membership, chosen string, consent bool) {
-	c, _ := s.site.Cookie(r, web.SessionCookie)
+func (s *Server) renderAuthorizePage(w http.ResponseWriter, client oauthClient, req authorizeRequest,
+	ws webSession, csrf string, all, orgs []membership, chosen string, consent bool) {
 	page := authorizePage{Client: client, Organizations: orgs, Chosen: chosen, Consent: consent, Scopes: req.Scopes, Role: map[string]string{}}
 	for _, name := range authorizeParams {
 		if v := req.values.Get(name); v != "" {
@@ -385,7 +384,7 @@ func (s *Server) renderAuthorizePage(w http.ResponseWriter, r *http.Request, cli
 		title = "Allow " + client.DisplayName + "?"
 	}
 	web.AllowFormTarget(w, req.RedirectURI)
-	s.render(w, http.StatusOK, "authorize", view{Title: title, User: &ws.User, CSRF: web.SessionCSRF(c.Value), Data: page})
+	s.render(w, http.StatusOK, "authorize", view{Title: title, User: &ws.User, CSRF: csrf, Data: page})
 }
 
 // issuer is the issuer URL without a trailing slash.

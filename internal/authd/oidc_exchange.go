@@ -36,16 +36,9 @@ const (
 // impersonationLifetime bounds an impersonation's token.
 const impersonationLifetime = 15 * time.Minute
 
-// exchangeRefusal is an RFC 6749 error of the exchange.
-type exchangeRefusal struct {
-	status            int
-	code, description string
-}
-
-func (e *exchangeRefusal) Error() string { return e.description }
-
-func refuseExchange(code, format string, args ...any) *exchangeRefusal {
-	return &exchangeRefusal{status: http.StatusBadRequest, code: code, description: fmt.Sprintf(format, args...)}
+// refuseExchange is an RFC 6749 error of the exchange, answered with 400.
+func refuseExchange(code, format string, args ...any) *problem {
+	return &problem{Status: http.StatusBadRequest, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // tokenExchange answers grant_type=urn:ietf:params:oauth:grant-type:token-exchange.
@@ -55,19 +48,16 @@ func (s *Server) tokenExchange(w http.ResponseWriter, r *http.Request) {
 		invalidClient(w, r)
 		return
 	}
-	var resp map[string]any
-	if err == nil {
-		resp, err = s.exchange(r, client)
-	}
-	var refusal *exchangeRefusal
-	switch {
-	case errors.As(err, &refusal):
-		writeError(w, refusal.status, refusal.code, refusal.description)
-	case err != nil:
+	if err != nil {
 		s.failed(w, r, err)
-	default:
-		writeJSON(w, http.StatusOK, resp)
+		return
 	}
+	resp, err := s.exchange(r, client)
+	if err != nil {
+		s.answerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) exchange(r *http.Request, client oauthClient) (map[string]any, error) {
@@ -120,9 +110,12 @@ func (s *Server) delegate(r *http.Request, client oauthClient) (map[string]any, 
 	if left < time.Second { // the verifier's leeway lets a just-expired token through
 		return nil, refuseExchange("invalid_grant", "subject_token has expired")
 	}
+	if client.AccessTTL > 0 {
+		left = min(left, client.AccessTTL)
+	}
 	g := grant{Subject: subject.Subject, ClientID: client.ClientID, UserID: subject.Subject, OrgID: subject.Org, Project: subject.Project,
 		Role: subject.Role, Session: subject.SessionID, MFA: subject.HasSecondFactor(), Act: &tenancy.Actor{Subject: client.ClientID},
-		TTL: min(left, cmpPositive(client.AccessTTL))}
+		TTL: left}
 	if audience := form.Get("audience"); audience != "" {
 		if err := s.checkAudience(r.Context(), audience, subject.Org); err != nil {
 			return nil, err
@@ -152,14 +145,6 @@ func (s *Server) delegate(r *http.Request, client oauthClient) (map[string]any, 
 	s.audit(r, auditEntry{Actor: "oauthclient:" + client.ClientID, Action: "token.exchanged", Target: "user/" + subject.Subject, OrgID: &subject.Org,
 		Details: map[string]any{"audience": g.Audience, "project": g.Project, "role": g.Role}})
 	return exchangeAnswer(token, expiresIn, g), nil
-}
-
-// cmpPositive is d, or the longest duration when d is not set.
-func cmpPositive(d time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return time.Duration(1<<63 - 1)
 }
 
 // checkAudience accepts authd's own audience or the client_id of a client that serves orgID.
@@ -226,8 +211,8 @@ func (s *Server) impersonate(r *http.Request, client oauthClient) (map[string]an
 	case !authenticated:
 		return nil, refuseExchange("invalid_grant", "actor_token is not a valid Kubernetes token")
 	case !isAdmin:
-		return nil, &exchangeRefusal{status: http.StatusForbidden, code: "access_denied",
-			description: admin + " is not a platform admin (--platform-admin-users, --platform-admin-groups)"}
+		return nil, &problem{Status: http.StatusForbidden, Code: "access_denied",
+			Message: admin + " is not a platform admin (--platform-admin-users, --platform-admin-groups)"}
 	}
 	u, found, err := s.store.userByEmail(r.Context(), form.Get("subject_token"))
 	if err != nil {

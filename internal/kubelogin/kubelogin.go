@@ -194,7 +194,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.ListenAddress = "127.0.0.1:0"
 	}
 	host, _, err := net.SplitHostPort(o.ListenAddress)
-	if err != nil || !isLoopback(host) {
+	if err != nil || !IsLoopback(host) {
 		return o, fmt.Errorf("the listen address %q is not a loopback address such as 127.0.0.1:0", o.ListenAddress)
 	}
 	if o.Timeout <= 0 {
@@ -208,8 +208,8 @@ func (o Options) say(format string, args ...any) {
 	_, _ = fmt.Fprintf(o.Prompt, format, args...)
 }
 
-// isLoopback: localhost or a loopback IP address.
-func isLoopback(host string) bool {
+// IsLoopback reports whether host is localhost or a loopback IP address.
+func IsLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }

@@ -5,7 +5,6 @@ package oauthsecret
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 
 	"github.com/tenancy-dev/tenancy/internal/apikey"
@@ -30,8 +29,5 @@ func New() (string, error) {
 	return Prefix + apikey.Base62(b, secretLength), nil
 }
 
-// Hash is what the database stores: SHA-256 of the whole secret.
-func Hash(secret string) []byte {
-	sum := sha256.Sum256([]byte(secret))
-	return sum[:]
-}
+// Hash is what the database stores: SHA-256 of the whole secret, as for API keys.
+func Hash(secret string) []byte { return apikey.Hash(secret) }
