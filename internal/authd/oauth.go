@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -69,12 +70,7 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, http.StatusUnauthorized, "invalid_client", "the client_id or client_secret is wrong, or the key is revoked or expired")
 	}
-	keyID, err := apikey.Parse(secret)
-	if err != nil || keyID != id {
-		invalidClient()
-		return
-	}
-	key, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret))
+	key, found, err := s.apiKeyFor(r.Context(), id, secret)
 	if err != nil {
 		s.failed(w, r, err)
 		return
@@ -98,6 +94,31 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request) {
 		OrgID: &key.OrgID, Details: map[string]any{"grant": "client_credentials", "role": key.Role}})
 	writeJSON(w, http.StatusOK, tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: expiresIn, Organization: key.OrgName})
 }
+
+// apiKeyFor finds the working key that id and secret present: a Tenancy key, whose id must be
+// the one in the key, or a key imported from the system Tenancy replaced (tenancy import), which
+// has another shape: its id is the one the import gave it, or empty for clients that only ever
+// knew the key, and it works until the date the import set.
+func (s *Server) apiKeyFor(ctx context.Context, id, secret string) (apiKey, bool, error) {
+	keyID, err := apikey.Parse(secret)
+	if err == nil {
+		if keyID != id {
+			return apiKey{}, false, nil
+		}
+		return s.store.apiKeyByHash(ctx, apikey.Hash(secret), false)
+	}
+	if secret == "" || len(secret) > maxImportedKeyLength {
+		return apiKey{}, false, nil
+	}
+	key, found, err := s.store.apiKeyByHash(ctx, apikey.Hash(secret), true)
+	if err != nil || !found || (id != "" && id != key.KeyID) {
+		return apiKey{}, false, err
+	}
+	return key, true, nil
+}
+
+// maxImportedKeyLength bounds what is hashed for a key of another shape.
+const maxImportedKeyLength = 512
 
 // revoke is RFC 7009: a refresh token ends its session (its whole family). Access tokens are
 // self-contained and live out their 15 minutes, so revoking one is refused as unsupported.
@@ -172,11 +193,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 // an organization — and returns the caller's organization.
 func (s *Server) introspectionCaller(r *http.Request) (string, bool) {
 	if id, secret, ok := r.BasicAuth(); ok {
-		keyID, err := apikey.Parse(secret)
-		if err != nil || keyID != id {
-			return "", false
-		}
-		key, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret))
+		key, found, err := s.apiKeyFor(r.Context(), id, secret)
 		return key.OrgID, err == nil && found
 	}
 	claims, ok := s.bearer(r)

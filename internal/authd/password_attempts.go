@@ -93,7 +93,7 @@ func (s *Server) authenticate(ctx context.Context, email, password string) (user
 	}
 	if outdated {
 		if rehashed, err := s.hashPassword(password); err == nil {
-			if err := s.store.setPassword(ctx, u.ID, rehashed); err != nil {
+			if err := s.store.rehashPassword(ctx, u.ID, hash, rehashed); err != nil {
 				s.log.Error(err, "Rehashing a password with the current parameters", "user", u.ID)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // PasswordParams are argon2id's cost parameters; they are stored with each hash, so raising them
@@ -44,9 +45,22 @@ func HashPassword(password string, p PasswordParams) (string, error) {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64(salt), b64(hash)), nil
 }
 
-// VerifyPassword reports whether password matches the PHC string encoded, in constant time, and
-// whether the hash's parameters are below want (so it should be rehashed).
+// maxBcryptCost bounds the work an imported bcrypt hash may ask for at each sign-in: cost 15 is
+// about two seconds of a core, and every cost above doubles it.
+const maxBcryptCost = 15
+
+// bcryptPasswordLength is the part of a password bcrypt reads: the systems whose hashes are
+// imported cut longer passwords there, so the same cut finds the same hash.
+const bcryptPasswordLength = 72
+
+// VerifyPassword reports whether password matches encoded, in constant time, and whether it
+// should be rehashed: encoded is an argon2id PHC string (outdated when its parameters are below
+// want) or a bcrypt hash imported from another system ($2a$, $2b$, $2y$; always outdated, so the
+// next sign-in stores argon2id instead).
 func VerifyPassword(password, encoded string, want PasswordParams) (ok, outdated bool, err error) {
+	if IsBcryptHash(encoded) {
+		return verifyBcrypt(password, encoded)
+	}
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
 		return false, false, errors.New("not an argon2id hash")
@@ -66,6 +80,38 @@ func VerifyPassword(password, encoded string, want PasswordParams) (ok, outdated
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(hash)))
 	outdated = p.MemoryKiB < want.MemoryKiB || p.Time < want.Time || p.Threads < want.Threads
 	return subtle.ConstantTimeCompare(got, hash) == 1, outdated, nil
+}
+
+// IsBcryptHash reports whether encoded looks like a bcrypt hash (the modular crypt format of
+// OpenBSD's bcrypt, as PHP, Node's bcrypt, Python's passlib and Go's x/crypto write it).
+func IsBcryptHash(encoded string) bool {
+	return len(encoded) == 60 && (strings.HasPrefix(encoded, "$2a$") || strings.HasPrefix(encoded, "$2b$") || strings.HasPrefix(encoded, "$2y$"))
+}
+
+// CheckBcryptHash says why an imported bcrypt hash cannot be used, or nil.
+func CheckBcryptHash(encoded string) error {
+	cost, err := bcrypt.Cost([]byte(encoded))
+	if err != nil {
+		return fmt.Errorf("malformed bcrypt hash: %w", err)
+	}
+	if cost > maxBcryptCost {
+		return fmt.Errorf("bcrypt cost %d is above %d, too slow to check at each sign-in", cost, maxBcryptCost)
+	}
+	return nil
+}
+
+func verifyBcrypt(password, encoded string) (ok, outdated bool, err error) {
+	if err := CheckBcryptHash(encoded); err != nil {
+		return false, false, err
+	}
+	if len(password) > bcryptPasswordLength {
+		password = password[:bcryptPasswordLength]
+	}
+	err = bcrypt.CompareHashAndPassword([]byte(encoded), []byte(password))
+	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		return false, true, nil
+	}
+	return err == nil, true, err
 }
 
 // checkNewPassword refuses a password too short or too long to accept.

@@ -94,8 +94,13 @@ func userByID(ctx context.Context, q querier, id string) (user, bool, error) {
 	return u, err == nil, err
 }
 
-func (s *Store) setPassword(ctx context.Context, userID, hash string) error {
-	return setPassword(ctx, s.pool, userID, hash)
+// rehashPassword replaces the hash a sign-in just checked with one of the same password under
+// the current parameters (argon2id, for an outdated or imported bcrypt hash). The password did
+// not change, so password_changed_at stays; a hash changed meanwhile (a reset) is left alone.
+func (s *Store) rehashPassword(ctx context.Context, userID, checked, rehashed string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE tenancy.users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2`,
+		userID, checked, rehashed)
+	return err
 }
 
 func setPassword(ctx context.Context, q mail.Execer, userID, hash string) error {
@@ -197,13 +202,15 @@ type apiKey struct {
 }
 
 // apiKeyByHash finds a key that still works: not revoked, not expired, in an organization that
-// still exists. Superseded keys work until their grace period ends (their expires_at).
-func (s *Store) apiKeyByHash(ctx context.Context, hash []byte) (apiKey, bool, error) {
+// still exists. Superseded keys work until their grace period ends (their expires_at). imported
+// says which kind is presented: a Tenancy key never matches an imported row, nor the reverse.
+func (s *Store) apiKeyByHash(ctx context.Context, hash []byte, imported bool) (apiKey, bool, error) {
 	var k apiKey
 	err := s.pool.QueryRow(ctx, `
 		SELECT k.id, k.key_id, o.id, o.name, k.project_id, k.role::text, k.expires_at
 		FROM tenancy.api_keys k JOIN tenancy.organizations o ON o.id = k.organization_id
-		WHERE k.hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`, hash).
+		WHERE k.hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+		  AND (k.imported_at IS NOT NULL) = $2`, hash, imported).
 		Scan(&k.ID, &k.KeyID, &k.OrgID, &k.OrgName, &k.ProjectID, &k.Role, &k.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, false, nil
