@@ -352,15 +352,20 @@ func andMore(n, shown int) string {
 	return fmt.Sprintf(" and %d more", n-shown)
 }
 
-// reconcileRow upserts the organization's row; a row deleted or changed by hand comes back.
+// reconcileRow upserts the organization's row; a row deleted or changed by hand comes back. A new
+// row gets the id that tenancy.dev/row-id asks for, if any.
 func (r *OrganizationReconciler) reconcileRow(ctx context.Context, s *organizationScope) (ctrl.Result, error) {
 	org := s.org
 	tier := org.Spec.Tier
 	if tier == "" {
 		tier = tenancyv1.TierFree
 	}
+	id, err := wantedRowID(org, org.Status.ID)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	res, err := r.Store.UpsertOrganization(ctx, db.Organization{
-		ID:          org.Status.ID,
+		ID:          id,
 		UID:         string(org.UID),
 		Name:        org.Name,
 		DisplayName: org.Spec.DisplayName,
@@ -369,7 +374,7 @@ func (r *OrganizationReconciler) reconcileRow(ctx context.Context, s *organizati
 		RequireMFA:  org.Spec.RequireMFA,
 	}, actorOf(org, "organization"))
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, rowIDInUse(err)
 	}
 	reportRowChange(r.Recorder, org, org.Status.ID, res)
 	org.Status.ID = res.ID

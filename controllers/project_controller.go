@@ -73,11 +73,16 @@ func (r *ProjectReconciler) resolveOrganization(ctx context.Context, s *projectS
 	return ctrl.Result{}, nil
 }
 
-// reconcileRow upserts the project's row; a row deleted or changed by hand comes back.
+// reconcileRow upserts the project's row; a row deleted or changed by hand comes back. A new row
+// gets the id that tenancy.dev/row-id asks for, if any.
 func (r *ProjectReconciler) reconcileRow(ctx context.Context, s *projectScope) (ctrl.Result, error) {
 	p := s.project
+	id, err := wantedRowID(p, p.Status.ID)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	res, err := r.Store.UpsertProject(ctx, db.Project{
-		ID:             p.Status.ID,
+		ID:             id,
 		UID:            string(p.UID),
 		OrganizationID: s.org.Status.ID,
 		Name:           p.Name,
@@ -88,7 +93,7 @@ func (r *ProjectReconciler) reconcileRow(ctx context.Context, s *projectScope) (
 			"Organization %s has no database row yet", s.org.Name)
 	}
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, rowIDInUse(err)
 	}
 	reportRowChange(r.Recorder, p, p.Status.ID, res)
 	p.Status.ID = res.ID

@@ -37,12 +37,18 @@ func (w *organizationWebhook) Default(ctx context.Context, org *tenancyv1.Organi
 }
 
 // ValidateCreate refuses a namespace that belongs to the cluster, the operator or another
-// organization, and an existing namespace unless a platform admin asks.
+// organization, an existing namespace unless a platform admin asks, and a row id chosen by
+// anyone else.
 func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1.Organization) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rowIDErrs := choosingRowID(who, "organization", nil, org, "")
 	ns := org.NamespaceName()
 	if tenant.ReservedNamespace(ns, w.settings.OperatorNamespace) {
-		return nil, w.refuse(org, field.ErrorList{field.Forbidden(namespaceSpecPath, fmt.Sprintf(
-			"namespace %s belongs to the cluster or the operator; choose another", ns))}, false)
+		return nil, w.refuse(org, append(field.ErrorList{field.Forbidden(namespaceSpecPath, fmt.Sprintf(
+			"namespace %s belongs to the cluster or the operator; choose another", ns))}, rowIDErrs...), false)
 	}
 	// From the API server: two Organizations created a moment apart must not both get the
 	// namespace, a signup must not win a race with the namespace's creation, and creating an
@@ -60,7 +66,7 @@ func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1
 	namespace := &corev1.Namespace{}
 	switch err := w.live.Get(ctx, client.ObjectKey{Name: ns}, namespace); {
 	case apierrors.IsNotFound(err):
-		return nil, w.refuse(org, errs, false)
+		return nil, w.refuse(org, append(errs, rowIDErrs...), false)
 	case err != nil:
 		return nil, fmt.Errorf("getting namespace %s: %w", ns, err)
 	}
@@ -71,13 +77,9 @@ func (w *organizationWebhook) ValidateCreate(ctx context.Context, org *tenancyv1
 	// A namespace being deleted is not adopted: the controller waits until it is gone and creates
 	// it anew. One already labelled for this organization is its own.
 	if len(errs) == 0 && owner != org.Name && namespace.DeletionTimestamp.IsZero() {
-		who, err := w.requesterOf(ctx)
-		if err != nil {
-			return nil, err
-		}
 		errs = adoptionByPlatformAdmin(ns, who)
 	}
-	return nil, w.refuse(org, errs, false)
+	return nil, w.refuse(org, append(errs, rowIDErrs...), false)
 }
 
 // adoptionByPlatformAdmin refuses anyone but a named platform admin having an Organization adopt
@@ -92,9 +94,17 @@ func adoptionByPlatformAdmin(ns string, who requester) field.ErrorList {
 		"namespace %s already exists; only a platform admin may adopt an existing namespace into an organization", ns))}
 }
 
-// ValidateUpdate warns when a new tier allows fewer projects, members or API keys than the
+// ValidateUpdate refuses a row id chosen by anyone but a platform admin or changed once the row
+// exists, and warns when a new tier allows fewer projects, members or API keys than the
 // organization has: those stay, new ones are refused.
 func (w *organizationWebhook) ValidateUpdate(ctx context.Context, old, org *tenancyv1.Organization) (admission.Warnings, error) {
+	who, err := w.requesterOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if errs := choosingRowID(who, "organization", old, org, old.Status.ID); len(errs) > 0 {
+		return nil, w.refuse(org, errs, false)
+	}
 	if org.DeletionTimestamp != nil || old.Spec.Tier == org.Spec.Tier {
 		return nil, nil
 	}

@@ -20,8 +20,8 @@ func (w *projectWebhook) Default(ctx context.Context, p *tenancyv1.Project) erro
 	return w.defaultMetadata(ctx, p)
 }
 
-// ValidateCreate checks the organization, the projects quota and that the requester is an
-// organization Admin.
+// ValidateCreate checks the organization, the projects quota, that the requester is an
+// organization Admin, and that only a platform admin chooses the row id.
 func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Project) (admission.Warnings, error) {
 	who, err := w.requesterOf(ctx)
 	if err != nil {
@@ -38,6 +38,7 @@ func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Projec
 	if err != nil {
 		return nil, err
 	}
+	denied = append(denied, choosingRowID(who, "project", nil, p, "")...)
 	over, err := w.admitQuota(ctx, t.org, p, p.Name, w.projectsQuota(t.org), who, denied)
 	if err != nil {
 		return nil, err
@@ -45,7 +46,8 @@ func (w *projectWebhook) ValidateCreate(ctx context.Context, p *tenancyv1.Projec
 	return nil, w.refuse(p, append(denied, over...), false)
 }
 
-// ValidateUpdate checks that the requester is an organization Admin.
+// ValidateUpdate checks that the requester is an organization Admin, and that only a platform
+// admin chooses the row id, before the row exists.
 func (w *projectWebhook) ValidateUpdate(ctx context.Context, old, p *tenancyv1.Project) (admission.Warnings, error) {
 	who, err := w.requesterOf(ctx)
 	if err != nil {
@@ -58,7 +60,7 @@ func (w *projectWebhook) ValidateUpdate(ctx context.Context, old, p *tenancyv1.P
 	if err != nil {
 		return nil, err
 	}
-	return nil, w.refuse(p, denied, false)
+	return nil, w.refuse(p, append(denied, choosingRowID(who, "project", old, p, old.Status.ID)...), false)
 }
 
 // ValidateDelete checks that the requester is an organization Admin and records who asked.

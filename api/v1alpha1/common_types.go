@@ -55,6 +55,13 @@ const (
 
 	// LastChangedByAnnotation names the user whose request last created or changed an object.
 	LastChangedByAnnotation = "tenancy.dev/last-changed-by"
+	// RowIDAnnotation on an Organization or a Project is the UUID its row in tenancy.organizations
+	// or tenancy.projects gets as id when the row is first created, so that an imported tenant
+	// keeps the ids its application's rows already carry. Choosing an id chooses which existing
+	// rows of the TenantTables the object reaches, so only a named platform admin may set or change
+	// it (the validating webhook), and it is immutable once the object has a status.id: a row that
+	// has an id keeps it.
+	RowIDAnnotation = "tenancy.dev/row-id"
 	// DisableRLSOnDeleteAnnotation on a TenantTable, set to "true", turns row-level security off
 	// when the TenantTable is deleted; by default the table keeps it, with no policy, and fails
 	// closed.
@@ -114,6 +121,11 @@ const (
 	NamespaceNotBoundReason = "NamespaceNotBound"
 	// OrganizationNotReadyReason: the owning organization has no database row yet.
 	OrganizationNotReadyReason = "OrganizationNotReady"
+	// RowIDInUseReason: the row id that tenancy.dev/row-id asks for is already another row's.
+	RowIDInUseReason = "RowIDInUse"
+	// InvalidRowIDReason: tenancy.dev/row-id is not a UUID (the webhook refuses that, so only an
+	// object written while it did not run gets here).
+	InvalidRowIDReason = "InvalidRowID"
 )
 
 // CommonStatus is embedded in every kind's status.

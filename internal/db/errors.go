@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -50,4 +51,19 @@ func isUniqueViolationOn(err error, constraint string) bool {
 func IsQueryError(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr)
+}
+
+// RowIDInUseError is returned by UpsertOrganization and UpsertProject when the row id asked for
+// (tenancy.dev/row-id, or the status.id of a row deleted by hand) is already the id of another
+// object's row. Retrying cannot help until that row goes or another id is asked for.
+type RowIDInUseError struct {
+	// ID is the row id asked for.
+	ID string
+	// Holder names the row that has it: "organization acme", "project web of organization acme".
+	Holder string
+}
+
+// Error says which id and whose row.
+func (e *RowIDInUseError) Error() string {
+	return fmt.Sprintf("row id %s is already the id of %s", e.ID, e.Holder)
 }

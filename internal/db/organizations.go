@@ -66,21 +66,37 @@ LIMIT 1`
 // UpsertOrganization inserts or updates the organization's row, keyed by the resource's uid, and
 // audits a change. A row of the same name left by an earlier resource of that name (whose cleanup
 // never ran) is replaced: names are unique in the cluster, so it cannot belong to a live object.
+// org.ID is the id a new row gets; an existing row keeps its own. When another organization's row
+// has that id, it returns a *RowIDInUseError.
 func (p *Postgres) UpsertOrganization(ctx context.Context, org Organization, actor Actor) (UpsertResult, error) {
 	if err := p.ensureMigrated(); err != nil {
 		return UpsertResult{}, err
 	}
 	result, err := p.upsertOrganization(ctx, org, actor)
-	if isUniqueViolationOn(err, "organizations_name_key") {
+	// The orphan may hold the id asked for as well as the name.
+	if isUniqueViolationOn(err, "organizations_name_key") || isUniqueViolationOn(err, "organizations_pkey") {
 		if err := p.deleteOrphanOrganization(ctx, org, actor); err != nil {
 			return UpsertResult{}, err
 		}
 		result, err = p.upsertOrganization(ctx, org, actor)
 	}
+	if isUniqueViolationOn(err, "organizations_pkey") {
+		err = p.organizationIDInUse(ctx, org.ID, err)
+	}
 	if err != nil {
 		return UpsertResult{}, fmt.Errorf("upserting organization %s: %w", org.Name, err)
 	}
 	return result, nil
+}
+
+// organizationIDInUse names the organization whose row has id, which the violation says an
+// upsert asked for; when that row is gone already, the violation stays, for a retry.
+func (p *Postgres) organizationIDInUse(ctx context.Context, id string, violation error) error {
+	var holder string
+	if err := p.pool.QueryRow(ctx, "SELECT name FROM tenancy.organizations WHERE id = $1", id).Scan(&holder); err != nil {
+		return violation
+	}
+	return &RowIDInUseError{ID: id, Holder: "organization " + holder}
 }
 
 func (p *Postgres) upsertOrganization(ctx context.Context, org Organization, actor Actor) (UpsertResult, error) {

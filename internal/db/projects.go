@@ -44,21 +44,47 @@ LIMIT 1`
 // UpsertProject inserts or updates the project's row, keyed by the resource's uid, and audits a
 // change. A row of the same name in the organization left by an earlier Project of that name is
 // replaced. A missing organization row gives a foreign key violation (IsForeignKeyViolation).
+// proj.ID is the id a new row gets; an existing row keeps its own. When another project's row has
+// that id, it returns a *RowIDInUseError.
 func (p *Postgres) UpsertProject(ctx context.Context, proj Project, actor Actor) (UpsertResult, error) {
 	if err := p.ensureMigrated(); err != nil {
 		return UpsertResult{}, err
 	}
 	result, err := p.upsertProject(ctx, proj, actor)
-	if isUniqueViolationOn(err, "projects_organization_id_name_key") {
+	// The orphan may hold the id asked for as well as the name.
+	if isUniqueViolationOn(err, "projects_organization_id_name_key") || projectIDTaken(err) {
 		if err := p.deleteOrphanProject(ctx, proj, actor); err != nil {
 			return UpsertResult{}, err
 		}
 		result, err = p.upsertProject(ctx, proj, actor)
 	}
+	if projectIDTaken(err) {
+		err = p.projectIDInUse(ctx, proj.ID, err)
+	}
 	if err != nil {
 		return UpsertResult{}, fmt.Errorf("upserting project %s: %w", proj.Name, err)
 	}
 	return result, nil
+}
+
+// projectIDTaken reports whether err says that another project's row has the id asked for: the
+// primary key, or the (organization_id, id) key when that row is in the same organization
+// (PostgreSQL may report either).
+func projectIDTaken(err error) bool {
+	return isUniqueViolationOn(err, "projects_pkey") || isUniqueViolationOn(err, "projects_organization_id_id_key")
+}
+
+// projectIDInUse names the project whose row has id, which the violation says an upsert asked
+// for; when that row is gone already, the violation stays, for a retry.
+func (p *Postgres) projectIDInUse(ctx context.Context, id string, violation error) error {
+	var project, org string
+	err := p.pool.QueryRow(ctx, `
+		SELECT p.name, o.name FROM tenancy.projects p JOIN tenancy.organizations o ON o.id = p.organization_id
+		WHERE p.id = $1`, id).Scan(&project, &org)
+	if err != nil {
+		return violation
+	}
+	return &RowIDInUseError{ID: id, Holder: fmt.Sprintf("project %s of organization %s", project, org)}
 }
 
 func (p *Postgres) upsertProject(ctx context.Context, proj Project, actor Actor) (UpsertResult, error) {
