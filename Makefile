@@ -79,6 +79,7 @@ test: verify-generated verify-fmt vet lint ## Run every check and test: generate
 	export TENANCY_TEST_DATABASE_URL="$$(hack/postgres.sh)"; \
 	export TENANCY_CHROMIUM="$$(hack/chromium.sh)"; \
 	export TENANCY_MAILPIT="$$(hack/mailpit.sh)"; \
+	export TENANCY_PYTHON="$$(hack/python.sh)"; \
 	go test -race -timeout $(TEST_TIMEOUT) -count=1 $(TEST_PKGS) $(TEST_ARGS)
 
 .PHONY: bench
@@ -99,7 +100,7 @@ mailpit: ## Build (once) Mailpit, the mail catcher of make dev and the tests.
 
 .PHONY: build
 build: ## Build the static, version-stamped binaries into bin/.
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/manager ./cmd/authd ./cmd/kubectl-tenancy
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/manager ./cmd/authd ./cmd/kubectl-tenancy ./cmd/tenancy
 
 .PHONY: image
 image: ## Build the images without Docker (linux/amd64, linux/arm64): OCI layouts and docker-archive tarballs in bin/images/.
