@@ -1,0 +1,228 @@
+package importer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// batchSize is how many rows go in one transaction: an interrupted import keeps what it committed
+// and the next run goes on from there.
+const batchSize = 200
+
+// Counts says, for one kind, what an import did.
+type Counts struct {
+	Created, Updated, Unchanged, Waiting int
+}
+
+// rowWriter writes the plan's rows into Tenancy's database, each batch in its own transaction.
+type rowWriter struct {
+	conn     *pgx.Conn
+	actor    string
+	progress func(kind string, done, total int)
+}
+
+// upsertUserSQL inserts the user with the old id (another id when that one is taken) or fills in
+// what an existing row of the address lacks: a password, a name, the verification. A password the
+// person has (set since, or rehashed) is never replaced, so a second import changes nothing.
+const upsertUserSQL = `
+WITH upsert AS (
+    INSERT INTO tenancy.users AS u (id, email, display_name, password_hash, password_changed_at, email_verified_at, created_at)
+    VALUES (CASE WHEN EXISTS (SELECT 1 FROM tenancy.users WHERE id = $1) THEN gen_random_uuid() ELSE $1 END,
+            $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN now() END, CASE WHEN $5::boolean THEN now() END,
+            coalesce($6, now()))
+    ON CONFLICT (email) DO UPDATE
+        SET password_hash = coalesce(u.password_hash, excluded.password_hash),
+            password_changed_at = CASE WHEN u.password_hash IS NULL THEN excluded.password_changed_at ELSE u.password_changed_at END,
+            display_name = CASE WHEN u.display_name = '' THEN excluded.display_name ELSE u.display_name END,
+            email_verified_at = coalesce(u.email_verified_at, excluded.email_verified_at),
+            updated_at = now()
+        WHERE (u.password_hash IS NULL AND excluded.password_hash IS NOT NULL)
+           OR (u.display_name = '' AND excluded.display_name <> '')
+           OR (u.email_verified_at IS NULL AND excluded.email_verified_at IS NOT NULL)
+    RETURNING u.id, (u.xmax = 0) AS inserted, u.email_verified_at IS NOT NULL AS verified
+), audit AS (
+    INSERT INTO tenancy.audit_log (actor, action, target, details)
+    SELECT $7, CASE WHEN inserted THEN 'user.imported' ELSE 'user.import_updated' END, 'user/' || $2::text,
+           jsonb_build_object('source', $8::text, 'sourceID', $9::text, 'password', $4::text IS NOT NULL,
+                              'emailVerified', verified)
+    FROM upsert
+)
+SELECT id::text, inserted FROM upsert`
+
+func (w *rowWriter) users(ctx context.Context, users []User, source string) (Counts, error) {
+	var c Counts
+	err := w.batches(ctx, "users", len(users), func(tx pgx.Tx, i int) error {
+		u := users[i]
+		var hash *string
+		if u.PasswordHash != "" {
+			hash = &u.PasswordHash
+		}
+		var id string
+		var inserted bool
+		err := tx.QueryRow(ctx, upsertUserSQL, u.ID, u.Email, u.DisplayName, hash, u.Verified, u.CreatedAt,
+			w.actor, source, u.SourceID).Scan(&id, &inserted)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			c.Unchanged++
+		case err != nil:
+			return fmt.Errorf("user %s: %w", u.Email, err)
+		case inserted:
+			c.Created++
+		default:
+			c.Updated++
+		}
+		return nil
+	})
+	return c, err
+}
+
+// insertOldKeySQL writes an old key once its organization (and project) has its row; until then
+// it writes nothing and the key waits for the next run.
+const insertOldKeySQL = `
+WITH inserted AS (
+    INSERT INTO tenancy.api_keys (uid, name, organization_id, project_id, key_id, prefix, hash, role,
+                                  superseded_at, expires_at, imported_at)
+    SELECT $1, $2, o.id, $3, $4, $4, $5, $6, now(), $7, now()
+    FROM tenancy.organizations o
+    WHERE o.id = $8 AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM tenancy.projects p WHERE p.id = $3 AND p.organization_id = o.id))
+    ON CONFLICT DO NOTHING
+    RETURNING id, organization_id
+), audit AS (
+    INSERT INTO tenancy.audit_log (actor, action, target, organization_id, details)
+    SELECT $9, 'apikey.imported', 'apikey/' || $2::text, organization_id,
+           jsonb_build_object('keyID', $4::text, 'role', $6::text, 'expiresAt', $7::timestamptz, 'source', $10::text)
+    FROM inserted
+)
+SELECT count(*) FROM inserted`
+
+// oldKeyState tells why an old key was not inserted.
+const oldKeyStateSQL = `
+SELECT EXISTS (SELECT 1 FROM tenancy.api_keys WHERE key_id = $1),
+       EXISTS (SELECT 1 FROM tenancy.api_keys WHERE hash = $2)`
+
+// oldKeys writes the old keys whose hash is usable. uid gives the uid of the APIKey object of the
+// same name when it exists (else a placeholder the APIKey controller takes over).
+func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, uid func(org *Organization, key APIKey) string) (Counts, []Problem, error) {
+	type item struct {
+		org *Organization
+		key APIKey
+	}
+	var items []item
+	for _, org := range plan.Organizations {
+		for _, k := range org.APIKeys {
+			if k.OldKeyHash != nil {
+				items = append(items, item{org, k})
+			}
+		}
+	}
+	var c Counts
+	var problems []Problem
+	err := w.batches(ctx, "old API keys", len(items), func(tx pgx.Tx, i int) error {
+		org, k := items[i].org, items[i].key
+		var project *string
+		if k.ProjectRowID != "" {
+			project = &k.ProjectRowID
+		}
+		var n int
+		if err := tx.QueryRow(ctx, insertOldKeySQL, uid(org, k), k.Name, project, k.OldKeyID, k.OldKeyHash, k.Role,
+			k.OldKeyExpires, org.RowID, w.actor, source).Scan(&n); err != nil {
+			return fmt.Errorf("old API key %s: %w", k.OldKeyID, err)
+		}
+		if n == 1 {
+			c.Created++
+			return nil
+		}
+		var known, hashTaken bool
+		if err := tx.QueryRow(ctx, oldKeyStateSQL, k.OldKeyID, k.OldKeyHash).Scan(&known, &hashTaken); err != nil {
+			return fmt.Errorf("old API key %s: %w", k.OldKeyID, err)
+		}
+		switch {
+		case known:
+			c.Unchanged++
+		case hashTaken:
+			problems = append(problems, Problem{Row: fmt.Sprintf("%s id=%s", "api_keys", k.SourceID),
+				Message: "another key has the same hash already; the old key is not imported twice"})
+		default:
+			c.Waiting++
+		}
+		return nil
+	})
+	return c, problems, err
+}
+
+const insertAuditSQL = `
+INSERT INTO tenancy.audit_log (at, actor, actor_user_id, action, target, organization_id, details)
+SELECT r.at, r.actor, u.id, r.action, r.target, r.organization_id, r.details
+FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[])
+     AS r (at, actor, action, target, organization_id, details)
+LEFT JOIN tenancy.users u ON u.email = r.actor
+ON CONFLICT ((details ->> 'importID')) WHERE details ? 'importID' DO NOTHING`
+
+// auditRows writes the old audit rows with their times and actors, each once.
+func (w *rowWriter) auditRows(ctx context.Context, rows []AuditRow) (Counts, error) {
+	var c Counts
+	for start := 0; start < len(rows); start += batchSize {
+		end := min(start+batchSize, len(rows))
+		cols := struct {
+			at                    []time.Time
+			actor, action, target []string
+			organization, details []*string
+		}{}
+		for _, r := range rows[start:end] {
+			details, err := json.Marshal(r.Details)
+			if err != nil {
+				return c, fmt.Errorf("audit row %s: %w", r.ImportID, err)
+			}
+			d := string(details)
+			cols.at = append(cols.at, r.At)
+			cols.actor = append(cols.actor, r.Actor)
+			cols.action = append(cols.action, r.Action)
+			cols.target = append(cols.target, r.Target)
+			cols.details = append(cols.details, &d)
+			var org *string
+			if r.OrganizationID != "" {
+				id := r.OrganizationID
+				org = &id
+			}
+			cols.organization = append(cols.organization, org)
+		}
+		tag, err := w.conn.Exec(ctx, insertAuditSQL, cols.at, cols.actor, cols.action, cols.target, cols.organization, cols.details)
+		if err != nil {
+			return c, fmt.Errorf("audit rows %s…: %w", rows[start].ImportID, err)
+		}
+		c.Created += int(tag.RowsAffected())
+		c.Unchanged += end - start - int(tag.RowsAffected())
+		w.progress("audit rows", end, len(rows))
+	}
+	return c, nil
+}
+
+// batches runs write for items 0…total-1, batchSize per transaction, reporting progress.
+func (w *rowWriter) batches(ctx context.Context, kind string, total int, write func(tx pgx.Tx, i int) error) error {
+	for start := 0; start < total; start += batchSize {
+		end := min(start+batchSize, total)
+		err := pgx.BeginFunc(ctx, w.conn, func(tx pgx.Tx) error {
+			for i := start; i < end; i++ {
+				if err := write(tx, i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+				return fmt.Errorf("writing %s: %w (is the database migrated? the manager migrates it at start)", kind, err)
+			}
+			return fmt.Errorf("writing %s: %w", kind, err)
+		}
+		w.progress(kind, end, total)
+	}
+	return nil
+}
