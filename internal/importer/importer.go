@@ -88,6 +88,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		for _, f := range files {
 			result.Files = append(result.Files, f.Path)
 		}
+		for _, t := range plan.Tables {
+			if t.MissingColumnSQL != "" {
+				result.Files = append(result.Files, pendingSQLPath(t))
+			}
+		}
 		return result, writeReport(cfg, result)
 	}
 
@@ -122,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			if t.MissingColumnSQL == "" {
 				continue
 			}
-			path := filepath.Join("tenanttables", "pending", t.Table+".sql")
+			path := pendingSQLPath(t)
 			wrote, err := writeFile(cfg.OutDir, path, []byte(t.MissingColumnSQL))
 			if err != nil {
 				return nil, fmt.Errorf("writing %s: %w", filepath.Join(cfg.OutDir, path), err)
@@ -176,6 +181,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	result.Problems = append(result.Problems, keyProblems...)
 	bar.done()
 	return result, writeReport(cfg, result)
+}
+
+// pendingSQLPath is where the SQL that gives a table its organization column goes.
+func pendingSQLPath(t TableProposal) string {
+	return filepath.Join("tenanttables", "pending", t.Table+".sql")
 }
 
 func countWrite(c *Counts, w fileWrite) {

@@ -30,7 +30,7 @@ import (
 // and API key Secrets included), that the admission policy and webhooks refuse what they should,
 // that a platform admin disables accounts and a person deletes theirs (accounts_test.go), that
 // kubectl works as the sample Owner signed in to authd, with an ID token and through the
-// kubectl-tenancy plugin (oidc_test.go), that deleting an organization really deletes the
+// kubectl-tenancy plugin (oidc_test.go), that an existing schema imports (import_test.go), that deleting an organization really deletes the
 // namespace it created (kube-controller-manager runs), and that an interrupt stops every process
 // it started.
 func TestDevStack(t *testing.T) {
@@ -276,6 +276,7 @@ func TestDevStack(t *testing.T) {
 	checkAccountLifecycle(check)
 	// After the lifecycle, which suspended the Owner and enabled them again.
 	checkKubectlAsOwner(check)
+	checkImport(check)
 
 	// An organization whose namespace the operator creates: deleting it deletes the namespace for
 	// real, which takes kube-controller-manager's namespace controller.
