@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,7 +27,6 @@ type APIKeyStore interface {
 	IssueAPIKey(ctx context.Context, k db.APIKey, key db.NewAPIKey, grace time.Duration, reason string, actor db.Actor) (db.APIKeyRow, error)
 	SyncAPIKey(ctx context.Context, k db.APIKey, actor db.Actor) (bool, error)
 	RevokeAPIKeys(ctx context.Context, uid, name string, actor db.Actor) error
-	AdoptImportedAPIKeys(ctx context.Context, k db.APIKey, actor db.Actor) ([]string, error)
 	NoticeAPIKeyExpiry(ctx context.Context, keyRowID string, actor db.Actor, compose func(to string) (mail.Message, error)) (int, error)
 }
 
@@ -54,8 +52,6 @@ type APIKeyReconciler struct {
 type apiKeyScope struct {
 	tenantScope
 	key *tenancyv1.APIKey
-	// want is the key row that the spec asks for, as reconcileKey worked it out.
-	want db.APIKey
 }
 
 // +kubebuilder:rbac:groups=tenancy.dev,resources=apikeys,verbs=get;list;watch;update;patch
@@ -70,7 +66,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		resync:    r.ResyncPeriod,
 		newObject: func() *tenancyv1.APIKey { return &tenancyv1.APIKey{} },
 		reconcileNormal: func(ctx context.Context, k *tenancyv1.APIKey) (ctrl.Result, error) {
-			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveTenant, r.reconcileKey, r.adoptImportedKeys, r.noticeExpiry)
+			return runPhases(ctx, &apiKeyScope{key: k}, r.resolveTenant, r.reconcileKey, r.noticeExpiry)
 		},
 		cleanUp: r.cleanUp,
 	}.reconcile(ctx, req)
@@ -96,7 +92,6 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 		t := k.Spec.ExpiresAt.UTC()
 		want.ExpiresAt = &t
 	}
-	s.want = want
 	secretName := k.SecretNameOrDefault()
 	secret, secretFound, err := getSecret(ctx, r.Client, r.APIReader, k.Namespace, secretName)
 	if err != nil {
@@ -155,22 +150,6 @@ func (r *APIKeyReconciler) reconcileKey(ctx context.Context, s *apiKeyScope) (ct
 	k.Status.ExpiresAt = k.Spec.ExpiresAt
 	rotatedAt := metav1.NewTime(current.CreatedAt.UTC().Truncate(time.Second))
 	k.Status.RotatedAt = &rotatedAt
-	return ctrl.Result{}, nil
-}
-
-// adoptImportedKeys takes over the keys that `tenancy import` wrote under this key's name for the
-// same organization and scope, once the key has its own: from then on they are its keys in their
-// rotation grace period, demoted with it and revoked when it is deleted. It runs at every
-// reconcile, and writes only when the importer added keys since.
-func (r *APIKeyReconciler) adoptImportedKeys(ctx context.Context, s *apiKeyScope) (ctrl.Result, error) {
-	adopted, err := r.Store.AdoptImportedAPIKeys(ctx, s.want, actorOf(s.key, "apikey"))
-	if err != nil || len(adopted) == 0 {
-		return ctrl.Result{}, err
-	}
-	const most = 10 // an Event's note holds at most 1 kB
-	r.Recorder.Eventf(s.key, nil, corev1.EventTypeNormal, "ImportedKeysAdopted", "AdoptImportedKeys",
-		"Took over %d imported key(s) named %s: %s%s; they work until their own expiry, with at most this key's role, and are revoked with it",
-		len(adopted), s.key.Name, strings.Join(adopted[:min(len(adopted), most)], ", "), andMore(len(adopted), most))
 	return ctrl.Result{}, nil
 }
 

@@ -14,11 +14,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
+	"github.com/tenancy-dev/tenancy/internal/apikey"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
 
-// What `tenancy import` relies on: the old system's ids kept, and its API keys handed to the
-// APIKeys of their names.
+// What `tenancy import` relies on: the old system's ids kept, and its old API keys working as
+// superseded keys of the APIKeys that replace them.
 var _ = Describe("Imported tenants", func() {
 	withRowID := func(obj client.Object, id string) {
 		obj.SetAnnotations(map[string]string{tenancyv1.RowIDAnnotation: id})
@@ -101,85 +102,130 @@ var _ = Describe("Imported tenants", func() {
 
 		expires := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second)
 
-		// importKey writes what `tenancy import` writes for a key of the old system, and answers
-		// its hash.
-		importKey := func(ctx context.Context, orgID, name, keyID, oldKey string) []byte {
+		// readyKey creates the APIKey billing of role Admin in o's namespace, as the import applies
+		// it, and waits until it is Ready with its own key.
+		readyKey := func(ctx context.Context, o *tenancyv1.Organization) *tenancyv1.APIKey {
 			GinkgoHelper()
-			hash := sha256Of([]byte(oldKey))
-			_, err := sqlPool.Exec(ctx, `
-				INSERT INTO tenancy.api_keys (uid, name, organization_id, key_id, prefix, hash, role, expires_at, superseded_at, imported_at)
-				VALUES ($1, $2, $3, $4, 'sk_live_', $5, 'Admin', $6, now(), now())`,
-				uuid.NewString(), name, orgID, keyID, hash, expires)
-			Expect(err).NotTo(HaveOccurred())
-			return hash
-		}
-		// validates is authd's lookup of a key by its hash: a row not revoked, not expired, of an
-		// organization that exists.
-		validates := func(ctx context.Context, hash []byte) bool {
-			GinkgoHelper()
-			return countRows(ctx, `SELECT count(*) FROM tenancy.api_keys k JOIN tenancy.organizations o ON o.id = k.organization_id
-				WHERE k.hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`, hash) == 1
-		}
-
-		It("hands the imported keys of its name and organization to an APIKey, which demotes and revokes them", func(ctx SpecContext) {
-			oldKey, otherOrgsKey := "sk_live_"+uuid.NewString(), "sk_live_"+uuid.NewString()
-			keyID, otherKeyID := "old-"+uuid.NewString()[:8], "old-"+uuid.NewString()[:8]
-			hash := importKey(ctx, org.Status.ID, "billing", keyID, oldKey)
-			otherHash := importKey(ctx, other.Status.ID, "billing", otherKeyID, otherOrgsKey)
-			otherUID := apiKeyUID(ctx, otherKeyID)
-
-			k := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: org.Name},
+			k := &tenancyv1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: o.Name},
 				Spec: tenancyv1.APIKeySpec{Role: tenancyv1.RoleAdmin}}
 			Expect(k8sClient.Create(ctx, k)).To(Succeed())
 			eventuallyReady(ctx, k)
-			Eventually(func() string { return apiKeyUID(ctx, keyID) }).WithContext(ctx).Should(Equal(string(k.UID)))
 			Expect(k.Status.KeyID).NotTo(BeEmpty())
-			Expect(k.Status.KeyID).NotTo(Equal(keyID), "the APIKey gets a key of its own")
+			return k
+		}
+		// importKey writes the row that `tenancy import` writes for an old key once the APIKey k
+		// that replaces it exists (insertOldKeySQL in internal/importer): under k's uid, name,
+		// organization and scope, with the key id imp_… as id and prefix, superseded, with its end,
+		// imported. It answers the key id and the hash.
+		importKey := func(ctx context.Context, k *tenancyv1.APIKey, o *tenancyv1.Organization, role string) (string, []byte) {
+			GinkgoHelper()
+			id := uuid.New()
+			keyID := "imp_" + apikey.Base62(id[:9], 12)
+			hash := sha256Of([]byte("sk_live_" + uuid.NewString()))
+			_, err := sqlPool.Exec(ctx, `
+				INSERT INTO tenancy.api_keys (uid, name, organization_id, project_id, key_id, prefix, hash, role,
+				                              superseded_at, expires_at, imported_at)
+				VALUES ($1, $2, $3, NULL, $4, $4, $5, $6, now(), $7, now())`,
+				string(k.UID), k.Name, o.Status.ID, keyID, hash, role, expires)
+			Expect(err).NotTo(HaveOccurred())
+			return keyID, hash
+		}
+		// secretKeyID reads the key id in k's Secret.
+		secretKeyID := func(ctx context.Context, g Gomega, k *tenancyv1.APIKey) string {
+			secret := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: k.SecretNameOrDefault()}, secret)).To(Succeed())
+			return string(secret.Data[tenancyv1.APIKeyIDSecretKey])
+		}
+		// authdRole is authd's lookup of an old key by its hash (apiKeyByHash for an imported key):
+		// a row not revoked, not expired, of an organization that exists, imported. It answers
+		// the role the key acts with, "" when the key does not work.
+		authdRole := func(ctx context.Context, hash []byte) string {
+			GinkgoHelper()
+			var role string
+			Expect(sqlPool.QueryRow(ctx, `SELECT coalesce((
+				SELECT k.role::text FROM tenancy.api_keys k JOIN tenancy.organizations o ON o.id = k.organization_id
+				WHERE k.hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+				  AND k.imported_at IS NOT NULL), '')`, hash).Scan(&role)).To(Succeed())
+			return role
+		}
+
+		It("keeps an old key written under an APIKey's uid working beside the APIKey's own key, which is issued and rotated as before", func(ctx SpecContext) {
+			k := readyKey(ctx, org)
+			ownKeyID := k.Status.KeyID
+			keyID, hash := importKey(ctx, k, org, "Admin")
+			Expect(ownKeyID).NotTo(HavePrefix("imp_"), "the APIKey's key is a Tenancy key of its own")
 			Expect(apiKeyRow(ctx, "k.key_id = $1", keyID)).To(MatchFields(IgnoreExtras, Fields{
+				"UID":          Equal(string(k.UID)),
 				"Role":         Equal("Admin"),
 				"ExpiresAt":    PointTo(BeTemporally("==", expires)),
 				"SupersededAt": Not(BeNil()),
 				"RevokedAt":    BeNil(),
 			}))
-			Expect(validates(ctx, hash)).To(BeTrue(), "the old key works on until its expiry")
-			Expect(countRows(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.imported_key_adopted'
-				AND organization_id = $1 AND details->'keyIDs' = jsonb_build_array($2::text)`, org.Status.ID, keyID)).To(Equal(1))
-			Eventually(func(g Gomega) {
-				var events corev1.EventList
-				g.Expect(k8sClient.List(ctx, &events, client.InNamespace(org.Name))).To(Succeed())
-				g.Expect(events.Items).To(ContainElement(SatisfyAll(HaveField("InvolvedObject.UID", k.UID),
-					HaveField("Reason", "ImportedKeysAdopted"), HaveField("Message", ContainSubstring(keyID)))))
-			}).WithContext(ctx).Should(Succeed())
-			Expect(apiKeyUID(ctx, otherKeyID)).To(Equal(otherUID), "another organization's key of the same name is not taken")
+			Expect(authdRole(ctx, hash)).To(Equal("Admin"), "the old key works until its date")
 
-			By("a demotion of the APIKey reaches the imported key")
+			By("the old key is never the APIKey's current key, and the APIKey's reconciles leave both as they are")
+			Consistently(func(g Gomega) {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(k), k)).To(Succeed())
+				g.Expect(k.Status.KeyID).To(Equal(ownKeyID))
+				g.Expect(secretKeyID(ctx, g, k)).To(Equal(ownKeyID))
+				g.Expect(apiKeyRow(ctx, "k.uid = $1 AND k.superseded_at IS NULL", string(k.UID))).To(HaveField("KeyID", ownKeyID))
+				g.Expect(authdRole(ctx, hash)).To(Equal("Admin"))
+			}).WithContext(ctx).WithTimeout(2 * resyncPeriod).Should(Succeed())
+
+			By("a rotation supersedes the APIKey's own key, not the old key, whose end stays its own")
+			Expect(patchSpec(ctx, k, func(k *tenancyv1.APIKey) { k.Spec.Rotation = "2026-12" })).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(k), k)).To(Succeed())
+				g.Expect(k.Status.KeyID).NotTo(Equal(ownKeyID))
+				g.Expect(secretKeyID(ctx, g, k)).To(Equal(k.Status.KeyID))
+			}).WithContext(ctx).Should(Succeed())
+			Expect(k.Status.KeyID).NotTo(HavePrefix("imp_"))
+			Expect(countRows(ctx, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.rotated'
+				AND organization_id = $1 AND details->>'previousKeyID' = $2`, org.Status.ID, ownKeyID)).To(Equal(1))
+			Expect(apiKeyRow(ctx, "k.key_id = $1", keyID)).To(MatchFields(IgnoreExtras, Fields{
+				"UID":          Equal(string(k.UID)),
+				"ExpiresAt":    PointTo(BeTemporally("==", expires)),
+				"SupersededAt": Not(BeNil()),
+				"RevokedAt":    BeNil(),
+			}), "not cut to the rotation's grace period")
+			Expect(authdRole(ctx, hash)).To(Equal("Admin"))
+		})
+
+		It("lowers the old key with its APIKey's demotion, never raises it again, and revokes it with the APIKey's deletion", func(ctx SpecContext) {
+			k, otherK := readyKey(ctx, org), readyKey(ctx, other)
+			keyID, hash := importKey(ctx, k, org, "Admin")
+			otherKeyID, otherHash := importKey(ctx, otherK, other, "Admin")
+
+			By("a demotion of the APIKey reaches the old key")
 			Expect(patchSpec(ctx, k, func(k *tenancyv1.APIKey) { k.Spec.Role = tenancyv1.RoleViewer })).To(Succeed())
 			Eventually(func() (testenv.APIKeyRow, error) {
 				return apiKeyRow(ctx, "k.key_id = $1", keyID)
 			}).WithContext(ctx).Should(HaveField("Role", "Viewer"))
+			Expect(authdRole(ctx, hash)).To(Equal("Viewer"))
 
-			By("and a promotion does not")
+			By("a promotion does not")
 			Expect(patchSpec(ctx, k, func(k *tenancyv1.APIKey) { k.Spec.Role = tenancyv1.RoleAdmin })).To(Succeed())
 			eventuallyReady(ctx, k)
 			Eventually(func() (testenv.APIKeyRow, error) {
 				return apiKeyRow(ctx, "k.key_id = $1", k.Status.KeyID)
 			}).WithContext(ctx).Should(HaveField("Role", "Admin"))
-			Expect(apiKeyRow(ctx, "k.key_id = $1", keyID)).To(HaveField("Role", "Viewer"))
+			Consistently(func() string { return authdRole(ctx, hash) }).WithContext(ctx).WithTimeout(2*resyncPeriod).
+				Should(Equal("Viewer"), "the resyncs never raise it either")
 
-			By("deleting the APIKey revokes the imported key with its own")
+			By("deleting the APIKey revokes the old key with its own")
 			Expect(k8sClient.Delete(ctx, k)).To(Succeed())
 			eventuallyGone(ctx, k)
 			Expect(apiKeyRow(ctx, "k.key_id = $1", keyID)).To(HaveField("RevokedAt", Not(BeNil())))
-			Expect(validates(ctx, hash)).To(BeFalse())
-			Expect(validates(ctx, otherHash)).To(BeTrue(), "another organization's key of the same name lives on")
+			Expect(authdRole(ctx, hash)).To(BeEmpty())
+			Expect(countRows(ctx, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1 AND revoked_at IS NULL", string(k.UID))).To(BeZero())
+
+			By("the APIKey of the same name in another organization and its old key are left alone")
+			Expect(apiKeyRow(ctx, "k.key_id = $1", otherKeyID)).To(MatchFields(IgnoreExtras, Fields{
+				"UID":       Equal(string(otherK.UID)),
+				"Role":      Equal("Admin"),
+				"RevokedAt": BeNil(),
+			}))
+			Expect(authdRole(ctx, otherHash)).To(Equal("Admin"))
 		})
 	})
 })
-
-// apiKeyUID reads the uid of the key row whose key id is keyID.
-func apiKeyUID(ctx context.Context, keyID string) string {
-	GinkgoHelper()
-	row, err := apiKeyRow(ctx, "k.key_id = $1", keyID)
-	Expect(err).NotTo(HaveOccurred())
-	return row.UID
-}

@@ -45,9 +45,21 @@ func HashPassword(password string, p PasswordParams) (string, error) {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64(salt), b64(hash)), nil
 }
 
-// maxBcryptCost bounds the work an imported bcrypt hash may ask for at each sign-in: cost 15 is
-// about two seconds of a core, and every cost above doubles it.
-const maxBcryptCost = 15
+// maxBcryptCost bounds the work an imported bcrypt hash may ask for at each sign-in: cost 12,
+// the default of Laravel, Django and Rails, is about 200 ms of a core, and each cost above
+// doubles it (and the time an attacker may make a core spend per guess).
+const maxBcryptCost = 12
+
+// Bounds of an argon2id hash's parameters: imported hashes choose their own, and each check
+// pays them. They admit OWASP's and the usual libraries' defaults (Django: 100 MiB, 2 passes,
+// 8 lanes; passlib: 64 MiB, 3 passes, 4 lanes).
+const (
+	maxArgon2MemoryKiB = 128 * 1024
+	maxArgon2Time      = 10
+	maxArgon2Threads   = 16
+	minArgon2HashBytes = 16
+	maxArgon2HashBytes = 64
+)
 
 // bcryptPasswordLength is the part of a password bcrypt reads: the systems whose hashes are
 // imported cut longer passwords there, so the same cut finds the same hash.
@@ -61,25 +73,51 @@ func VerifyPassword(password, encoded string, want PasswordParams) (ok, outdated
 	if IsBcryptHash(encoded) {
 		return verifyBcrypt(password, encoded)
 	}
-	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
-		return false, false, errors.New("not an argon2id hash")
-	}
-	var p PasswordParams
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
-		return false, false, fmt.Errorf("argon2id parameters: %w", err)
-	}
-	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
+	p, salt, hash, err := parseArgon2(encoded)
 	if err != nil {
 		return false, false, err
-	}
-	hash, err := base64.RawStdEncoding.DecodeString(parts[5])
-	if err != nil || len(hash) == 0 {
-		return false, false, errors.New("malformed argon2id hash")
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(hash)))
 	outdated = p.MemoryKiB < want.MemoryKiB || p.Time < want.Time || p.Threads < want.Threads
 	return subtle.ConstantTimeCompare(got, hash) == 1, outdated, nil
+}
+
+// parseArgon2 reads an argon2id PHC string whose parameters are within the bounds above.
+func parseArgon2(encoded string) (p PasswordParams, salt, hash []byte, err error) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return p, nil, nil, errors.New("not an argon2id hash")
+	}
+	if parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
+		return p, nil, nil, fmt.Errorf("argon2id version %s: only v=%d is supported", parts[2], argon2.Version)
+	}
+	var extra string
+	if n, _ := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d%s", &p.MemoryKiB, &p.Time, &p.Threads, &extra); n != 3 {
+		return p, nil, nil, errors.New("malformed argon2id parameters")
+	}
+	switch {
+	case p.Threads < 1 || p.Threads > maxArgon2Threads:
+		return p, nil, nil, fmt.Errorf("argon2id lanes %d are outside 1 to %d", p.Threads, maxArgon2Threads)
+	case p.Time < 1 || p.Time > maxArgon2Time:
+		return p, nil, nil, fmt.Errorf("argon2id passes %d are outside 1 to %d", p.Time, maxArgon2Time)
+	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxArgon2MemoryKiB:
+		return p, nil, nil, fmt.Errorf("argon2id memory %d KiB is outside 8 KiB per lane to %d KiB", p.MemoryKiB, maxArgon2MemoryKiB)
+	}
+	if salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(salt) < 8 {
+		return p, nil, nil, errors.New("malformed argon2id salt")
+	}
+	hash, err = base64.RawStdEncoding.DecodeString(parts[5])
+	if err != nil || len(hash) < minArgon2HashBytes || len(hash) > maxArgon2HashBytes {
+		return p, nil, nil, errors.New("malformed argon2id hash")
+	}
+	return p, salt, hash, nil
+}
+
+// CheckArgon2Hash says why an argon2id hash (one imported from another system) cannot be used,
+// or nil.
+func CheckArgon2Hash(encoded string) error {
+	_, _, _, err := parseArgon2(encoded)
+	return err
 }
 
 // IsBcryptHash reports whether encoded looks like a bcrypt hash (the modular crypt format of

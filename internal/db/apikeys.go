@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -145,45 +144,6 @@ func (p *Postgres) SyncAPIKey(ctx context.Context, k APIKey, actor Actor) (bool,
 		return false, fmt.Errorf("updating API key %s: %w", k.Name, err)
 	}
 	return changed, nil
-}
-
-// AdoptImportedAPIKeys makes the resource the owner of the keys that `tenancy import` carried over
-// from the system Tenancy replaces under its name: the rows with imported_at set in the same
-// organization and scope (project_id IS NOT DISTINCT FROM k.ProjectID) whose name is k.Name,
-// that still work (not revoked, not expired) and belong to another uid, the importer's
-// placeholder. They get k.UID, so that from then on they are the resource's keys in their
-// rotation grace period: SyncAPIKey demotes them and moves their expiry earlier with the
-// resource, and RevokeAPIKeys revokes them with the resource's own. An imported row is always
-// superseded, so it never becomes the current key; its role and expiry only ever go down to the
-// resource's (least), here too, and never up. It answers the key ids it took over and audits
-// them (apikey.imported_key_adopted); none when there was nothing to take.
-func (p *Postgres) AdoptImportedAPIKeys(ctx context.Context, k APIKey, actor Actor) ([]string, error) {
-	if err := p.ensureMigrated(); err != nil {
-		return nil, err
-	}
-	var adopted []string
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			UPDATE tenancy.api_keys
-			SET uid = $1, role = least(role, $5::tenancy.role), expires_at = least(expires_at, $6::timestamptz)
-			WHERE imported_at IS NOT NULL AND organization_id = $3 AND project_id IS NOT DISTINCT FROM $4::uuid
-			  AND name = $2 AND uid <> $1 AND revoked_at IS NULL AND expires_at > now()
-			RETURNING key_id`,
-			k.UID, k.Name, k.OrganizationID, nullUUID(k.ProjectID), k.Role, k.ExpiresAt)
-		if err != nil {
-			return err
-		}
-		if adopted, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(adopted) == 0 {
-			return err
-		}
-		slices.Sort(adopted)
-		return insertAudit(ctx, tx, actor, "apikey.imported_key_adopted", "apikey/"+k.Name, k.OrganizationID,
-			map[string]any{"keyIDs": adopted, "role": k.Role})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("taking over the imported keys of API key %s: %w", k.Name, err)
-	}
-	return adopted, nil
 }
 
 // RevokeAPIKeys revokes every key the resource ever had, at once, and keeps the rows for audit.

@@ -8,7 +8,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	. "github.com/onsi/gomega/gstruct"
+	"github.com/onsi/gomega/types"
 
+	"github.com/tenancy-dev/tenancy/internal/apikey"
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
 )
@@ -69,8 +71,8 @@ var _ = Describe("Imported ids and keys", func() {
 		Expect(testenv.ReadProject(ctx, pg.Pool(), "p.id = $1", projectID)).To(HaveField("UID", project.UID))
 	})
 
-	Describe("an APIKey named like imported keys", func() {
-		var acme, globex, web string
+	Describe("an old key imported under an APIKey's uid", func() {
+		var acme, globex string
 		in30Days := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
 
 		BeforeEach(func(ctx SpecContext) {
@@ -79,77 +81,115 @@ var _ = Describe("Imported ids and keys", func() {
 				Expect(err).NotTo(HaveOccurred())
 				*id = r.ID
 			}
-			r, err := pg.UpsertProject(ctx, db.Project{UID: newUID(), OrganizationID: acme, Name: "web"}, actor)
-			Expect(err).NotTo(HaveOccurred())
-			web = r.ID
 		})
 
-		// imported writes a key row as `tenancy import` does, and answers its key id.
-		imported := func(ctx SpecContext, org, project, name, role string, revoked bool) string {
+		// imported writes the row that `tenancy import` writes for an old key once the APIKey k
+		// that replaces it exists (insertOldKeySQL in internal/importer): under k's uid, name,
+		// organization and scope, with the key id imp_… as id and prefix, superseded, with its end,
+		// imported. It answers the key id.
+		imported := func(ctx SpecContext, k db.APIKey, role string) string {
 			GinkgoHelper()
-			hash := make([]byte, 32)
+			hash, id := make([]byte, 32), make([]byte, 9)
 			_, _ = rand.Read(hash)
-			keyID := "old" + newUID()[:8]
+			_, _ = rand.Read(id)
+			keyID := "imp_" + apikey.Base62(id, 12)
 			_, err := pg.Pool().Exec(ctx, `
 				INSERT INTO tenancy.api_keys (uid, name, organization_id, project_id, key_id, prefix, hash, role,
-				                              expires_at, superseded_at, imported_at, revoked_at)
-				VALUES (gen_random_uuid(), $1, $2, $3, $4, 'old_', $5, $6, $7, now(), now(), CASE WHEN $8 THEN now() END)`,
-				name, org, nullable(project), keyID, hash, role, in30Days, revoked)
+				                              superseded_at, expires_at, imported_at)
+				VALUES ($1, $2, $3, $4, $5, $5, $6, $7, now(), $8, now())`,
+				k.UID, k.Name, k.OrganizationID, nullable(k.ProjectID), keyID, hash, role, in30Days)
 			Expect(err).NotTo(HaveOccurred())
 			return keyID
 		}
+		// ownKey is a key that the APIKey issues itself.
+		ownKey := func(keyID string) db.NewAPIKey {
+			hash := make([]byte, 32)
+			_, _ = rand.Read(hash)
+			return db.NewAPIKey{KeyID: keyID, Prefix: "tnc_" + keyID, Hash: hash}
+		}
+		// untouched is an imported row as the import wrote it.
+		untouched := func(k db.APIKey, keyID, role string) types.GomegaMatcher {
+			return MatchFields(IgnoreExtras, Fields{"KeyID": Equal(keyID), "UID": Equal(k.UID), "Role": Equal(role),
+				"ExpiresAt": PointTo(BeTemporally("==", in30Days)), "SupersededAt": Not(BeNil()), "RevokedAt": BeNil()})
+		}
 
-		It("takes over the live imported keys of its organization, scope and name, demoted to its role, and only those", func(ctx SpecContext) {
-			first, second := imported(ctx, acme, "", "ci", "Admin", false), imported(ctx, acme, "", "ci", "Viewer", false)
-			others := []string{
-				imported(ctx, globex, "", "ci", "Admin", false),   // another organization
-				imported(ctx, acme, web, "ci", "Admin", false),    // another scope
-				imported(ctx, acme, "", "deploy", "Admin", false), // another name
-				imported(ctx, acme, "", "ci", "Admin", true),      // revoked
-			}
-			_, err := pg.Pool().Exec(ctx, `
-				INSERT INTO tenancy.api_keys (uid, name, organization_id, key_id, prefix, hash, role, superseded_at, expires_at)
-				VALUES (gen_random_uuid(), 'ci', $1, 'notimported', 'x', $2, 'Admin', now(), $3)`, acme, make([]byte, 32), in30Days)
+		It("is never the APIKey's current key: the APIKey issues and rotates its own as before, and the old key keeps its end", func(ctx SpecContext) {
+			k := db.APIKey{UID: newUID(), Name: "ci", OrganizationID: acme, Role: "Admin"}
+			old := imported(ctx, k, "Admin")
+			current, err := pg.CurrentAPIKey(ctx, k.UID)
 			Expect(err).NotTo(HaveOccurred())
-			others = append(others, "notimported") // written by Tenancy, not imported
+			Expect(current).To(BeNil(), "an APIKey with only an imported row has no key yet")
 
-			k := db.APIKey{UID: newUID(), Name: "ci", OrganizationID: acme, Role: "Member"}
-			adopted, err := pg.AdoptImportedAPIKeys(ctx, k, actor)
+			first, err := pg.IssueAPIKey(ctx, k, ownKey("first"), time.Hour, "created", actor)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(adopted).To(ConsistOf(first, second))
-			Expect(testenv.ReadAPIKeys(ctx, pg.Pool(), "k.key_id = ANY($1)", []string{first, second})).To(ConsistOf(
-				MatchFields(IgnoreExtras, Fields{"KeyID": Equal(first), "UID": Equal(k.UID), "Role": Equal("Member"),
-					"ExpiresAt": PointTo(BeTemporally("==", in30Days)), "RevokedAt": BeNil()}),
-				MatchFields(IgnoreExtras, Fields{"KeyID": Equal(second), "UID": Equal(k.UID), "Role": Equal("Viewer")}),
-			), "never promoted")
-			Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.api_keys WHERE key_id = ANY($1) AND uid = $2", others, k.UID)).To(BeZero())
-			Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.imported_key_adopted'
-				AND target = 'apikey/ci' AND organization_id = $1 AND details->'keyIDs' @> to_jsonb($2::text[])`, acme, []string{first, second})).To(Equal(1))
+			current, err = pg.CurrentAPIKey(ctx, k.UID)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(current).To(PointTo(HaveField("ID", first.ID)))
+			Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.issued'
+				AND target = 'apikey/ci' AND details->>'keyID' = 'first'`)).To(Equal(1))
+			Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.rotated'")).To(BeZero(),
+				"the old key is not a previous key of the APIKey's")
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", old)).To(untouched(k, old, "Admin"))
 
-			again, err := pg.AdoptImportedAPIKeys(ctx, k, actor)
+			k.Rotation = "2026-12"
+			_, err = pg.IssueAPIKey(ctx, k, ownKey("second"), time.Hour, "spec.rotation changed", actor)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(again).To(BeEmpty(), "nothing more to take, nothing written")
-			Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.imported_key_adopted'")).To(Equal(1))
-
-			By("from then on they follow the APIKey, as keys in their grace period do")
-			earlier := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
-			k.Role, k.ExpiresAt = "Viewer", &earlier
-			_, err = pg.SyncAPIKey(ctx, k, actor)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(testenv.ReadAPIKeys(ctx, pg.Pool(), "k.key_id = ANY($1)", []string{first, second})).To(HaveEach(SatisfyAll(
-				HaveField("Role", "Viewer"), HaveField("ExpiresAt", PointTo(BeTemporally("==", earlier))))))
-			Expect(pg.RevokeAPIKeys(ctx, k.UID, k.Name, actor)).To(Succeed())
-			Expect(testenv.ReadAPIKeys(ctx, pg.Pool(), "k.key_id = ANY($1)", []string{first, second})).To(HaveEach(HaveField("RevokedAt", Not(BeNil()))))
-			Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.api_keys WHERE key_id = ANY($1) AND revoked_at IS NULL", others[:3])).To(Equal(3),
-				"the others stay as they were")
+			Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.rotated'
+				AND details->>'previousKeyID' = 'first'`)).To(Equal(1))
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = 'first'")).To(HaveField("ExpiresAt",
+				PointTo(BeTemporally("~", time.Now().Add(time.Hour), time.Minute))), "the APIKey's own key gets the grace period")
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", old)).To(untouched(k, old, "Admin"),
+				"the old key is not cut to the grace period")
 		})
 
-		It("takes over a project's imported keys only for an APIKey of that project", func(ctx SpecContext) {
-			scoped := imported(ctx, acme, web, "ci", "Member", false)
-			adopted, err := pg.AdoptImportedAPIKeys(ctx, db.APIKey{UID: newUID(), Name: "ci", OrganizationID: acme, ProjectID: web, Role: "Admin"}, actor)
+		It("follows the APIKey's demotions and earlier expiries, never its promotions, and is revoked with it", func(ctx SpecContext) {
+			k := db.APIKey{UID: newUID(), Name: "ci", OrganizationID: acme, Role: "Admin"}
+			_, err := pg.IssueAPIKey(ctx, k, ownKey("own"), time.Hour, "created", actor)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(adopted).To(Equal([]string{scoped}))
-			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", scoped)).To(HaveField("Role", "Member"), "an imported key is never promoted")
+			old := imported(ctx, k, "Admin")
+			others := map[string]db.APIKey{}
+			for _, o := range []db.APIKey{
+				{UID: newUID(), Name: "ci", OrganizationID: globex, Role: "Admin"},   // the same name in another organization
+				{UID: newUID(), Name: "deploy", OrganizationID: acme, Role: "Admin"}, // another APIKey of the organization
+			} {
+				others[imported(ctx, o, "Admin")] = o
+			}
+
+			earlier := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
+			k.Role, k.ExpiresAt = "Viewer", &earlier
+			changed, err := pg.SyncAPIKey(ctx, k, actor)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(changed).To(BeTrue())
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", old)).To(MatchFields(IgnoreExtras, Fields{
+				"Role": Equal("Viewer"), "ExpiresAt": PointTo(BeTemporally("==", earlier)), "SupersededAt": Not(BeNil()), "RevokedAt": BeNil()}))
+
+			later := time.Now().Add(60 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
+			k.Role, k.ExpiresAt = "Admin", &later
+			_, err = pg.SyncAPIKey(ctx, k, actor)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = 'own'")).To(HaveField("Role", "Admin"))
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", old)).To(MatchFields(IgnoreExtras, Fields{
+				"Role": Equal("Viewer"), "ExpiresAt": PointTo(BeTemporally("==", earlier))}), "never raised, never extended")
+
+			Expect(pg.RevokeAPIKeys(ctx, k.UID, k.Name, actor)).To(Succeed())
+			Expect(countRows(ctx, pg, "SELECT count(*) FROM tenancy.api_keys WHERE uid = $1 AND revoked_at IS NULL", k.UID)).To(BeZero())
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", old)).To(HaveField("RevokedAt", Not(BeNil())))
+			Expect(countRows(ctx, pg, `SELECT count(*) FROM tenancy.audit_log WHERE action = 'apikey.revoked'
+				AND target = 'apikey/ci' AND organization_id = $1 AND details->>'keys' = '2'`, acme)).To(Equal(1), "its own key and the old key")
+			for keyID, o := range others {
+				Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", keyID)).To(untouched(o, keyID, "Admin"), "the other APIKeys' old keys stay as they were")
+			}
+		})
+
+		It("written with a higher role than its APIKey's, is lowered to it at the APIKey's next sync", func(ctx SpecContext) {
+			k := db.APIKey{UID: newUID(), Name: "ci", OrganizationID: acme, Role: "Member"}
+			_, err := pg.IssueAPIKey(ctx, k, ownKey("own"), time.Hour, "created", actor)
+			Expect(err).NotTo(HaveOccurred())
+			old := imported(ctx, k, "Admin")
+			_, err = pg.SyncAPIKey(ctx, k, actor)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(testenv.ReadAPIKey(ctx, pg.Pool(), "k.key_id = $1", old)).To(MatchFields(IgnoreExtras, Fields{
+				"Role": Equal("Member"), "ExpiresAt": PointTo(BeTemporally("==", in30Days)), "RevokedAt": BeNil()}))
 		})
 	})
 })
