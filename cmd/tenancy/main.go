@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,7 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // importFlags are the flags of tenancy import.
 type importFlags struct {
 	sourceURL, databaseURL, mapping, out, kubeconfig, operatorNamespace, oldKeysUntil string
-	apply, dryRun, printMapping                                                       bool
+	apply, dryRun, printMapping, noCluster                                            bool
+	adoptNamespaces                                                                   stringList
 	wait                                                                              time.Duration
 }
 
@@ -86,6 +88,8 @@ func parseImportFlags(args []string, stderr io.Writer) (importFlags, error) {
 	fs.DurationVar(&f.wait, "wait", 5*time.Minute, "with --apply, how long to wait for the objects to be Ready")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read the source and print what the import would do; write nothing")
 	fs.StringVar(&f.oldKeysUntil, "old-keys-until", "", "when the old API keys stop working: a date (2027-03-31) or RFC 3339 time; default 90 days from now")
+	fs.Var(&f.adoptNamespaces, "adopt-namespace", "an existing namespace that the organization of its name may adopt (repeat, or separate with commas); the import adopts none otherwise")
+	fs.BoolVar(&f.noCluster, "no-cluster", false, "do not read the cluster: no check for Organizations and namespaces of the same names, and the old API keys wait (not with --apply)")
 	fs.StringVar(&f.operatorNamespace, "operator-namespace", "tenancy-system", "the operator's namespace, which no organization may take")
 	fs.BoolVar(&f.printMapping, "print-mapping", false, "print the default mapping (a starting point for --mapping) and exit")
 	fs.Usage = func() {
@@ -145,6 +149,8 @@ func importConfig(f importFlags, stdout, stderr io.Writer) (importer.Config, err
 		return importer.Config{}, errors.New("--out or --apply: the organizations must go somewhere (or use --dry-run)")
 	case f.wait <= 0:
 		return importer.Config{}, fmt.Errorf("--wait: must be positive, got %s", f.wait)
+	case f.apply && f.noCluster:
+		return importer.Config{}, errors.New("--apply and --no-cluster: applying needs the cluster")
 	}
 	mapping, err := importer.LoadMapping(f.mapping)
 	if err != nil {
@@ -158,29 +164,50 @@ func importConfig(f importFlags, stdout, stderr io.Writer) (importer.Config, err
 		if !until.After(time.Now()) {
 			return importer.Config{}, fmt.Errorf("--old-keys-until: %s is past: the old keys would stop working at once", f.oldKeysUntil)
 		}
+		if until.After(time.Now().AddDate(1, 0, 0)) {
+			return importer.Config{}, fmt.Errorf("--old-keys-until: %s is more than a year ahead; API keys expire within a year", f.oldKeysUntil)
+		}
 	}
 	cfg := importer.Config{
 		Mapping: mapping, SourceURL: f.sourceURL, DatabaseURL: f.databaseURL, OutDir: f.out, Wait: f.wait,
 		DryRun: f.dryRun, OldKeysUntil: until, OperatorNamespace: f.operatorNamespace, Actor: actor(),
-		Progress: stderr, Report: stdout,
+		Progress: stderr, Report: stdout, Apply: f.apply && !f.dryRun, AdoptNamespaces: f.adoptNamespaces,
 	}
 	if file, ok := stderr.(*os.File); ok {
 		cfg.Terminal = term.IsTerminal(int(file.Fd()))
 	}
-	if f.apply && !f.dryRun {
+	if !f.noCluster {
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
 		rules.ExplicitPath = f.kubeconfig
 		restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-		if err != nil {
-			return importer.Config{}, fmt.Errorf("--apply: reading the kubeconfig: %w", err)
-		}
-		// Hundreds of objects: client-go's default of 5 requests per second would take minutes.
-		restConfig.QPS, restConfig.Burst = 50, 100
-		if cfg.Kube, err = client.New(restConfig, client.Options{}); err != nil {
-			return importer.Config{}, fmt.Errorf("--apply: connecting to the cluster: %w", err)
+		switch {
+		case err != nil && (f.apply || f.kubeconfig != ""):
+			return importer.Config{}, fmt.Errorf("reading the kubeconfig: %w", err)
+		case err != nil:
+			// No kubeconfig at all: the report says what was not checked.
+		default:
+			// Hundreds of objects: client-go's default of 5 requests per second would take minutes.
+			restConfig.QPS, restConfig.Burst = 50, 100
+			if cfg.Kube, err = client.New(restConfig, client.Options{}); err != nil {
+				return importer.Config{}, fmt.Errorf("connecting to the cluster: %w (or --no-cluster)", err)
+			}
 		}
 	}
 	return cfg, nil
+}
+
+// stringList is a flag that may be repeated, each value a comma-separated list.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(value string) error {
+	for _, v := range strings.Split(value, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
 }
 
 // parseTime takes a date (midnight UTC) or an RFC 3339 time.

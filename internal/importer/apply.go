@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -14,88 +14,166 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// FieldManager is the name the import applies objects under (server-side apply).
+// FieldManager is the name the import creates objects under.
 const FieldManager = "tenancy-import"
 
-// applier applies the manifests with server-side apply, in the order kubectl apply -R would take
-// them: every organization's 00- files, then every 01-, and so on, so that each object finds what
-// it needs (its namespace, its Organization, its Project) already there.
+// applier creates the manifests' objects in the cluster, each once: an object that exists is left
+// as it is (a tenant may have changed it since), and one the ledger says an earlier run created
+// is not created again (a tenant may have deleted it). Organizations go first and must be Ready
+// (their namespace made) before anything is created in their namespace; an organization whose
+// Organization was refused or never got Ready gets nothing else.
 type applier struct {
 	c        client.Client
+	ledger   *pgx.Conn
+	source   string
 	progress func(kind string, done, total int)
 }
 
-// appliedObject is one object the import applied, for the wait that follows.
+// appliedObject is one object of the import, for the wait that follows.
 type appliedObject struct {
 	obj  *unstructured.Unstructured
 	path string
 }
 
-func (a *applier) apply(ctx context.Context, files []manifestFile) (Counts, []appliedObject, []Problem, error) {
-	ordered := make([]manifestFile, len(files))
-	copy(ordered, files)
-	sort.SliceStable(ordered, func(i, j int) bool { return baseName(ordered[i].Path) < baseName(ordered[j].Path) })
-	total := 0
-	for _, f := range ordered {
-		total += len(f.Objects)
-	}
-	var c Counts
-	var applied []appliedObject
-	var problems []Problem
-	done := 0
-	for _, f := range ordered {
+// applyResult is what apply did.
+type applyResult struct {
+	Counts Counts
+	// Objects are the objects besides Organizations, created now or by an earlier run, for the
+	// wait until they are Ready.
+	Objects  []appliedObject
+	Problems []Problem
+	Notes    []Problem
+}
+
+func (a *applier) apply(ctx context.Context, files []manifestFile, wait time.Duration) (applyResult, error) {
+	var r applyResult
+	var orgs, rest []appliedObject
+	for _, f := range files {
 		for _, obj := range f.Objects {
-			changed, created, err := a.applyOne(ctx, obj.DeepCopy())
-			done++
-			a.progress("objects applied", done, total)
-			switch {
-			case ctx.Err() != nil:
-				return c, applied, problems, ctx.Err()
-			case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):
-				problems = append(problems, Problem{Row: f.Path + ": " + describe(obj), Message: "refused: " + err.Error()})
-				continue
-			case err != nil:
-				return c, applied, problems, fmt.Errorf("applying %s from %s: %w", describe(obj), f.Path, err)
-			case created:
-				c.Created++
-			case changed:
-				c.Updated++
-			default:
-				c.Unchanged++
+			o := appliedObject{obj: obj, path: f.Path}
+			if obj.GetKind() == "Organization" {
+				orgs = append(orgs, o)
+			} else {
+				rest = append(rest, o)
 			}
-			applied = append(applied, appliedObject{obj: obj, path: f.Path})
 		}
 	}
-	return c, applied, problems, nil
+	total := len(orgs) + len(rest)
+	done := 0
+	create := func(objects []appliedObject) ([]appliedObject, error) {
+		var there []appliedObject
+		for _, o := range objects {
+			state, err := a.createOnce(ctx, o.obj)
+			done++
+			a.progress(kindObjects, done, total)
+			switch {
+			case ctx.Err() != nil:
+				return there, ctx.Err()
+			case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsNotFound(err):
+				r.Problems = append(r.Problems, Problem{Row: o.path + ": " + describe(o.obj), Message: "refused: " + err.Error()})
+				continue
+			case err != nil:
+				return there, fmt.Errorf("creating %s from %s: %w", describe(o.obj), o.path, err)
+			}
+			switch state {
+			case objectCreated:
+				r.Counts.Created++
+			case objectDeletedSince:
+				r.Notes = append(r.Notes, Problem{Row: o.path + ": " + describe(o.obj),
+					Message: "an earlier run created it and it was deleted since; not created again"})
+				continue
+			default:
+				r.Counts.Unchanged++
+			}
+			there = append(there, o)
+		}
+		return there, nil
+	}
+
+	orgsThere, err := create(orgs)
+	if err != nil {
+		return r, err
+	}
+	// Objects in an organization's namespace need the namespace, which the operator makes with
+	// the Organization's Ready.
+	orgsReady, problems, err := a.wait(ctx, orgsThere, wait)
+	r.Problems = append(r.Problems, problems...)
+	if err != nil {
+		return r, err
+	}
+	ready := map[string]bool{}
+	for _, o := range orgsReady {
+		ready[o.obj.GetName()] = true
+	}
+	var inReadyOrgs []appliedObject
+	for _, o := range rest {
+		switch {
+		case o.obj.GetNamespace() == "" || ready[o.obj.GetNamespace()]:
+			inReadyOrgs = append(inReadyOrgs, o)
+		default:
+			done++
+			r.Problems = append(r.Problems, Problem{Row: o.path + ": " + describe(o.obj),
+				Message: fmt.Sprintf("not created: Organization %s is not Ready", o.obj.GetNamespace())})
+		}
+	}
+	restThere, err := create(inReadyOrgs)
+	r.Objects = append(r.Objects, restThere...)
+	return r, err
 }
 
-// applyOne applies obj and reports whether it created or changed it.
-func (a *applier) applyOne(ctx context.Context, obj *unstructured.Unstructured) (changed, created bool, err error) {
-	before := &unstructured.Unstructured{}
-	before.SetGroupVersionKind(obj.GroupVersionKind())
-	err = a.c.Get(ctx, client.ObjectKeyFromObject(obj), before)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return false, false, err
+// objectState is what createOnce found or did.
+type objectState int
+
+const (
+	objectThere objectState = iota
+	objectCreated
+	objectDeletedSince
+)
+
+// createOnce creates obj unless it exists or the ledger says an earlier run created it.
+func (a *applier) createOnce(ctx context.Context, obj *unstructured.Unstructured) (objectState, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	err := a.c.Get(ctx, client.ObjectKeyFromObject(obj), live)
+	if err == nil {
+		return objectThere, nil
 	}
-	created = apierrors.IsNotFound(err)
-	if err := a.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		return false, false, err
+	if !apierrors.IsNotFound(err) {
+		return objectThere, err
 	}
-	return created || obj.GetResourceVersion() != before.GetResourceVersion(), created, nil
+	key := obj.GetNamespace() + "/" + obj.GetName()
+	var known bool
+	if err := a.ledger.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenancy.import_ledger WHERE source = $1 AND kind = $2 AND key = $3)`,
+		a.source, obj.GetKind(), key).Scan(&known); err != nil {
+		return objectThere, fmt.Errorf("reading the import ledger: %w", err)
+	}
+	if known {
+		return objectDeletedSince, nil
+	}
+	if err := a.c.Create(ctx, obj.DeepCopy(), client.FieldOwner(FieldManager)); err != nil {
+		return objectThere, err
+	}
+	if _, err := a.ledger.Exec(ctx, `INSERT INTO tenancy.import_ledger (source, kind, key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		a.source, obj.GetKind(), key); err != nil {
+		return objectCreated, fmt.Errorf("recording %s in the import ledger: %w", describe(obj), err)
+	}
+	return objectCreated, nil
 }
 
-// wait waits until every applied object is Ready (kstatus Current), or Failed, or timeout passes,
-// and names those that are not Ready with their reason. It lists each kind once a second (the
-// objects carry the source's label) rather than reading hundreds of objects one by one.
-func (a *applier) wait(ctx context.Context, objects []appliedObject, source string, timeout time.Duration) ([]Problem, error) {
+// wait waits until every object is Ready (kstatus Current), or Failed, or timeout passes: it
+// answers those that got Ready, and names the others with their reason. It lists each kind once a
+// second (the objects carry the source's label) rather than reading hundreds of objects one by
+// one.
+func (a *applier) wait(ctx context.Context, objects []appliedObject, timeout time.Duration) ([]appliedObject, []Problem, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pending := objects
+	var ready []appliedObject
 	var problems []Problem
-	for {
-		live, err := a.listLabelled(ctx, pending, source)
+	for len(pending) > 0 {
+		live, err := a.listLabelled(ctx, pending)
 		if err != nil && ctx.Err() == nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var still []appliedObject
 		for _, o := range pending {
@@ -107,36 +185,38 @@ func (a *applier) wait(ctx context.Context, objects []appliedObject, source stri
 			result, err := kstatus.Compute(current)
 			switch {
 			case err != nil:
-				return nil, fmt.Errorf("reading the status of %s: %w", describe(o.obj), err)
+				return nil, nil, fmt.Errorf("reading the status of %s: %w", describe(o.obj), err)
 			case result.Status == kstatus.CurrentStatus:
+				ready = append(ready, o)
 			case result.Status == kstatus.FailedStatus:
 				problems = append(problems, Problem{Row: o.path + ": " + describe(o.obj), Message: "not Ready: " + result.Message})
 			default:
 				still = append(still, o)
 			}
 		}
-		a.progress("objects Ready", len(objects)-len(still), len(objects))
-		if len(still) == 0 {
-			return problems, nil
+		a.progress(kindReadyWait, len(objects)-len(still), len(objects))
+		pending = still
+		if len(pending) == 0 {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			for _, o := range still {
+			if !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				return ready, problems, ctx.Err()
+			}
+			for _, o := range pending {
 				problems = append(problems, Problem{Row: o.path + ": " + describe(o.obj),
 					Message: fmt.Sprintf("not Ready after %s; kubectl describe it to see why", timeout)})
 			}
-			if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-				return problems, nil
-			}
-			return problems, ctx.Err()
+			return ready, problems, nil
 		case <-time.After(time.Second):
 		}
-		pending = still
 	}
+	return ready, problems, nil
 }
 
-// listLabelled lists, for each kind among objects, the objects labelled with source's name.
-func (a *applier) listLabelled(ctx context.Context, objects []appliedObject, source string) (map[string]*unstructured.Unstructured, error) {
+// listLabelled lists, for each kind among objects, the objects labelled with the source's name.
+func (a *applier) listLabelled(ctx context.Context, objects []appliedObject) (map[string]*unstructured.Unstructured, error) {
 	live := map[string]*unstructured.Unstructured{}
 	listed := map[schema.GroupVersionKind]bool{}
 	for _, o := range objects {
@@ -147,7 +227,7 @@ func (a *applier) listLabelled(ctx context.Context, objects []appliedObject, sou
 		listed[gvk] = true
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := a.c.List(ctx, list, client.MatchingLabels{ManagedByLabel: source}); err != nil {
+		if err := a.c.List(ctx, list, client.MatchingLabels{ManagedByLabel: a.source}); err != nil {
 			return nil, fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
 		for i := range list.Items {
@@ -166,15 +246,4 @@ func describe(obj *unstructured.Unstructured) string {
 		return obj.GetKind() + " " + obj.GetName()
 	}
 	return obj.GetKind() + " " + obj.GetNamespace() + "/" + obj.GetName()
-}
-
-// baseName is a file's name without its directory: 00-namespace.yaml sorts before
-// 01-organization.yaml whichever organization it belongs to.
-func baseName(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[i+1:]
-		}
-	}
-	return path
 }

@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
 
 // Config is one import.
@@ -22,9 +25,14 @@ type Config struct {
 	SourceURL, DatabaseURL string
 	// OutDir receives the manifests; empty writes none.
 	OutDir string
-	// Kube, when set, applies the manifests (--apply) and waits up to Wait for them to be Ready.
-	Kube client.Client
-	Wait time.Duration
+	// Kube, when set, is the cluster: the import checks it for Organizations and namespaces it must
+	// not take over, and reads the APIKeys that the old keys belong to. With Apply it also
+	// creates the objects, waiting up to Wait for them to be Ready.
+	Kube  client.Client
+	Apply bool
+	Wait  time.Duration
+	// AdoptNamespaces are existing namespaces that the organizations of their names may adopt.
+	AdoptNamespaces []string
 	// DryRun reads the source and reports what the import would write, and writes nothing.
 	DryRun bool
 	// OldKeysUntil is when the old API keys stop working.
@@ -45,6 +53,8 @@ type Result struct {
 	Counts   map[string]Counts
 	Files    []string // written under OutDir, in order
 	Problems []Problem
+	// Notes are what the run left alone on purpose (deleted since an earlier run).
+	Notes []Problem
 }
 
 // The kinds the report counts.
@@ -77,7 +87,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	now := time.Now()
-	plan := newPlan(data, cfg.Mapping, Options{OldKeysUntil: cfg.OldKeysUntil, Now: now, OperatorNamespace: cfg.OperatorNamespace})
+	opts := Options{OldKeysUntil: cfg.OldKeysUntil, Now: now, OperatorNamespace: cfg.OperatorNamespace, AdoptNamespaces: cfg.AdoptNamespaces}
+	if cfg.Kube != nil {
+		if opts.Cluster, err = readCluster(ctx, cfg.Kube); err != nil {
+			return nil, err
+		}
+	}
+	plan := newPlan(data, cfg.Mapping, opts)
 	files, err := manifests(plan, cfg.Mapping.Source)
 	if err != nil {
 		return nil, err
@@ -90,7 +106,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		for _, t := range plan.Tables {
 			if t.MissingColumnSQL != "" {
-				result.Files = append(result.Files, pendingSQLPath(t))
+				result.Files = append(result.Files, pendingPath(t, ".sql"))
 			}
 		}
 		return result, writeReport(cfg, result)
@@ -101,11 +117,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("connecting to Tenancy's database: %w", err)
 	}
 	defer target.Close(context.Background())
-	rows := &rowWriter{conn: target, actor: cfg.Actor, progress: bar.update}
+	rows := &rowWriter{conn: target, actor: cfg.Actor, keyTable: cfg.Mapping.APIKeys.Table, progress: bar.update}
 	// Users first: a Membership of a verified user is Active at once.
-	if result.Counts[kindUsers], err = rows.users(ctx, plan.Users, cfg.Mapping.Source); err != nil {
+	users, problems, notes, err := rows.users(ctx, plan.Users, cfg.Mapping.Source, cfg.Mapping.Users.Table)
+	if err != nil {
 		return nil, bar.fail(err)
 	}
+	result.Counts[kindUsers] = users
+	result.Problems = append(result.Problems, problems...)
+	result.Notes = append(result.Notes, notes...)
 	if result.Counts[kindAudit], err = rows.auditRows(ctx, plan.AuditRows); err != nil {
 		return nil, bar.fail(err)
 	}
@@ -127,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			if t.MissingColumnSQL == "" {
 				continue
 			}
-			path := pendingSQLPath(t)
+			path := pendingPath(t, ".sql")
 			wrote, err := writeFile(cfg.OutDir, path, []byte(t.MissingColumnSQL))
 			if err != nil {
 				return nil, fmt.Errorf("writing %s: %w", filepath.Join(cfg.OutDir, path), err)
@@ -137,42 +157,37 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		result.Counts[kindFiles] = c
 	}
-	liveKeys := map[string]string{} // namespace/name → uid of the APIKey objects
-	if cfg.Kube != nil {
-		a := &applier{c: cfg.Kube, progress: bar.update}
+	if cfg.Apply {
+		a := &applier{c: cfg.Kube, ledger: target, source: cfg.Mapping.Source, progress: bar.update}
 		var applicable []manifestFile
 		for _, f := range files {
 			if !strings.HasPrefix(f.Path, filepath.Join("tenanttables", "pending")) {
 				applicable = append(applicable, f)
 			}
 		}
-		counts, applied, problems, err := a.apply(ctx, applicable)
-		result.Counts[kindObjects] = counts
-		result.Problems = append(result.Problems, problems...)
+		applied, err := a.apply(ctx, applicable, cfg.Wait)
+		result.Counts[kindObjects] = applied.Counts
+		result.Problems = append(result.Problems, applied.Problems...)
+		result.Notes = append(result.Notes, applied.Notes...)
 		if err != nil {
 			return nil, bar.fail(err)
 		}
-		problems, err = a.wait(ctx, applied, cfg.Mapping.Source, cfg.Wait)
+		_, problems, err := a.wait(ctx, applied.Objects, cfg.Wait)
 		result.Problems = append(result.Problems, problems...)
 		if err != nil {
 			return nil, bar.fail(err)
-		}
-		for _, o := range applied {
-			if o.obj.GetKind() == "APIKey" {
-				live := &unstructured.Unstructured{}
-				live.SetGroupVersionKind(o.obj.GroupVersionKind())
-				if err := cfg.Kube.Get(ctx, client.ObjectKeyFromObject(o.obj), live); err == nil {
-					liveKeys[o.obj.GetNamespace()+"/"+o.obj.GetName()] = string(live.GetUID())
-				}
-			}
 		}
 	}
-	// The old keys last: they need their organization's row, which the operator writes.
-	keyCounts, keyProblems, err := rows.oldKeys(ctx, plan, cfg.Mapping.Source, func(org *Organization, k APIKey) string {
-		if uid, ok := liveKeys[org.Name+"/"+k.Name]; ok {
-			return uid
+	// The old keys last: each needs its APIKey, and that its organization's row.
+	liveKeys := map[string]liveAPIKey{}
+	if cfg.Kube != nil {
+		if liveKeys, err = importedAPIKeys(ctx, cfg.Kube, cfg.Mapping.Source); err != nil {
+			return nil, bar.fail(err)
 		}
-		return rowID(cfg.Mapping.Source, "api_keys", k.SourceID)
+	}
+	keyCounts, keyProblems, err := rows.oldKeys(ctx, plan, cfg.Mapping.Source, func(org *Organization, k APIKey) (liveAPIKey, bool) {
+		live, ok := liveKeys[org.Name+"/"+k.Name]
+		return live, ok
 	})
 	if err != nil {
 		return nil, bar.fail(err)
@@ -183,9 +198,43 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return result, writeReport(cfg, result)
 }
 
-// pendingSQLPath is where the SQL that gives a table its organization column goes.
-func pendingSQLPath(t TableProposal) string {
-	return filepath.Join("tenanttables", "pending", t.Table+".sql")
+// readCluster reads the Organizations and namespaces that exist.
+func readCluster(ctx context.Context, c client.Client) (*ClusterState, error) {
+	state := &ClusterState{Namespaces: map[string]bool{}, Organizations: map[string]ImportedObject{}}
+	var namespaces corev1.NamespaceList
+	if err := c.List(ctx, &namespaces); err != nil {
+		return nil, fmt.Errorf("listing the cluster's namespaces: %w", err)
+	}
+	for _, ns := range namespaces.Items {
+		state.Namespaces[ns.Name] = true
+	}
+	orgs := &unstructured.UnstructuredList{}
+	orgs.SetGroupVersionKind(tenancyv1.GroupVersion.WithKind("OrganizationList"))
+	if err := c.List(ctx, orgs); err != nil {
+		return nil, fmt.Errorf("listing the cluster's Organizations: %w", err)
+	}
+	for _, o := range orgs.Items {
+		state.Organizations[o.GetName()] = ImportedObject{Source: o.GetLabels()[ManagedByLabel], RowID: o.GetAnnotations()[tenancyv1.RowIDAnnotation]}
+	}
+	return state, nil
+}
+
+// liveAPIKey is an APIKey the source imported, as the cluster has it now.
+type liveAPIKey struct{ UID, Role string }
+
+// importedAPIKeys answers the APIKeys the source imported, by namespace/name.
+func importedAPIKeys(ctx context.Context, c client.Client, source string) (map[string]liveAPIKey, error) {
+	keys := &unstructured.UnstructuredList{}
+	keys.SetGroupVersionKind(tenancyv1.GroupVersion.WithKind("APIKeyList"))
+	if err := c.List(ctx, keys, client.MatchingLabels{ManagedByLabel: source}); err != nil {
+		return nil, fmt.Errorf("listing the imported APIKeys: %w", err)
+	}
+	live := map[string]liveAPIKey{}
+	for _, k := range keys.Items {
+		role, _, _ := unstructured.NestedString(k.Object, "spec", "role")
+		live[k.GetNamespace()+"/"+k.GetName()] = liveAPIKey{UID: string(k.GetUID()), Role: role}
+	}
+	return live, nil
 }
 
 func countWrite(c *Counts, w fileWrite) {
@@ -244,7 +293,7 @@ func writeReport(cfg Config, r *Result) error {
 			}
 		}
 		if c := r.Counts[kindOldKeys]; c.Waiting > 0 {
-			fmt.Fprintf(w, "  %d old API keys wait for their organization's row: apply the manifests, then run the import again.\n", c.Waiting)
+			fmt.Fprintf(w, "  %d old API keys wait for their APIKey: once the manifests are applied and Ready, run the import again with a kubeconfig.\n", c.Waiting)
 		}
 	}
 	if cfg.DryRun && len(r.Files) > 0 {
@@ -268,8 +317,8 @@ func writeReport(cfg Config, r *Result) error {
 	for _, t := range p.Tables {
 		switch {
 		case t.MissingColumnSQL != "":
-			warnings = append(warnings, fmt.Sprintf("%s: no %s; run tenanttables/pending/%s.sql, then apply tenanttables/pending/%s.yaml",
-				t.Table, t.OrganizationColumn, t.Table, t.Table))
+			warnings = append(warnings, fmt.Sprintf("%s: no %s; run %s with psql, then apply %s",
+				t.Table, t.OrganizationColumn, pendingPath(t, ".sql"), pendingPath(t, ".yaml")))
 		case t.OrganizationColumn != "":
 			warnings = append(warnings, fmt.Sprintf("%s: TenantTable %s (organizationColumn %s)", t.Table, t.TenantTable, t.OrganizationColumn))
 		}
@@ -294,6 +343,16 @@ func writeReport(cfg Config, r *Result) error {
 		for _, n := range p.Notes {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintf(w, "\nLeft alone:\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+	if cfg.Kube == nil {
+		fmt.Fprintf(w, "\nNo cluster was reachable: the import could not check for Organizations and namespaces of the same names\n"+
+			"(applying an Organization for an existing namespace adopts it), and old API keys wait for their APIKeys.\n")
 	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintf(w, "\nProblems (%d; these rows were not imported as they are, fix the source or the mapping and run again):\n", len(r.Problems))

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -26,48 +25,54 @@ type manifestFile struct {
 	Objects []*unstructured.Unstructured
 }
 
+// syncWaveAnnotation orders Argo CD's sync: the Organization (wave 0, with its namespace, which
+// the operator creates) is healthy before the objects in its namespace (wave 1) are applied.
+const syncWaveAnnotation = "argocd.argoproj.io/sync-wave"
+
 // manifests lays the plan out for GitOps: one directory per organization whose files apply in
 // name order (docs/gitops.md), and the TenantTables apart, since they are cluster-scoped and
-// wait for the application's tables.
+// wait for the application's tables. There is no Namespace: the operator creates it with the
+// Organization, and the import never has one adopted unless told.
 func manifests(plan *Plan, source string) ([]manifestFile, error) {
 	var files []manifestFile
 	labels := map[string]string{ManagedByLabel: source}
+	inNamespace := map[string]string{syncWaveAnnotation: "1"}
 	for _, org := range plan.Organizations {
 		dir := org.Name
-		ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-			ObjectMeta: metav1.ObjectMeta{Name: org.Name, Labels: labels}}
 		o := &tenancyv1.Organization{
-			TypeMeta:   metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "Organization"},
-			ObjectMeta: metav1.ObjectMeta{Name: org.Name, Labels: labels, Annotations: map[string]string{tenancyv1.RowIDAnnotation: org.RowID}},
-			Spec:       tenancyv1.OrganizationSpec{DisplayName: org.DisplayName, Tier: tenancyv1.Tier(org.Tier), Namespace: org.Name},
+			TypeMeta: metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "Organization"},
+			ObjectMeta: metav1.ObjectMeta{Name: org.Name, Labels: labels,
+				Annotations: map[string]string{tenancyv1.RowIDAnnotation: org.RowID, syncWaveAnnotation: "0"}},
+			Spec: tenancyv1.OrganizationSpec{DisplayName: org.DisplayName, Tier: tenancyv1.Tier(org.Tier), Namespace: org.Name},
 		}
 		var projects, members, keys []runtime.Object
 		for _, p := range org.Projects {
 			projects = append(projects, &tenancyv1.Project{
 				TypeMeta: metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "Project"},
 				ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: org.Name, Labels: labels,
-					Annotations: map[string]string{tenancyv1.RowIDAnnotation: p.RowID}},
+					Annotations: map[string]string{tenancyv1.RowIDAnnotation: p.RowID, syncWaveAnnotation: "1"}},
 				Spec: tenancyv1.ProjectSpec{DisplayName: p.DisplayName},
 			})
 		}
 		for _, m := range org.Memberships {
 			members = append(members, &tenancyv1.Membership{
 				TypeMeta:   metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "Membership"},
-				ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: org.Name, Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: org.Name, Labels: labels, Annotations: inNamespace},
 				Spec:       tenancyv1.MembershipSpec{User: m.Email, Role: tenancyv1.Role(m.Role), Project: m.Project},
 			})
 		}
 		for _, k := range org.APIKeys {
 			key := &tenancyv1.APIKey{
-				TypeMeta:   metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "APIKey"},
-				ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: org.Name, Labels: labels},
-				Spec:       tenancyv1.APIKeySpec{Role: tenancyv1.Role(k.Role), Project: k.Project},
+				TypeMeta: metav1.TypeMeta{APIVersion: tenancyv1.GroupVersion.String(), Kind: "APIKey"},
+				ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: org.Name, Labels: labels,
+					Annotations: map[string]string{syncWaveAnnotation: "1"}},
+				Spec: tenancyv1.APIKeySpec{Role: tenancyv1.Role(k.Role), Project: k.Project},
 			}
 			if k.ExpiresAt != nil {
 				key.Spec.ExpiresAt = &metav1.Time{Time: *k.ExpiresAt}
 			}
 			if k.OldKeyID != "" {
-				key.Annotations = map[string]string{ImportedKeyAnnotation: k.OldKeyID}
+				key.Annotations[ImportedKeyAnnotation] = k.OldKeyID
 			}
 			keys = append(keys, key)
 		}
@@ -75,7 +80,6 @@ func manifests(plan *Plan, source string) ([]manifestFile, error) {
 			name    string
 			objects []runtime.Object
 		}{
-			{"00-namespace.yaml", []runtime.Object{ns}},
 			{"01-organization.yaml", []runtime.Object{o}},
 			{"02-projects.yaml", projects},
 			{"03-members.yaml", members},
@@ -106,7 +110,7 @@ func manifests(plan *Plan, source string) ([]manifestFile, error) {
 			ready = append(ready, tt)
 			continue
 		}
-		file, err := toFile(filepath.Join("tenanttables", "pending", t.Table+".yaml"), []runtime.Object{tt})
+		file, err := toFile(pendingPath(t, ".yaml"), []runtime.Object{tt})
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +124,12 @@ func manifests(plan *Plan, source string) ([]manifestFile, error) {
 		files = append(files, file)
 	}
 	return files, nil
+}
+
+// pendingPath is where the files of a table that needs its organization column first go, named
+// after its TenantTable (a DNS name, whatever the table is called).
+func pendingPath(t TableProposal, ext string) string {
+	return filepath.Join("tenanttables", "pending", t.TenantTable+ext)
 }
 
 // ImportedKeyAnnotation on an APIKey names the client_id of the old key it replaces; the report

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -117,7 +118,23 @@ type Options struct {
 	Now time.Time
 	// OperatorNamespace is reserved: no organization may take it.
 	OperatorNamespace string
+	// Cluster is what the cluster holds already; nil when the import has no cluster to ask.
+	Cluster *ClusterState
+	// AdoptNamespaces are existing namespaces that organizations of their name may adopt.
+	AdoptNamespaces []string
 }
+
+// ClusterState is what the cluster holds that an import must not take over.
+type ClusterState struct {
+	// Namespaces are the namespaces that exist.
+	Namespaces map[string]bool
+	// Organizations are the Organizations that exist, by name: the source that imported each (its
+	// tenancy.dev/imported-from label) and its row id annotation.
+	Organizations map[string]ImportedObject
+}
+
+// ImportedObject is what tells an object an import made from one it did not.
+type ImportedObject struct{ Source, RowID string }
 
 var (
 	nonSlug      = regexp.MustCompile(`[^a-z0-9]+`)
@@ -229,6 +246,11 @@ func (p *planner) organizations(rows []sourceOrganization) {
 			p.problem(row, "name %q is taken by %s id=%s already; names must be unique once lower-cased", name, table, other)
 			continue
 		}
+		id := rowID(p.m.Source, table, o.ID)
+		if msg := p.clusterConflict(name, id); msg != "" {
+			p.problem(row, "%s", msg)
+			continue
+		}
 		if name != o.Name {
 			p.note(row, "name %q becomes %q (a namespace name: lower-case letters, digits and '-')", o.Name, name)
 		}
@@ -242,10 +264,31 @@ func (p *planner) organizations(rows []sourceOrganization) {
 		if len(display) > 200 {
 			display = display[:200]
 		}
-		org := &Organization{SourceID: o.ID, RowID: rowID(p.m.Source, table, o.ID), Name: name, DisplayName: display, Tier: tier}
+		org := &Organization{SourceID: o.ID, RowID: id, Name: name, DisplayName: display, Tier: tier}
 		p.orgs[o.ID] = org
 		p.plan.Organizations = append(p.plan.Organizations, org)
 	}
+}
+
+// clusterConflict says why an organization may not become the Organization name, or "": an
+// Organization of that name that this source did not import (its Owners are others), or a
+// namespace that exists without one, whose Secrets the organization's Owners would read once it
+// adopted it.
+func (p *planner) clusterConflict(name, rowID string) string {
+	c := p.opts.Cluster
+	if c == nil {
+		return ""
+	}
+	if existing, ok := c.Organizations[name]; ok {
+		if existing.Source == p.m.Source && existing.RowID == rowID {
+			return "" // an earlier run of this import made it
+		}
+		return fmt.Sprintf("an Organization %s exists already that this import did not make; rename the organization in the source", name)
+	}
+	if c.Namespaces[name] && !slices.Contains(p.opts.AdoptNamespaces, name) {
+		return fmt.Sprintf("namespace %s exists; the import never adopts a namespace unless told (its Secrets would be readable by the organization's Owners): rename the organization in the source, or pass --adopt-namespace %s if it is this organization's own", name, name)
+	}
+	return ""
 }
 
 func (p *planner) projectRows(rows []sourceProject) {
@@ -323,7 +366,11 @@ func (p *planner) userRows(rows []sourceUser) {
 				user.PasswordHash = hash
 			}
 		case strings.HasPrefix(hash, "$argon2id$"):
-			user.PasswordHash = hash
+			if err := authd.CheckArgon2Hash(hash); err != nil {
+				p.problem(row, "password hash: %v; the user is imported without a password and sets one with a reset", err)
+			} else {
+				user.PasswordHash = hash
+			}
 		default:
 			p.problem(row, "password hash of an unknown scheme (%s…); the user is imported without a password and sets one with a reset",
 				hashScheme(hash))
@@ -335,13 +382,15 @@ func (p *planner) userRows(rows []sourceUser) {
 
 // hashScheme shows the beginning of a hash that names its scheme, and never the hash itself.
 func hashScheme(hash string) string {
-	if strings.HasPrefix(hash, "$") {
-		if end := strings.IndexByte(hash[1:], '$'); end > 0 {
-			return hash[:end+2]
-		}
+	if scheme := schemePrefix.FindString(hash); scheme != "" {
+		return scheme
 	}
 	return "no $scheme$ prefix"
 }
+
+// schemePrefix is a modular crypt scheme name ($2b$, $argon2id$, $1$): short and of a few
+// characters, so that a value that only starts with '$' shows none of itself.
+var schemePrefix = regexp.MustCompile(`^\$[a-z0-9-]{1,12}\$`)
 
 func (p *planner) membershipRows(orgRows, projectRows []sourceMembership) {
 	type scope struct {
@@ -403,6 +452,13 @@ func (p *planner) membershipRows(orgRows, projectRows []sourceMembership) {
 func (p *planner) apiKeyRows(rows []sourceAPIKey) {
 	m := p.m.APIKeys
 	names := map[*Organization]map[string]bool{}
+	// Two old keys with one hash cannot be told apart at the token endpoint: neither is imported.
+	byHash := map[string][]string{}
+	for _, k := range rows {
+		if hash, err := decodeKeyHash(k.Hash, m.HashEncoding); err == nil && k.RevokedAt == nil {
+			byHash[string(hash)] = append(byHash[string(hash)], k.ID)
+		}
+	}
 	for _, k := range rows {
 		row := fmt.Sprintf("%s id=%s", m.Table, k.ID)
 		if k.RevokedAt != nil {
@@ -450,7 +506,17 @@ func (p *planner) apiKeyRows(rows []sourceAPIKey) {
 			expires := k.ExpiresAt.UTC().Truncate(time.Second)
 			key.ExpiresAt = &expires
 		}
-		switch hash, err := decodeKeyHash(k.Hash, m.HashEncoding); {
+		hash, err := decodeKeyHash(k.Hash, m.HashEncoding)
+		switch same := byHash[string(hash)]; {
+		case err == nil && len(same) > 1:
+			var others []string
+			for _, id := range same {
+				if id != k.ID {
+					others = append(others, "id="+id)
+				}
+			}
+			p.problem(row, "the hash is also the hash of %s %s: neither old key can be told apart, so neither is imported; only the new APIKey %s/%s replaces it",
+				m.Table, strings.Join(others, ", "), org.Name, key.Name)
 		case k.Hash == "":
 			p.problem(row, "no hash: the old key cannot be checked; only the new APIKey %s/%s replaces it", org.Name, key.Name)
 		case err != nil:
@@ -514,6 +580,10 @@ func (p *planner) auditRows(rows []sourceAuditRow) {
 func (p *planner) tables(tables []sourceTable) {
 	orgCol := p.m.DomainTables.OrganizationColumn
 	for _, t := range tables {
+		if !printable(t.Name) {
+			p.problem(fmt.Sprintf("table %q", t.Name), "the name has characters that are not printable; rename the table")
+			continue
+		}
 		name := slug(strings.ReplaceAll(t.Name, "_", "-"), 63)
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 || name == "" {
 			name = "table-" + slug(fmt.Sprintf("%x", sha256.Sum256([]byte(t.Name))), 8)
@@ -527,7 +597,7 @@ func (p *planner) tables(tables []sourceTable) {
 				"column %s is %s, not uuid: convert it to the organizations' uuids (tenancy.organizations.id) before a TenantTable can use it", orgCol, t.WrongType))
 		default:
 			proposal.OrganizationColumn = orgCol
-			proposal.MissingColumnSQL = missingColumnSQL(p.m.Schema, t, orgCol)
+			proposal.MissingColumnSQL = missingColumnSQL(p.m.Schema, t, orgCol, name)
 		}
 		for _, policy := range t.Policies {
 			proposal.Warnings = append(proposal.Warnings, fmt.Sprintf(
@@ -535,6 +605,17 @@ func (p *planner) tables(tables []sourceTable) {
 		}
 		p.plan.Tables = append(p.plan.Tables, proposal)
 	}
+}
+
+// printable reports whether s has only printable characters: names go into SQL comments and
+// file names.
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // quotas reports organizations whose tier would refuse what the import writes into them.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/bcrypt"
@@ -62,9 +63,9 @@ func TestPlan(t *testing.T) {
 	data := &sourceData{
 		Organizations: []sourceOrganization{
 			{ID: "1", Name: "Acme_Corp", DisplayName: "Acme", Tier: "PRO"},
-			{ID: "2", Name: "acme-corp", Tier: "pro"},                                     // the same name once lower-cased
-			{ID: "3", Name: "kube-system", Tier: "free"},                                  // reserved
-			{ID: "4", Name: "gold", Tier: "gold"},                                         // unknown tier
+			{ID: "2", Name: "acme-corp", Tier: "pro"},                                    // the same name once lower-cased
+			{ID: "3", Name: "kube-system", Tier: "free"},                                 // reserved
+			{ID: "4", Name: "gold", Tier: "gold"},                                        // unknown tier
 			{ID: "5a0e9d43-9c2b-4a70-8f0e-5b3c1f2d4e6a", Name: "keeps-its-id", Tier: ""}, // a UUID id is kept
 		},
 		Projects: []sourceProject{{ID: "10", Organization: "1", Name: "Web App"}, {ID: "11", Organization: "3", Name: "x"}},
@@ -205,17 +206,76 @@ func TestPlanQuotas(t *testing.T) {
 // TestMissingColumnSQL: names from the source are quoted wherever they appear.
 func TestMissingColumnSQL(t *testing.T) {
 	sql := missingColumnSQL(`app"; DROP TABLE x; --`, sourceTable{Name: `Weird "Name"`,
-		Parent: &foreignKey{Column: "parent id", ParentTable: "Parent", ParentColumn: "id"}}, "organization_id")
+		Parent: &foreignKey{Column: "parent id", ParentTable: "Parent", ParentColumn: "id"}}, "organization_id", "weird-name")
 	for _, want := range []string{
 		`ALTER TABLE "app""; DROP TABLE x; --"."Weird ""Name""" ADD COLUMN IF NOT EXISTS "organization_id" uuid;`,
 		`FROM "app""; DROP TABLE x; --"."Parent" p WHERE p."id" = NEW."parent id";`,
 		`CREATE INDEX CONCURRENTLY IF NOT EXISTS "Weird ""Name""_organization_id_idx"`,
+		"\\set ON_ERROR_STOP on\nSET lock_timeout = '5s';",
+		`RAISE EXCEPTION 'rows of %.% have no %: assign or delete them, then run this again', 'app"; DROP TABLE x; --', 'Weird "Name"', 'organization_id';`,
 	} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("the SQL lacks %s:\n%s", want, sql)
 		}
 	}
-	if long := identifier(strings.Repeat("t", 80), "organization_id", "fill"); len(long) != 63 {
-		t.Errorf("identifier is %d bytes, want PostgreSQL's 63", len(long))
+	if long := identifier(strings.Repeat("t", 80), "organization_id", "fill"); len(long) > 63 {
+		t.Errorf("identifier is %d bytes, want at most PostgreSQL's 63", len(long))
+	}
+	a, b := identifier(strings.Repeat("t", 60)+"a", "organization_id", "fill"), identifier(strings.Repeat("t", 60)+"b", "organization_id", "fill")
+	if a == b {
+		t.Errorf("two long names collide: %s", a)
+	}
+	if cyrillic := identifier(strings.Repeat("таблица", 6), "organization_id", "idx"); !utf8.ValidString(cyrillic) || len(cyrillic) > 63 {
+		t.Errorf("a cut name is not valid UTF-8 within 63 bytes: %q", cyrillic)
+	}
+}
+
+// TestPlanRefusesWhatIsNotItsToTake: an Organization or namespace that exists in the cluster, two
+// old keys with one hash, a table name that is not printable, an argon2id hash that asks for too
+// much.
+func TestPlanRefusesWhatIsNotItsToTake(t *testing.T) {
+	data := &sourceData{
+		Organizations: []sourceOrganization{{ID: "1", Name: "monitoring"}, {ID: "2", Name: "taken"}, {ID: "3", Name: "ours"},
+			{ID: "4", Name: "adopted"}},
+		Users: []sourceUser{{ID: "10", Email: "a@example.com", PasswordHash: "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"}},
+		APIKeys: []sourceAPIKey{{ID: "20", Organization: "3", Name: "a", Role: "member", Hash: sha256Hex("same")},
+			{ID: "21", Organization: "3", Name: "b", Role: "member", Hash: sha256Hex("same")}},
+		Tables: []sourceTable{{Name: "evil\nDROP TABLE x; --", OrganizationColumn: "organization_id"}},
+	}
+	m := DefaultMapping()
+	cluster := &ClusterState{
+		Namespaces: map[string]bool{"monitoring": true, "taken": true, "ours": true, "adopted": true},
+		Organizations: map[string]ImportedObject{
+			"taken": {Source: "someone-else", RowID: rowID(m.Source, "organizations", "2")},
+			"ours":  {Source: m.Source, RowID: rowID(m.Source, "organizations", "3")},
+		},
+	}
+	plan := newPlan(data, m, Options{Now: time.Now(), OldKeysUntil: time.Now().AddDate(0, 1, 0), Cluster: cluster, AdoptNamespaces: []string{"adopted"}})
+	var problems []string
+	for _, p := range plan.Problems {
+		problems = append(problems, p.String())
+	}
+	want := []string{
+		"organizations id=1: namespace monitoring exists; the import never adopts a namespace unless told (its Secrets would be readable by the organization's Owners): rename the organization in the source, or pass --adopt-namespace monitoring if it is this organization's own",
+		"organizations id=2: an Organization taken exists already that this import did not make; rename the organization in the source",
+		"users id=10: password hash: argon2id memory 4194304 KiB is outside 8 KiB per lane to 131072 KiB; the user is imported without a password and sets one with a reset",
+		"api_keys id=20: the hash is also the hash of api_keys id=21: neither old key can be told apart, so neither is imported; only the new APIKey ours/a replaces it",
+		"api_keys id=21: the hash is also the hash of api_keys id=20: neither old key can be told apart, so neither is imported; only the new APIKey ours/b replaces it",
+		`table "evil\nDROP TABLE x; --": the name has characters that are not printable; rename the table`,
+	}
+	if diff := cmp.Diff(want, problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	var names []string
+	for _, o := range plan.Organizations {
+		names = append(names, o.Name)
+	}
+	if diff := cmp.Diff([]string{"ours", "adopted"}, names); diff != "" {
+		t.Errorf("organizations: an earlier run's and the one named in --adopt-namespace (-want +got):\n%s", diff)
+	}
+	for _, k := range plan.Organizations[0].APIKeys {
+		if k.OldKeyID != "" {
+			t.Errorf("an old key whose hash another has is imported: %+v", k)
+		}
 	}
 }

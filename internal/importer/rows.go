@@ -24,62 +24,68 @@ type Counts struct {
 type rowWriter struct {
 	conn     *pgx.Conn
 	actor    string
+	keyTable string // the old system's API key table, for the report
 	progress func(kind string, done, total int)
 }
 
-// upsertUserSQL inserts the user with the old id (another id when that one is taken) or fills in
-// what an existing row of the address lacks: a password, a name, the verification. A password the
-// person has (set since, or rehashed) is never replaced, so a second import changes nothing.
-const upsertUserSQL = `
-WITH upsert AS (
-    INSERT INTO tenancy.users AS u (id, email, display_name, password_hash, password_changed_at, email_verified_at, created_at)
-    VALUES (CASE WHEN EXISTS (SELECT 1 FROM tenancy.users WHERE id = $1) THEN gen_random_uuid() ELSE $1 END,
-            $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN now() END, CASE WHEN $5::boolean THEN now() END,
-            coalesce($6, now()))
-    ON CONFLICT (email) DO UPDATE
-        SET password_hash = coalesce(u.password_hash, excluded.password_hash),
-            password_changed_at = CASE WHEN u.password_hash IS NULL THEN excluded.password_changed_at ELSE u.password_changed_at END,
-            display_name = CASE WHEN u.display_name = '' THEN excluded.display_name ELSE u.display_name END,
-            email_verified_at = coalesce(u.email_verified_at, excluded.email_verified_at),
-            updated_at = now()
-        WHERE (u.password_hash IS NULL AND excluded.password_hash IS NOT NULL)
-           OR (u.display_name = '' AND excluded.display_name <> '')
-           OR (u.email_verified_at IS NULL AND excluded.email_verified_at IS NOT NULL)
-    RETURNING u.id, (u.xmax = 0) AS inserted, u.email_verified_at IS NOT NULL AS verified
+// insertUserSQL inserts the user with the old id (another id when that one is taken), once: an
+// address that has an account already is never touched (its holder may not be the person the old
+// system knew: the import would hand them the organization), and a user the ledger says an
+// earlier run imported is not imported again (an erased account stays erased). The final SELECT
+// reads the snapshot from before the insert.
+const insertUserSQL = `
+WITH known AS (
+    SELECT 1 FROM tenancy.import_ledger WHERE source = $8 AND kind = 'users' AND key = $9
+), inserted AS (
+    INSERT INTO tenancy.users (id, email, display_name, password_hash, password_changed_at, email_verified_at, created_at)
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM tenancy.users WHERE id = $1) THEN gen_random_uuid() ELSE $1 END,
+           $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN now() END, CASE WHEN $5::boolean THEN now() END,
+           coalesce($6, now())
+    WHERE NOT EXISTS (SELECT 1 FROM known)
+    ON CONFLICT (email) DO NOTHING
+    RETURNING id, email_verified_at IS NOT NULL AS verified
+), recorded AS (
+    INSERT INTO tenancy.import_ledger (source, kind, key) SELECT $8, 'users', $9 FROM inserted
 ), audit AS (
     INSERT INTO tenancy.audit_log (actor, action, target, details)
-    SELECT $7, CASE WHEN inserted THEN 'user.imported' ELSE 'user.import_updated' END, 'user/' || $2::text,
+    SELECT $7, 'user.imported', 'user/' || $2::text,
            jsonb_build_object('source', $8::text, 'sourceID', $9::text, 'password', $4::text IS NOT NULL,
                               'emailVerified', verified)
-    FROM upsert
+    FROM inserted
 )
-SELECT id::text, inserted FROM upsert`
+SELECT EXISTS (SELECT 1 FROM inserted), EXISTS (SELECT 1 FROM known),
+       EXISTS (SELECT 1 FROM tenancy.users WHERE email = $2)`
 
-func (w *rowWriter) users(ctx context.Context, users []User, source string) (Counts, error) {
+func (w *rowWriter) users(ctx context.Context, users []User, source, table string) (Counts, []Problem, []Problem, error) {
 	var c Counts
-	err := w.batches(ctx, "users", len(users), func(tx pgx.Tx, i int) error {
+	var problems, notes []Problem
+	err := w.batches(ctx, kindUsers, len(users), func(tx pgx.Tx, i int) error {
 		u := users[i]
 		var hash *string
 		if u.PasswordHash != "" {
 			hash = &u.PasswordHash
 		}
-		var id string
-		var inserted bool
-		err := tx.QueryRow(ctx, upsertUserSQL, u.ID, u.Email, u.DisplayName, hash, u.Verified, u.CreatedAt,
-			w.actor, source, u.SourceID).Scan(&id, &inserted)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			c.Unchanged++
-		case err != nil:
+		var inserted, known, exists bool
+		if err := tx.QueryRow(ctx, insertUserSQL, u.ID, u.Email, u.DisplayName, hash, u.Verified, u.CreatedAt,
+			w.actor, source, u.SourceID).Scan(&inserted, &known, &exists); err != nil {
 			return fmt.Errorf("user %s: %w", u.Email, err)
+		}
+		row := fmt.Sprintf("%s id=%s", table, u.SourceID)
+		switch {
 		case inserted:
 			c.Created++
+		case known && exists:
+			c.Unchanged++
+		case known:
+			notes = append(notes, Problem{Row: row, Message: fmt.Sprintf("%s was imported by an earlier run and deleted in Tenancy since; not imported again", u.Email)})
 		default:
-			c.Updated++
+			problems = append(problems, Problem{Row: row, Message: fmt.Sprintf(
+				"%s has a Tenancy account already, which this import did not make: it keeps its own password and verification, and its memberships wait for its holder to accept an invitation unless that address is verified",
+				u.Email)})
 		}
 		return nil
 	})
-	return c, err
+	return c, problems, notes, err
 }
 
 // insertOldKeySQL writes an old key once its organization (and project) has its row; until then
@@ -106,9 +112,11 @@ const oldKeyStateSQL = `
 SELECT EXISTS (SELECT 1 FROM tenancy.api_keys WHERE key_id = $1),
        EXISTS (SELECT 1 FROM tenancy.api_keys WHERE hash = $2)`
 
-// oldKeys writes the old keys whose hash is usable. uid gives the uid of the APIKey object of the
-// same name when it exists (else a placeholder the APIKey controller takes over).
-func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, uid func(org *Organization, key APIKey) string) (Counts, []Problem, error) {
+// oldKeys writes the old keys whose hash is usable, each under the uid of the live APIKey that
+// replaces it (apiKey answers it), so that the old key is that APIKey's from the start: revoked
+// with it, lowered with it, and never above its role now. A key whose APIKey is not there (yet)
+// waits for a later run.
+func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, apiKey func(org *Organization, key APIKey) (liveAPIKey, bool)) (Counts, []Problem, error) {
 	type item struct {
 		org *Organization
 		key APIKey
@@ -129,8 +137,21 @@ func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, uid 
 		if k.ProjectRowID != "" {
 			project = &k.ProjectRowID
 		}
+		owner, ok := apiKey(org, k)
+		if !ok {
+			var known bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenancy.api_keys WHERE key_id = $1)`, k.OldKeyID).Scan(&known); err != nil {
+				return fmt.Errorf("old API key %s: %w", k.OldKeyID, err)
+			}
+			if known {
+				c.Unchanged++
+			} else {
+				c.Waiting++
+			}
+			return nil
+		}
 		var n int
-		if err := tx.QueryRow(ctx, insertOldKeySQL, uid(org, k), k.Name, project, k.OldKeyID, k.OldKeyHash, k.Role,
+		if err := tx.QueryRow(ctx, insertOldKeySQL, owner.UID, k.Name, project, k.OldKeyID, k.OldKeyHash, lowerRole(k.Role, owner.Role),
 			k.OldKeyExpires, org.RowID, w.actor, source).Scan(&n); err != nil {
 			return fmt.Errorf("old API key %s: %w", k.OldKeyID, err)
 		}
@@ -146,7 +167,7 @@ func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, uid 
 		case known:
 			c.Unchanged++
 		case hashTaken:
-			problems = append(problems, Problem{Row: fmt.Sprintf("%s id=%s", "api_keys", k.SourceID),
+			problems = append(problems, Problem{Row: fmt.Sprintf("%s id=%s", w.keyTable, k.SourceID),
 				Message: "another key has the same hash already; the old key is not imported twice"})
 		default:
 			c.Waiting++
@@ -225,4 +246,14 @@ func (w *rowWriter) batches(ctx context.Context, kind string, total int, write f
 		w.progress(kind, end, total)
 	}
 	return nil
+}
+
+// lowerRole is the lower of two roles (Viewer < Member < Admin < Owner); an empty one does not
+// count.
+func lowerRole(a, b string) string {
+	rank := map[string]int{"Viewer": 1, "Member": 2, "Admin": 3, "Owner": 4}
+	if rank[b] != 0 && rank[b] < rank[a] {
+		return b
+	}
+	return a
 }
