@@ -27,7 +27,8 @@ func missingColumnSQL(schema string, t sourceTable, orgCol, tenantTable string) 
 	b.WriteString("-- psql -f as the table's owner or a superuser (a role bound by row-level security would\n")
 	b.WriteString("-- backfill nothing). It stops at the first error; after a lock timeout, run it again.\n")
 	b.WriteString("\\set ON_ERROR_STOP on\n")
-	b.WriteString("SET lock_timeout = '5s';\n\n")
+	b.WriteString("SET lock_timeout = '5s';\n")
+	b.WriteString("SET client_min_messages = warning;\n\n")
 
 	b.WriteString("-- 1. The column, nullable and without a default: a change of the catalog only")
 	if p := t.Parent; p != nil {

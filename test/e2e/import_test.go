@@ -64,7 +64,7 @@ func checkImport(c stackCheck) {
 		c.t.Fatalf("the old API key at the token endpoint: %d, want 200", resp.StatusCode)
 	}
 
-	psql("-f", filepath.Join(out, "tenanttables", "pending", "ticket_comments.sql"))
-	c.kubectl("apply", "-f", filepath.Join(out, "tenanttables", "pending", "ticket_comments.yaml"))
+	psql("-f", filepath.Join(out, "tenanttables", "pending", "ticket-comments.sql"))
+	c.kubectl("apply", "-f", filepath.Join(out, "tenanttables", "pending", "ticket-comments.yaml"))
 	c.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "tenanttables/tickets", "tenanttables/ticket-comments")
 }
