@@ -2,21 +2,15 @@ package notespython
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,11 +44,11 @@ func TestPythonNotesIsolation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	database, pg := testenv.NewMigratedDatabase(t, "notes_python")
-	acme, globex := organization(ctx, t, pg, "acme"), organization(ctx, t, pg, "globex")
-	alice := member(ctx, t, pg, acme, "alice@acme.test", "Admin")
-	carol := member(ctx, t, pg, acme, "carol@acme.test", "Member")
-	victor := member(ctx, t, pg, acme, "victor@acme.test", "Viewer")
-	bob := member(ctx, t, pg, globex, "bob@globex.test", "Admin")
+	acme, globex := testenv.CreateOrganization(ctx, t, pg, "acme"), testenv.CreateOrganization(ctx, t, pg, "globex")
+	alice := testenv.CreateMember(ctx, t, pg, acme, "alice@acme.test", "Admin")
+	carol := testenv.CreateMember(ctx, t, pg, acme, "carol@acme.test", "Member")
+	victor := testenv.CreateMember(ctx, t, pg, acme, "victor@acme.test", "Viewer")
+	bob := testenv.CreateMember(ctx, t, pg, globex, "bob@globex.test", "Admin")
 	acmeWeb, globexWeb := project(ctx, t, pg, acme, "web"), project(ctx, t, pg, globex, "web")
 
 	// The application table as `make dev` creates it, under the policies of config/samples' TenantTable.
@@ -72,8 +66,13 @@ func TestPythonNotesIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	auth := newIssuer(ctx, t, pg)
-	app := startApp(t, python, applicationLogin(ctx, t, pg, database.URL), auth)
+	// authd's part: two signing keys, one Ed25519 (EdDSA) and one P-256 (ES256), in a JWKS that an
+	// OpenID discovery document names, both over HTTPS, and the context keys of the same ids in
+	// tenancy.context_keys, which sign the tokens' tctx.
+	auth := testenv.StartIssuer(ctx, t, pg, testenv.IssuerOptions{Algorithms: []string{signing.EdDSA, signing.ES256}, TLS: true})
+	ed, ec := auth.Keys[0], auth.Keys[1]
+	// The role is dropped once the app and the pools are gone: the app is started after this.
+	app := startApp(t, python, testenv.CreateLogin(ctx, t, database.URL, "notes_py_", "tenancy_app"), auth)
 
 	// request sends a request with the Authorization header authorization (none when empty) and
 	// the extra headers, and returns the status, the JSON answer and the WWW-Authenticate header.
@@ -134,8 +133,8 @@ func TestPythonNotesIsolation(t *testing.T) {
 
 	// alice's tokens are signed with the Ed25519 key, bob's with the P-256 one: the example takes
 	// both, each with the algorithm its key is for.
-	aliceToken := auth.token(t, auth.ed, alice, acme, "Admin")
-	bobToken := auth.token(t, auth.ec, bob, globex, "Admin")
+	aliceToken := auth.Token(t, ed, alice, acme, "Admin")
+	bobToken := auth.Token(t, ec, bob, globex, "Admin")
 	if status, body, challenge := request(http.MethodGet, "/notes", "", ""); status != http.StatusUnauthorized ||
 		challenge != `Bearer error="invalid_token"` || !strings.Contains(body, "invalid_token") {
 		t.Fatalf("GET /notes without a token: %d %s (WWW-Authenticate %q), want 401 invalid_token", status, body, challenge)
@@ -162,12 +161,12 @@ func TestPythonNotesIsolation(t *testing.T) {
 	}
 
 	// The token's scope guards the routes: a Member has no data:delete, a Viewer no data:write.
-	carolToken := auth.token(t, auth.ed, carol, acme, "Member")
+	carolToken := auth.Token(t, ed, carol, acme, "Member")
 	if status, body := call(http.MethodDelete, "/notes/"+itoa(roadmap.ID), carolToken, ""); status != http.StatusForbidden ||
 		!strings.Contains(body, "data:delete") {
 		t.Errorf("carol (Member) deleting: %d %s, want 403 naming data:delete", status, body)
 	}
-	victorToken := auth.token(t, auth.ec, victor, acme, "Viewer")
+	victorToken := auth.Token(t, ec, victor, acme, "Viewer")
 	if status, body := call(http.MethodPost, "/notes", victorToken, `{"body":"from a viewer"}`); status != http.StatusForbidden ||
 		!strings.Contains(body, "data:write") {
 		t.Errorf("victor (Viewer) writing: %d %s, want 403 naming data:write", status, body)
@@ -189,8 +188,8 @@ func TestPythonNotesIsolation(t *testing.T) {
 
 	// A request context the database cannot verify shows nothing and writes nothing, even in a
 	// validly signed token.
-	forged := auth.sign(t, auth.ed, auth.ed.KID, nil,
-		auth.claims(t, alice, acme, "Admin", tctx.Key{ID: auth.ed.KID, Secret: []byte("not the context key")}))
+	forged := auth.Sign(t, ed, ed.KID, nil,
+		auth.Claims(t, alice, acme, "Admin", tctx.Key{ID: ed.KID, Secret: []byte("not the context key")}))
 	if got := list(forged); len(got) != 0 {
 		t.Errorf("a forged request context sees %v, want nothing", got)
 	}
@@ -231,7 +230,7 @@ func TestPythonNotesIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := func() tenancy.Claims { return auth.claims(t, alice, acme, "Admin", auth.contextKeys[auth.ed.KID]) }
+	valid := func() tenancy.Claims { return auth.Claims(t, alice, acme, "Admin", auth.ContextKey(ed.KID)) }
 	with := func(change func(*tenancy.Claims)) tenancy.Claims {
 		c := valid()
 		change(&c)
@@ -244,36 +243,36 @@ func TestPythonNotesIsolation(t *testing.T) {
 		{"an empty bearer token", "Bearer "},
 		{"not a JWT", "Bearer not.a.jwt"},
 		{"longer than 8 KiB", "Bearer " + strings.Repeat("a", 9000)},
-		{"expired", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) {
+		{"expired", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) {
 			c.IssuedAt, c.NotBefore = jwt.NewNumericDate(now.Add(-20*time.Minute)), jwt.NewNumericDate(now.Add(-20*time.Minute))
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(-2 * time.Minute))
 		}))},
-		{"without exp", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) { c.ExpiresAt = nil }))},
-		{"not yet valid", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) {
+		{"without exp", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) { c.ExpiresAt = nil }))},
+		{"not yet valid", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) {
 			c.NotBefore = jwt.NewNumericDate(now.Add(5 * time.Minute))
 		}))},
-		{"issued in the future", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) {
+		{"issued in the future", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) {
 			c.IssuedAt = jwt.NewNumericDate(now.Add(5 * time.Minute))
 		}))},
-		{"for another audience", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) {
+		{"for another audience", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) {
 			c.Audience = jwt.ClaimStrings{"another-service"}
 		}))},
-		{"from another issuer", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) {
+		{"from another issuer", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) {
 			c.Issuer = "https://auth.example.com"
 		}))},
-		{"of no organization", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, nil, with(func(c *tenancy.Claims) {
+		{"of no organization", "Bearer " + auth.Sign(t, ed, ed.KID, nil, with(func(c *tenancy.Claims) {
 			c.Org, c.Role, c.Scope, c.TCtx = "", "", "", ""
 		}))},
-		{"not an access token (typ JWT)", "Bearer " + auth.sign(t, auth.ed, auth.ed.KID, map[string]any{"typ": "JWT"}, valid())},
-		{"signed by a key not in the JWKS, under a published kid", "Bearer " + auth.sign(t, stranger, auth.ed.KID, nil, valid())},
-		{"signed by a key not in the JWKS, under its own kid", "Bearer " + auth.sign(t, stranger, stranger.KID, nil, valid())},
-		{"signed with EdDSA under the P-256 key's kid", "Bearer " + auth.sign(t, auth.ed, auth.ec.KID, nil, valid())},
-		{"claims changed after signing", "Bearer " + tamper(t, auth.token(t, auth.ed, carol, acme, "Member"),
+		{"not an access token (typ JWT)", "Bearer " + auth.Sign(t, ed, ed.KID, map[string]any{"typ": "JWT"}, valid())},
+		{"signed by a key not in the JWKS, under a published kid", "Bearer " + auth.Sign(t, stranger, ed.KID, nil, valid())},
+		{"signed by a key not in the JWKS, under its own kid", "Bearer " + auth.Sign(t, stranger, stranger.KID, nil, valid())},
+		{"signed with EdDSA under the P-256 key's kid", "Bearer " + auth.Sign(t, ed, ec.KID, nil, valid())},
+		{"claims changed after signing", "Bearer " + tamper(t, auth.Token(t, ed, carol, acme, "Member"),
 			func(claims map[string]any) {
 				claims["role"], claims["scope"] = "Owner", strings.Join(tenancy.Permissions("Owner"), " ")
 			})},
-		{"HS256 keyed with the public key", "Bearer " + hs256(t, auth.ed, valid())},
-		{"alg none", "Bearer " + unsigned(t, auth.ed.KID, valid())},
+		{"HS256 keyed with the public key", "Bearer " + hs256(t, ed, valid())},
+		{"alg none", "Bearer " + unsigned(t, ed.KID, valid())},
 	}
 	for _, tc := range invalid {
 		status, body, challenge := request(http.MethodGet, "/notes", tc.authorization, "")
@@ -283,14 +282,14 @@ func TestPythonNotesIsolation(t *testing.T) {
 	}
 
 	// Made-up kids cost at most one refetch of the JWKS per 10 seconds, not one per request.
-	fetches := auth.jwksFetches.Load()
+	fetches := auth.JWKSFetches()
 	for range 5 {
-		unknown := auth.sign(t, stranger, randomHex(t, 8), nil, valid())
+		unknown := auth.Sign(t, stranger, testenv.RandomHex(t, 8), nil, valid())
 		if status, body := call(http.MethodGet, "/notes", unknown, ""); status != http.StatusUnauthorized {
 			t.Errorf("a token of an unknown kid: %d %s, want 401", status, body)
 		}
 	}
-	if more := auth.jwksFetches.Load() - fetches; more > 1 {
+	if more := auth.JWKSFetches() - fetches; more > 1 {
 		t.Errorf("5 tokens of unknown kids made %d fetches of the JWKS, want at most 1", more)
 	}
 
@@ -348,7 +347,7 @@ func pythonInterpreter(t *testing.T) string {
 // answers and returns its URL. It trusts the issuer's certificate through SSL_CERT_FILE, as make
 // dev's authd is trusted. It is stopped with SIGTERM when t ends, and must exit cleanly; its log
 // goes into t's when t fails.
-func startApp(t *testing.T, python, databaseURL string, auth *issuer) string {
+func startApp(t *testing.T, python, databaseURL string, auth *testenv.Issuer) string {
 	t.Helper()
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -357,10 +356,10 @@ func startApp(t *testing.T, python, databaseURL string, auth *issuer) string {
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// The child inherits the environment; -I keeps PYTHON* variables and user site-packages out.
 	t.Setenv("NOTES_DATABASE_URL", databaseURL)
-	t.Setenv("TENANCY_ISSUER", auth.url)
-	t.Setenv("TENANCY_AUDIENCE", "tenancy")
+	t.Setenv("TENANCY_ISSUER", auth.URL)
+	t.Setenv("TENANCY_AUDIENCE", testenv.IssuerAudience)
 	t.Setenv("NOTES_LISTEN", listen)
-	t.Setenv("SSL_CERT_FILE", auth.caFile)
+	t.Setenv("SSL_CERT_FILE", auth.CAFile)
 	script := filepath.Join(testenv.RepoRoot(), "examples", "notes-python", "notes.py")
 	app, err := testenv.StartProcess("notes.py", filepath.Join(t.TempDir(), "notes.log"), python, "-I", script)
 	if err != nil {
@@ -388,119 +387,6 @@ func startApp(t *testing.T, python, databaseURL string, auth *issuer) string {
 			t.Fatalf("notes.py did not answer on %s within a minute:\n%s", listen, app.Log())
 		}
 	}
-}
-
-// issuer does authd's part: two signing keys, one Ed25519 (EdDSA) and one P-256 (ES256), in a
-// JWKS that an OpenID discovery document names, both over HTTPS, and the context keys of the same
-// ids in tenancy.context_keys, which sign the tokens' tctx.
-type issuer struct {
-	url         string
-	caFile      string // the server's certificate, PEM, for SSL_CERT_FILE
-	ed, ec      signing.Key
-	contextKeys map[string]tctx.Key
-	jwksFetches atomic.Int32
-}
-
-func newIssuer(ctx context.Context, t *testing.T, pg *db.Postgres) *issuer {
-	t.Helper()
-	now := time.Now()
-	i := &issuer{contextKeys: map[string]tctx.Key{}}
-	var err error
-	if i.ed, err = signing.NewKey(signing.EdDSA, now, now); err != nil {
-		t.Fatal(err)
-	}
-	if i.ec, err = signing.NewKey(signing.ES256, now, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.SyncContextKeys(ctx, []db.ContextKey{{KID: i.ed.KID}, {KID: i.ec.KID}}, signing.MaxTokenLifetime); err != nil {
-		t.Fatal(err)
-	}
-	for _, kid := range []string{i.ed.KID, i.ec.KID} {
-		key := tctx.Key{ID: kid}
-		if err := pg.Pool().QueryRow(ctx, "SELECT secret FROM tenancy.context_keys WHERE kid = $1", kid).Scan(&key.Secret); err != nil {
-			t.Fatal(err)
-		}
-		i.contextKeys[kid] = key
-	}
-
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "https://" + listener.Addr().String()
-	i.url = base
-	keys := signing.JWKS{Keys: []signing.JWK{signing.ToJWK(i.ed.KID, i.ed.Public()), signing.ToJWK(i.ec.KID, i.ec.Public())}}
-	mux := http.NewServeMux()
-	// The fields of authd's discovery document that a resource server reads.
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                base,
-			"jwks_uri":                              base + "/.well-known/jwks.json",
-			"token_endpoint":                        base + "/oauth2/token",
-			"id_token_signing_alg_values_supported": []string{signing.EdDSA, signing.ES256},
-		})
-	})
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
-		i.jwksFetches.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(keys)
-	})
-	server := httptest.NewUnstartedServer(mux)
-	_ = server.Listener.Close()
-	server.Listener = listener
-	server.StartTLS()
-	t.Cleanup(server.Close)
-	i.caFile = filepath.Join(t.TempDir(), "issuer.crt")
-	if err := os.WriteFile(i.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return i
-}
-
-// claims are the claims authd gives a person's session token, its tctx signed with contextKey.
-func (i *issuer) claims(t *testing.T, userID, orgID, role string, contextKey tctx.Key) tenancy.Claims {
-	t.Helper()
-	now := time.Now()
-	exp := now.Add(15 * time.Minute)
-	requestContext, err := tctx.Sign(contextKey, tctx.Context{UserID: userID, OrgID: orgID, Expires: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tenancy.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: i.url, Subject: userID, Audience: jwt.ClaimStrings{"tenancy"},
-			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-			ID: randomHex(t, 16),
-		},
-		ClientID: tenancy.SessionClientID, Org: orgID, Role: role,
-		Scope: strings.Join(tenancy.Permissions(role), " "), TCtx: requestContext,
-	}
-}
-
-// token is a valid access token signed with key, as authd issues one.
-func (i *issuer) token(t *testing.T, key signing.Key, userID, orgID, role string) string {
-	return i.sign(t, key, key.KID, nil, i.claims(t, userID, orgID, role, i.contextKeys[key.KID]))
-}
-
-// sign signs claims with key under the header kid, typ at+jwt and whatever header adds or replaces.
-func (i *issuer) sign(t *testing.T, key signing.Key, kid string, header map[string]any, claims tenancy.Claims) string {
-	t.Helper()
-	var method jwt.SigningMethod = jwt.SigningMethodEdDSA
-	if key.Alg == signing.ES256 {
-		method = jwt.SigningMethodES256
-	}
-	token := jwt.NewWithClaims(method, claims)
-	token.Header["typ"] = tenancy.TokenType
-	token.Header["kid"] = kid
-	for name, value := range header {
-		token.Header[name] = value
-	}
-	signed, err := token.SignedString(key.Private)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed
 }
 
 // tamper rewrites a signed token's claims and keeps its signature.
@@ -554,16 +440,6 @@ func unsigned(t *testing.T, kid string, claims tenancy.Claims) string {
 	return signed
 }
 
-// organization makes an organization row as the Organization controller would, and returns its id.
-func organization(ctx context.Context, t *testing.T, pg *db.Postgres, name string) string {
-	t.Helper()
-	org, err := pg.UpsertOrganization(ctx, db.Organization{UID: uuid.NewString(), Name: name, Tier: "Free", Namespace: name}, db.Actor{Name: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return org.ID
-}
-
 // project makes a project row as the Project controller would, and returns its id.
 func project(ctx context.Context, t *testing.T, pg *db.Postgres, orgID, name string) string {
 	t.Helper()
@@ -572,62 +448,6 @@ func project(ctx context.Context, t *testing.T, pg *db.Postgres, orgID, name str
 		t.Fatal(err)
 	}
 	return proj.ID
-}
-
-// member makes a user with an Active organization-wide membership, and returns the user's id.
-func member(ctx context.Context, t *testing.T, pg *db.Postgres, org, email, role string) string {
-	t.Helper()
-	var id string
-	if err := pg.Pool().QueryRow(ctx, `
-		WITH u AS (INSERT INTO tenancy.users (email) VALUES ($1) RETURNING id)
-		INSERT INTO tenancy.memberships (uid, organization_id, user_id, role, state)
-		SELECT gen_random_uuid(), $2, id, $3, 'Active' FROM u RETURNING user_id`, email, org, role).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-// applicationLogin creates a login role that is a member of tenancy_app and nothing else, as an
-// application's would be, and returns databaseURL rewritten to log in with it.
-func applicationLogin(ctx context.Context, t *testing.T, pg *db.Postgres, databaseURL string) string {
-	t.Helper()
-	role, password := "notes_py_"+randomHex(t, 4), randomHex(t, 16)
-	if _, err := pg.Pool().Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+
-		" LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE tenancy_app PASSWORD '"+password+"'"); err != nil {
-		t.Fatal(err)
-	}
-	// Roles are server-wide: drop it once the app and the pools are gone (cleanups run last-in
-	// first-out, and the app is started after this).
-	serverURL, err := testenv.ServerURL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), serverURL)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(role, password)
-	return u.String()
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 func itoa(id int64) string { return strconv.FormatInt(id, 10) }

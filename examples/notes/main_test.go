@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -34,10 +29,10 @@ func TestNotesIsolation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	database, pg := testenv.NewMigratedDatabase(t, "notes")
-	acme, globex := organization(ctx, t, pg, "acme"), organization(ctx, t, pg, "globex")
-	alice := member(ctx, t, pg, acme, "alice@acme.test", "Admin")
-	carol := member(ctx, t, pg, acme, "carol@acme.test", "Member")
-	bob := member(ctx, t, pg, globex, "bob@globex.test", "Admin")
+	acme, globex := testenv.CreateOrganization(ctx, t, pg, "acme"), testenv.CreateOrganization(ctx, t, pg, "globex")
+	alice := testenv.CreateMember(ctx, t, pg, acme, "alice@acme.test", "Admin")
+	carol := testenv.CreateMember(ctx, t, pg, acme, "carol@acme.test", "Member")
+	bob := testenv.CreateMember(ctx, t, pg, globex, "bob@globex.test", "Admin")
 
 	// The application table as `make dev` creates it, under the policies of config/samples' TenantTable.
 	if _, err := pg.Pool().Exec(ctx, `
@@ -54,13 +49,16 @@ func TestNotesIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pool, err := pgxpool.New(ctx, applicationLogin(ctx, t, pg, database.URL))
+	pool, err := pgxpool.New(ctx, testenv.CreateLogin(ctx, t, database.URL, "notes_app_", "tenancy_app"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	auth := newIssuer(ctx, t, pg)
-	verifier := tenancy.NewVerifier(auth.url, "tenancy", tenancy.NewJWKSCache(auth.url+"/.well-known/jwks.json"))
+	// authd's part: an Ed25519 signing key published in a JWKS over HTTP, and the context key of
+	// the same id in tenancy.context_keys, which signs the tokens' tctx.
+	auth := testenv.StartIssuer(ctx, t, pg, testenv.IssuerOptions{Algorithms: []string{signing.EdDSA}})
+	key := auth.Keys[0]
+	verifier := tenancy.NewVerifier(auth.URL, testenv.IssuerAudience, tenancy.NewJWKSCache(auth.JWKSURL()))
 	app := httptest.NewServer(newHandler(verifier, pool))
 	t.Cleanup(app.Close)
 	call := func(method, path, token, body string) (int, string) {
@@ -106,7 +104,7 @@ func TestNotesIsolation(t *testing.T) {
 		return note
 	}
 
-	aliceToken, bobToken := auth.token(t, alice, acme, "Admin"), auth.token(t, bob, globex, "Admin")
+	aliceToken, bobToken := auth.Token(t, key, alice, acme, "Admin"), auth.Token(t, key, bob, globex, "Admin")
 	if status, body := call(http.MethodGet, "/notes", "", ""); status != http.StatusUnauthorized {
 		t.Fatalf("GET /notes without a token: %d %s, want 401", status, body)
 	}
@@ -129,7 +127,7 @@ func TestNotesIsolation(t *testing.T) {
 	}
 
 	// The token's scope guards the route: a Member has no data:delete.
-	carolToken := auth.token(t, carol, acme, "Member")
+	carolToken := auth.Token(t, key, carol, acme, "Member")
 	if status, body := call(http.MethodDelete, "/notes/"+itoa(roadmap.ID), carolToken, ""); status != http.StatusForbidden ||
 		!strings.Contains(body, "data:delete") {
 		t.Errorf("carol (Member) deleting: %d %s, want 403 naming data:delete", status, body)
@@ -148,7 +146,8 @@ func TestNotesIsolation(t *testing.T) {
 
 	// A request context the database cannot verify shows nothing and writes nothing, even in a
 	// validly signed token.
-	forged := auth.tokenWithContext(t, alice, acme, "Admin", tctx.Key{ID: auth.kid, Secret: []byte("not the context key")})
+	forged := auth.Sign(t, key, key.KID, nil,
+		auth.Claims(t, alice, acme, "Admin", tctx.Key{ID: key.KID, Secret: []byte("not the context key")}))
 	if got := list(forged); len(got) != 0 {
 		t.Errorf("a forged request context sees %v, want nothing", got)
 	}
@@ -176,139 +175,6 @@ func TestNotesIsolation(t *testing.T) {
 	if diff := cmp.Diff(want, audited); diff != "" {
 		t.Errorf("audit rows (-want +got):\n%s", diff)
 	}
-}
-
-// organization makes an organization row as the Organization controller would, and returns its id.
-func organization(ctx context.Context, t *testing.T, pg *db.Postgres, name string) string {
-	t.Helper()
-	org, err := pg.UpsertOrganization(ctx, db.Organization{UID: uuid.NewString(), Name: name, Tier: "Free", Namespace: name}, db.Actor{Name: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return org.ID
-}
-
-// member makes a user with an Active organization-wide membership, and returns the user's id.
-func member(ctx context.Context, t *testing.T, pg *db.Postgres, org, email, role string) string {
-	t.Helper()
-	var id string
-	if err := pg.Pool().QueryRow(ctx, `
-		WITH u AS (INSERT INTO tenancy.users (email) VALUES ($1) RETURNING id)
-		INSERT INTO tenancy.memberships (uid, organization_id, user_id, role, state)
-		SELECT gen_random_uuid(), $2, id, $3, 'Active' FROM u RETURNING user_id`, email, org, role).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-// applicationLogin creates a login role that is a member of tenancy_app and nothing else, as an
-// application's would be, and returns databaseURL rewritten to log in with it.
-func applicationLogin(ctx context.Context, t *testing.T, pg *db.Postgres, databaseURL string) string {
-	t.Helper()
-	role, password := "notes_app_"+randomHex(t, 4), randomHex(t, 16)
-	if _, err := pg.Pool().Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+
-		" LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE tenancy_app PASSWORD '"+password+"'"); err != nil {
-		t.Fatal(err)
-	}
-	// Roles are server-wide: drop it once the pools are closed (cleanups run last-in first-out).
-	serverURL, err := testenv.ServerURL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), serverURL)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(role, password)
-	return u.String()
-}
-
-// issuer does authd's part: an Ed25519 signing key published in a JWKS over HTTP, and the
-// context key of the same id in tenancy.context_keys, which signs the tokens' tctx.
-type issuer struct {
-	url        string
-	kid        string
-	key        signing.Key
-	contextKey tctx.Key
-}
-
-func newIssuer(ctx context.Context, t *testing.T, pg *db.Postgres) *issuer {
-	t.Helper()
-	now := time.Now()
-	key, err := signing.NewKey(signing.EdDSA, now, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.SyncContextKeys(ctx, []db.ContextKey{{KID: key.KID}}, signing.MaxTokenLifetime); err != nil {
-		t.Fatal(err)
-	}
-	i := &issuer{kid: key.KID, key: key, contextKey: tctx.Key{ID: key.KID}}
-	if err := pg.Pool().QueryRow(ctx, "SELECT secret FROM tenancy.context_keys WHERE kid = $1", key.KID).Scan(&i.contextKey.Secret); err != nil {
-		t.Fatal(err)
-	}
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/.well-known/jwks.json" {
-			http.NotFound(w, r)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(signing.JWKS{Keys: []signing.JWK{signing.ToJWK(key.KID, key.Public())}})
-	}))
-	t.Cleanup(jwks.Close)
-	i.url = jwks.URL
-	return i
-}
-
-func (i *issuer) token(t *testing.T, userID, orgID, role string) string {
-	return i.tokenWithContext(t, userID, orgID, role, i.contextKey)
-}
-
-// tokenWithContext signs an access token with the claims authd gives a person's session, its
-// tctx signed with contextKey.
-func (i *issuer) tokenWithContext(t *testing.T, userID, orgID, role string, contextKey tctx.Key) string {
-	t.Helper()
-	now := time.Now()
-	exp := now.Add(15 * time.Minute)
-	requestContext, err := tctx.Sign(contextKey, tctx.Context{UserID: userID, OrgID: orgID, Expires: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims := tenancy.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: i.url, Subject: userID, Audience: jwt.ClaimStrings{"tenancy"},
-			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-			ID: randomHex(t, 16),
-		},
-		ClientID: tenancy.SessionClientID, Org: orgID, Role: role,
-		Scope: strings.Join(tenancy.Permissions(role), " "), TCtx: requestContext,
-	}
-	token := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
-	token.Header["typ"] = tenancy.TokenType
-	token.Header["kid"] = i.kid
-	signed, err := token.SignedString(i.key.Private)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 func itoa(id int64) string { return strconv.FormatInt(id, 10) }

@@ -9,8 +9,6 @@ package image_test
 import (
 	"archive/tar"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +32,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -303,7 +299,7 @@ func runManagerAndAuthd(t *testing.T, binDir string) {
 		"the manager made no Secret %s/%s (its log follows)", operatorNamespace, signing.SecretName)
 	authd := startProcess(t, "authd (from the image)", filepath.Join(binDir, "authd"), dir,
 		"--kubeconfig="+writeKubeconfig(t, suite.AuthdUser, filepath.Join(dir, "authd.kubeconfig")),
-		"--database-url="+authdLogin(t, suite.DatabaseURL), "--namespace="+operatorNamespace,
+		"--database-url="+testenv.CreateLogin(t.Context(), t, suite.DatabaseURL, "image_authd_", "tenancy_authd"), "--namespace="+operatorNamespace,
 		fmt.Sprintf("--listen=127.0.0.1:%d", authdPort), "--metrics-listen=127.0.0.1:0", "--public-url="+authdURL)
 	waitReady(t, g, authd, authdURL+"/readyz")
 }
@@ -343,48 +339,6 @@ func waitReady(t *testing.T, g *WithT, p *testenv.Process, readyURL string) {
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK), "%s: GET %s: %s", p.Name, readyURL, body)
 	}).WithContext(t.Context()).WithTimeout(readyTimeout).WithPolling(250*time.Millisecond).Should(Succeed(),
 		"%s never became ready (its log follows)", p.Name)
-}
-
-// authdLogin creates a login role that is a member of tenancy_authd and nothing else, as a
-// deployment gives authd, and returns databaseURL logging in with it. Roles are server-wide: it
-// is dropped when the test ends, after authd stops.
-func authdLogin(t *testing.T, databaseURL string) string {
-	t.Helper()
-	suffix := make([]byte, 4)
-	password := make([]byte, 16)
-	_, _ = rand.Read(suffix)
-	_, _ = rand.Read(password)
-	role := "image_authd_" + hex.EncodeToString(suffix)
-	conn, err := pgx.Connect(t.Context(), databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(t.Context(), "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+
-		" LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE tenancy_authd PASSWORD '"+hex.EncodeToString(password)+"'"); err != nil {
-		t.Fatalf("creating authd's database login: %v", err)
-	}
-	serverURL, err := testenv.ServerURL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), serverURL)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()); err != nil {
-			t.Errorf("dropping authd's database login %s: %v", role, err)
-		}
-	})
-	u, err := url.Parse(databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(role, hex.EncodeToString(password))
-	return u.String()
 }
 
 // pushAndPull pushes each layout to an in-process registry with the push code of make
