@@ -180,17 +180,13 @@ func importConfig(f importFlags, stdout, stderr io.Writer) (importer.Config, err
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
 		rules.ExplicitPath = f.kubeconfig
 		restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-		switch {
-		case err != nil && (f.apply || f.kubeconfig != ""):
-			return importer.Config{}, fmt.Errorf("reading the kubeconfig: %w", err)
-		case err != nil:
-			// No kubeconfig at all: the report says what was not checked.
-		default:
-			// Hundreds of objects: client-go's default of 5 requests per second would take minutes.
-			restConfig.QPS, restConfig.Burst = 50, 100
-			if cfg.Kube, err = client.New(restConfig, client.Options{}); err != nil {
-				return importer.Config{}, fmt.Errorf("connecting to the cluster: %w (or --no-cluster)", err)
-			}
+		if err != nil {
+			return importer.Config{}, fmt.Errorf("reading the kubeconfig: %w (the import checks the cluster for namespaces and Organizations it must not take over; --no-cluster skips that knowingly)", err)
+		}
+		// Hundreds of objects: client-go's default of 5 requests per second would take minutes.
+		restConfig.QPS, restConfig.Burst = 50, 100
+		if cfg.Kube, err = client.New(restConfig, client.Options{}); err != nil {
+			return importer.Config{}, fmt.Errorf("connecting to the cluster: %w (or --no-cluster)", err)
 		}
 	}
 	return cfg, nil

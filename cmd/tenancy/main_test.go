@@ -28,6 +28,7 @@ func TestImportFlags(t *testing.T) {
 		{"apply without a cluster", []string{"--source-url", "postgres://old", "--database-url", "postgres://new", "--apply", "--no-cluster"}, "--apply and --no-cluster"},
 		{"an argument", []string{"--source-url", "postgres://old", "--dry-run", "extra"}, `unexpected argument "extra"`},
 		{"a wait of nothing", []string{"--source-url", "postgres://old", "--dry-run", "--wait", "0s"}, "--wait: must be positive"},
+		{"no kubeconfig, and no --no-cluster", []string{"--source-url", "postgres://old", "--dry-run", "--kubeconfig", "/nonexistent"}, "--no-cluster skips that knowingly"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -51,8 +52,8 @@ func HashPassword(password string, p PasswordParams) (string, error) {
 const maxBcryptCost = 12
 
 // Bounds of an argon2id hash's parameters: imported hashes choose their own, and each check
-// pays them. They admit OWASP's and the usual libraries' defaults (Django: 100 MiB, 2 passes,
-// 8 lanes; passlib: 64 MiB, 3 passes, 4 lanes).
+// pays them. They admit OWASP's and the usual libraries' defaults (passlib and argon2-cffi:
+// 64 MiB, 3 passes, 4 lanes; libsodium's moderate: 256 MiB is above, and is reported).
 const (
 	maxArgon2MemoryKiB = 128 * 1024
 	maxArgon2Time      = 10
@@ -163,16 +164,36 @@ func checkNewPassword(password string) error {
 	return nil
 }
 
-// verifyPassword and hashPassword run argon2id at most once per core at a time: more at once
-// only adds memory (19 MiB each) and garbage collection, not throughput.
+// hashMemoryBudgetKiB bounds the memory that the argon2id hashes running at once may take
+// together: an imported hash may ask for up to maxArgon2MemoryKiB, and authd runs within a
+// memory limit of its own (512Mi in config/authd).
+const hashMemoryBudgetKiB = maxArgon2MemoryKiB
+
+// verifyPassword and hashPassword run a hash at most once per core at a time (more at once only
+// adds memory and garbage collection, not throughput), and argon2id hashes within
+// hashMemoryBudgetKiB together, so that wrong passwords against imported accounts with costly
+// hashes cannot run authd out of memory.
 func (s *Server) verifyPassword(password, hash string) (ok, outdated bool, err error) {
-	s.hashing <- struct{}{}
-	defer func() { <-s.hashing }()
+	memory := int64(0)
+	if p, _, _, err := parseArgon2(hash); err == nil {
+		memory = int64(p.MemoryKiB)
+	}
+	defer s.holdHashing(memory)()
 	return VerifyPassword(password, hash, s.cfg.Passwords)
 }
 
 func (s *Server) hashPassword(password string) (string, error) {
-	s.hashing <- struct{}{}
-	defer func() { <-s.hashing }()
+	defer s.holdHashing(int64(s.cfg.Passwords.MemoryKiB))()
 	return HashPassword(password, s.cfg.Passwords)
+}
+
+// holdHashing waits for a core and memoryKiB of the budget, and answers the release.
+func (s *Server) holdHashing(memoryKiB int64) func() {
+	memoryKiB = min(memoryKiB, hashMemoryBudgetKiB)
+	s.hashing <- struct{}{}
+	_ = s.hashMemory.Acquire(context.Background(), memoryKiB) // never fails without a deadline
+	return func() {
+		s.hashMemory.Release(memoryKiB)
+		<-s.hashing
+	}
 }

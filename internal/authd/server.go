@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/tenancy-dev/tenancy/internal/authd/web"
 	"github.com/tenancy-dev/tenancy/internal/mail"
@@ -31,8 +32,10 @@ type Server struct {
 	pairs       *backoff
 	keyUse      *keyUseRecorder
 	auditWriter *auditWriter
-	// hashing bounds how many argon2id hashes run at once (see verifyPassword).
-	hashing chan struct{}
+	// hashing and hashMemory bound how many password hashes run at once, and with how much
+	// memory (see verifyPassword).
+	hashing    chan struct{}
+	hashMemory *semaphore.Weighted
 	// dummyHash is checked for unknown users, so that they cost what a real user costs.
 	dummyHash string
 	metrics   *metrics
@@ -60,6 +63,7 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube Kubernetes, log l
 		keyUse:      newKeyUseRecorder(store, log),
 		auditWriter: newAuditWriter(store, log),
 		hashing:     make(chan struct{}, runtime.GOMAXPROCS(0)),
+		hashMemory:  semaphore.NewWeighted(hashMemoryBudgetKiB),
 		dummyHash:   dummy,
 		metrics:     newMetrics(),
 	}

@@ -78,6 +78,10 @@ func (a *applier) apply(ctx context.Context, files []manifestFile, wait time.Dur
 			switch state {
 			case objectCreated:
 				r.Counts.Created++
+			case objectForeign:
+				r.Problems = append(r.Problems, Problem{Row: o.path + ": " + describe(o.obj),
+					Message: "exists and was not made by this import; left as it is"})
+				continue
 			case objectDeletedSince:
 				r.Notes = append(r.Notes, Problem{Row: o.path + ": " + describe(o.obj),
 					Message: "an earlier run created it and it was deleted since; not created again"})
@@ -128,18 +132,14 @@ const (
 	objectThere objectState = iota
 	objectCreated
 	objectDeletedSince
+	objectForeign // exists, without the source's label: someone else's
 )
 
 // createOnce creates obj unless it exists or the ledger says an earlier run created it.
 func (a *applier) createOnce(ctx context.Context, obj *unstructured.Unstructured) (objectState, error) {
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(obj.GroupVersionKind())
-	err := a.c.Get(ctx, client.ObjectKeyFromObject(obj), live)
-	if err == nil {
-		return objectThere, nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return objectThere, err
+	state, err := a.existing(ctx, obj)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return state, err
 	}
 	key := obj.GetNamespace() + "/" + obj.GetName()
 	var known bool
@@ -150,7 +150,9 @@ func (a *applier) createOnce(ctx context.Context, obj *unstructured.Unstructured
 	if known {
 		return objectDeletedSince, nil
 	}
-	if err := a.c.Create(ctx, obj.DeepCopy(), client.FieldOwner(FieldManager)); err != nil {
+	if err := a.c.Create(ctx, obj.DeepCopy(), client.FieldOwner(FieldManager)); apierrors.IsAlreadyExists(err) {
+		return a.existing(ctx, obj) // created meanwhile by someone else
+	} else if err != nil {
 		return objectThere, err
 	}
 	if _, err := a.ledger.Exec(ctx, `INSERT INTO tenancy.import_ledger (source, kind, key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
@@ -158,6 +160,20 @@ func (a *applier) createOnce(ctx context.Context, obj *unstructured.Unstructured
 		return objectCreated, fmt.Errorf("recording %s in the import ledger: %w", describe(obj), err)
 	}
 	return objectCreated, nil
+}
+
+// existing reads obj from the cluster: there (and the import's), someone else's, or a NotFound
+// error.
+func (a *applier) existing(ctx context.Context, obj *unstructured.Unstructured) (objectState, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	if err := a.c.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+		return objectThere, err
+	}
+	if live.GetLabels()[ManagedByLabel] != a.source {
+		return objectForeign, nil
+	}
+	return objectThere, nil
 }
 
 // wait waits until every object is Ready (kstatus Current), or Failed, or timeout passes: it

@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	result.Counts[kindUsers] = users
 	result.Problems = append(result.Problems, problems...)
 	result.Notes = append(result.Notes, notes...)
-	if result.Counts[kindAudit], err = rows.auditRows(ctx, plan.AuditRows); err != nil {
+	if result.Counts[kindAudit], err = rows.auditRows(ctx, plan.AuditRows, cfg.Mapping.Source); err != nil {
 		return nil, bar.fail(err)
 	}
 	if cfg.OutDir != "" {
@@ -187,7 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	keyCounts, keyProblems, err := rows.oldKeys(ctx, plan, cfg.Mapping.Source, func(org *Organization, k APIKey) (liveAPIKey, bool) {
 		live, ok := liveKeys[org.Name+"/"+k.Name]
-		return live, ok
+		return live, ok && live.Project == k.Project
 	})
 	if err != nil {
 		return nil, bar.fail(err)
@@ -201,6 +201,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // readCluster reads the Organizations and namespaces that exist.
 func readCluster(ctx context.Context, c client.Client) (*ClusterState, error) {
 	state := &ClusterState{Namespaces: map[string]bool{}, Organizations: map[string]ImportedObject{}}
+	// readCluster's answers hold at the moment it reads: what is created afterwards, before the
+	// objects are (or, with GitOps, before they are applied), is not seen.
 	var namespaces corev1.NamespaceList
 	if err := c.List(ctx, &namespaces); err != nil {
 		return nil, fmt.Errorf("listing the cluster's namespaces: %w", err)
@@ -216,11 +218,28 @@ func readCluster(ctx context.Context, c client.Client) (*ClusterState, error) {
 	for _, o := range orgs.Items {
 		state.Organizations[o.GetName()] = ImportedObject{Source: o.GetLabels()[ManagedByLabel], RowID: o.GetAnnotations()[tenancyv1.RowIDAnnotation]}
 	}
+	tables := &unstructured.UnstructuredList{}
+	tables.SetGroupVersionKind(tenancyv1.GroupVersion.WithKind("TenantTableList"))
+	if err := c.List(ctx, tables); err != nil {
+		return nil, fmt.Errorf("listing the cluster's TenantTables: %w", err)
+	}
+	state.TenantTables = map[string]string{}
+	for _, t := range tables.Items {
+		schema, _, _ := unstructured.NestedString(t.Object, "spec", "schema")
+		table, _, _ := unstructured.NestedString(t.Object, "spec", "table")
+		if schema == "" {
+			schema = "public" // the CRD's default
+		}
+		state.TenantTables[t.GetName()] = schema + "." + table
+	}
 	return state, nil
 }
 
 // liveAPIKey is an APIKey the source imported, as the cluster has it now.
-type liveAPIKey struct{ UID, Role string }
+type liveAPIKey struct {
+	UID, Role, Project string
+	ExpiresAt          *time.Time
+}
 
 // importedAPIKeys answers the APIKeys the source imported, by namespace/name.
 func importedAPIKeys(ctx context.Context, c client.Client, source string) (map[string]liveAPIKey, error) {
@@ -231,8 +250,18 @@ func importedAPIKeys(ctx context.Context, c client.Client, source string) (map[s
 	}
 	live := map[string]liveAPIKey{}
 	for _, k := range keys.Items {
-		role, _, _ := unstructured.NestedString(k.Object, "spec", "role")
-		live[k.GetNamespace()+"/"+k.GetName()] = liveAPIKey{UID: string(k.GetUID()), Role: role}
+		if k.GetDeletionTimestamp() != nil {
+			continue // its keys are being revoked: an old key written now would outlive it
+		}
+		key := liveAPIKey{UID: string(k.GetUID())}
+		key.Role, _, _ = unstructured.NestedString(k.Object, "spec", "role")
+		key.Project, _, _ = unstructured.NestedString(k.Object, "spec", "project")
+		if expires, _, _ := unstructured.NestedString(k.Object, "status", "expiresAt"); expires != "" {
+			if at, err := time.Parse(time.RFC3339, expires); err == nil {
+				key.ExpiresAt = &at
+			}
+		}
+		live[k.GetNamespace()+"/"+k.GetName()] = key
 	}
 	return live, nil
 }
@@ -351,8 +380,8 @@ func writeReport(cfg Config, r *Result) error {
 		}
 	}
 	if cfg.Kube == nil {
-		fmt.Fprintf(w, "\nNo cluster was reachable: the import could not check for Organizations and namespaces of the same names\n"+
-			"(applying an Organization for an existing namespace adopts it), and old API keys wait for their APIKeys.\n")
+		fmt.Fprintf(w, "\n--no-cluster: the import did not check for Organizations and namespaces of the same names (applying an\n"+
+			"Organization for an existing namespace adopts it), and old API keys wait for their APIKeys.\n")
 	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintf(w, "\nProblems (%d; these rows were not imported as they are, fix the source or the mapping and run again):\n", len(r.Problems))

@@ -224,6 +224,17 @@ func (m Mapping) validate() field.ErrorList {
 	if m.DomainTables.OrganizationColumn == "" {
 		errs = append(errs, field.Required(field.NewPath("domainTables", "organizationColumn"), "the column that names a row's organization"))
 	}
+	// These names go into the SQL the import writes for the application's tables.
+	for path, name := range map[*field.Path]string{
+		field.NewPath("schema"): m.Schema, field.NewPath("domainTables", "organizationColumn"): m.DomainTables.OrganizationColumn,
+	} {
+		if name != "" && !scriptSafe(name) {
+			errs = append(errs, field.Invalid(path, name, "must be printable, without '$' or '\\'"))
+		}
+	}
+	if c := m.DomainTables.ProjectColumn; c != "" && !scriptSafe(c) {
+		errs = append(errs, field.Invalid(field.NewPath("domainTables", "projectColumn"), c, "must be printable, without '$' or '\\'"))
+	}
 	return errs
 }
 

@@ -88,10 +88,11 @@ type User struct {
 
 // AuditRow is one imported audit row.
 type AuditRow struct {
-	ImportID       string
-	At             time.Time
-	Actor          string
-	ActorUserID    string
+	ImportID string
+	At       time.Time
+	Actor    string
+	// ActorSourceID is the old id of the user who acted, when the import takes that user.
+	ActorSourceID  string
 	Action, Target string
 	OrganizationID string
 	Details        map[string]any
@@ -131,6 +132,8 @@ type ClusterState struct {
 	// Organizations are the Organizations that exist, by name: the source that imported each (its
 	// tenancy.dev/imported-from label) and its row id annotation.
 	Organizations map[string]ImportedObject
+	// TenantTables are the TenantTables that exist, by name: the schema.table each is for.
+	TenantTables map[string]string
 }
 
 // ImportedObject is what tells an object an import made from one it did not.
@@ -558,7 +561,7 @@ func (p *planner) auditRows(rows []sourceAuditRow) {
 			row.Actor = p.m.Source
 		}
 		if u, ok := p.users[a.Actor]; ok {
-			row.Actor, row.ActorUserID = u.Email, u.ID
+			row.Actor, row.ActorSourceID = u.Email, u.SourceID
 		}
 		if a.Organization != "" {
 			org, ok := p.orgs[a.Organization]
@@ -579,15 +582,27 @@ func (p *planner) auditRows(rows []sourceAuditRow) {
 
 func (p *planner) tables(tables []sourceTable) {
 	orgCol := p.m.DomainTables.OrganizationColumn
+	tenantTables := map[string]bool{}
 	for _, t := range tables {
-		if !printable(t.Name) {
-			p.problem(fmt.Sprintf("table %q", t.Name), "the name has characters that are not printable; rename the table")
+		if !scriptSafe(t.Name) {
+			p.problem(fmt.Sprintf("table %q", t.Name), "the name has characters the import does not write into SQL (not printable, '$' or '\\'); rename the table")
 			continue
 		}
 		name := slug(strings.ReplaceAll(t.Name, "_", "-"), 63)
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 || name == "" {
 			name = "table-" + slug(fmt.Sprintf("%x", sha256.Sum256([]byte(t.Name))), 8)
 		}
+		// Two tables whose names differ only in case or '_' and '-', or a TenantTable of another
+		// table in the cluster, must not share a TenantTable: one of the tables would get no policy.
+		name = uniqueName(name, t.Name, func(n string) bool {
+			if c := p.opts.Cluster; c != nil {
+				if other, ok := c.TenantTables[n]; ok && other != p.m.Schema+"."+t.Name {
+					return true
+				}
+			}
+			return tenantTables[n]
+		})
+		tenantTables[name] = true
 		proposal := TableProposal{Table: t.Name, TenantTable: name, ProjectColumn: t.ProjectColumn}
 		switch {
 		case t.OrganizationColumn != "":
@@ -607,15 +622,16 @@ func (p *planner) tables(tables []sourceTable) {
 	}
 }
 
-// printable reports whether s has only printable characters: names go into SQL comments and
-// file names.
-func printable(s string) bool {
+// scriptSafe reports whether a name may go into the psql script the import writes: only
+// printable characters, and neither '$' (which could end a dollar-quoted body) nor '\' (a psql
+// meta-command). Quoting does the rest.
+func scriptSafe(s string) bool {
 	for _, r := range s {
-		if !unicode.IsPrint(r) {
+		if !unicode.IsPrint(r) || r == '$' || r == '\\' {
 			return false
 		}
 	}
-	return true
+	return s != ""
 }
 
 // quotas reports organizations whose tier would refuse what the import writes into them.

@@ -240,7 +240,10 @@ func TestPlanRefusesWhatIsNotItsToTake(t *testing.T) {
 		Users: []sourceUser{{ID: "10", Email: "a@example.com", PasswordHash: "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"}},
 		APIKeys: []sourceAPIKey{{ID: "20", Organization: "3", Name: "a", Role: "member", Hash: sha256Hex("same")},
 			{ID: "21", Organization: "3", Name: "b", Role: "member", Hash: sha256Hex("same")}},
-		Tables: []sourceTable{{Name: "evil\nDROP TABLE x; --", OrganizationColumn: "organization_id"}},
+		Tables: []sourceTable{{Name: "evil\nDROP TABLE x; --", OrganizationColumn: "organization_id"},
+			{Name: "a$left$ \\! id #", OrganizationColumn: "organization_id"},
+			{Name: "user_notes", OrganizationColumn: "organization_id"}, {Name: "user-notes", OrganizationColumn: "organization_id"},
+			{Name: "orders", OrganizationColumn: "organization_id"}, {Name: "agents", OrganizationColumn: "organization_id"}},
 	}
 	m := DefaultMapping()
 	cluster := &ClusterState{
@@ -249,6 +252,7 @@ func TestPlanRefusesWhatIsNotItsToTake(t *testing.T) {
 			"taken": {Source: "someone-else", RowID: rowID(m.Source, "organizations", "2")},
 			"ours":  {Source: m.Source, RowID: rowID(m.Source, "organizations", "3")},
 		},
+		TenantTables: map[string]string{"orders": "billing.orders", "agents": "public.agents"},
 	}
 	plan := newPlan(data, m, Options{Now: time.Now(), OldKeysUntil: time.Now().AddDate(0, 1, 0), Cluster: cluster, AdoptNamespaces: []string{"adopted"}})
 	var problems []string
@@ -261,7 +265,8 @@ func TestPlanRefusesWhatIsNotItsToTake(t *testing.T) {
 		"users id=10: password hash: argon2id memory 4194304 KiB is outside 8 KiB per lane to 131072 KiB; the user is imported without a password and sets one with a reset",
 		"api_keys id=20: the hash is also the hash of api_keys id=21: neither old key can be told apart, so neither is imported; only the new APIKey ours/a replaces it",
 		"api_keys id=21: the hash is also the hash of api_keys id=20: neither old key can be told apart, so neither is imported; only the new APIKey ours/b replaces it",
-		`table "evil\nDROP TABLE x; --": the name has characters that are not printable; rename the table`,
+		`table "evil\nDROP TABLE x; --": the name has characters the import does not write into SQL (not printable, '$' or '\'); rename the table`,
+		`table "a$left$ \\! id #": the name has characters the import does not write into SQL (not printable, '$' or '\'); rename the table`,
 	}
 	if diff := cmp.Diff(want, problems); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
@@ -278,4 +283,20 @@ func TestPlanRefusesWhatIsNotItsToTake(t *testing.T) {
 			t.Errorf("an old key whose hash another has is imported: %+v", k)
 		}
 	}
+	// Each table gets a TenantTable of its own: not one of another table in the cluster (orders
+	// is billing's), not one another table of the import gets; agents' own exists already.
+	tenantTables := map[string]string{}
+	for _, t := range plan.Tables {
+		tenantTables[t.Table] = t.TenantTable
+	}
+	want2 := map[string]string{"user_notes": "user-notes", "user-notes": "user-notes-" + suffixOf("user-notes"),
+		"orders": "orders-" + suffixOf("orders"), "agents": "agents"}
+	if diff := cmp.Diff(want2, tenantTables); diff != "" {
+		t.Errorf("TenantTables (-want +got):\n%s", diff)
+	}
+}
+
+func suffixOf(seed string) string {
+	sum := sha256.Sum256([]byte(seed))
+	return hex.EncodeToString(sum[:])[:6]
 }

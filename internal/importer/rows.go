@@ -151,8 +151,12 @@ func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, apiK
 			return nil
 		}
 		var n int
+		expires := k.OldKeyExpires
+		if owner.ExpiresAt != nil && owner.ExpiresAt.Before(expires) {
+			expires = *owner.ExpiresAt
+		}
 		if err := tx.QueryRow(ctx, insertOldKeySQL, owner.UID, k.Name, project, k.OldKeyID, k.OldKeyHash, lowerRole(k.Role, owner.Role),
-			k.OldKeyExpires, org.RowID, w.actor, source).Scan(&n); err != nil {
+			expires, org.RowID, w.actor, source).Scan(&n); err != nil {
 			return fmt.Errorf("old API key %s: %w", k.OldKeyID, err)
 		}
 		if n == 1 {
@@ -177,22 +181,27 @@ func (w *rowWriter) oldKeys(ctx context.Context, plan *Plan, source string, apiK
 	return c, problems, err
 }
 
+// insertAuditSQL writes old audit rows; a row's actor_user_id is the person's only when an import
+// of this source created that account (the ledger), never an account someone else registered
+// under the address, who could then read the rows in their account's export.
 const insertAuditSQL = `
 INSERT INTO tenancy.audit_log (at, actor, actor_user_id, action, target, organization_id, details)
 SELECT r.at, r.actor, u.id, r.action, r.target, r.organization_id, r.details
-FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[])
-     AS r (at, actor, action, target, organization_id, details)
-LEFT JOIN tenancy.users u ON u.email = r.actor
+FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[], $7::text[])
+     AS r (at, actor, action, target, organization_id, details, actor_source_id)
+LEFT JOIN tenancy.import_ledger l ON l.source = $8 AND l.kind = 'users' AND l.key = r.actor_source_id
+LEFT JOIN tenancy.users u ON u.email = r.actor AND l.key IS NOT NULL
 ON CONFLICT ((details ->> 'importID')) WHERE details ? 'importID' DO NOTHING`
 
 // auditRows writes the old audit rows with their times and actors, each once.
-func (w *rowWriter) auditRows(ctx context.Context, rows []AuditRow) (Counts, error) {
+func (w *rowWriter) auditRows(ctx context.Context, rows []AuditRow, source string) (Counts, error) {
 	var c Counts
 	for start := 0; start < len(rows); start += batchSize {
 		end := min(start+batchSize, len(rows))
 		cols := struct {
 			at                    []time.Time
 			actor, action, target []string
+			actorSourceID         []string
 			organization, details []*string
 		}{}
 		for _, r := range rows[start:end] {
@@ -203,6 +212,7 @@ func (w *rowWriter) auditRows(ctx context.Context, rows []AuditRow) (Counts, err
 			d := string(details)
 			cols.at = append(cols.at, r.At)
 			cols.actor = append(cols.actor, r.Actor)
+			cols.actorSourceID = append(cols.actorSourceID, r.ActorSourceID)
 			cols.action = append(cols.action, r.Action)
 			cols.target = append(cols.target, r.Target)
 			cols.details = append(cols.details, &d)
@@ -213,7 +223,8 @@ func (w *rowWriter) auditRows(ctx context.Context, rows []AuditRow) (Counts, err
 			}
 			cols.organization = append(cols.organization, org)
 		}
-		tag, err := w.conn.Exec(ctx, insertAuditSQL, cols.at, cols.actor, cols.action, cols.target, cols.organization, cols.details)
+		tag, err := w.conn.Exec(ctx, insertAuditSQL, cols.at, cols.actor, cols.action, cols.target, cols.organization, cols.details,
+			cols.actorSourceID, source)
 		if err != nil {
 			return c, fmt.Errorf("audit rows %s…: %w", rows[start].ImportID, err)
 		}

@@ -349,7 +349,8 @@ func (r *reader) describeTable(ctx context.Context, t *sourceTable) error {
 	}
 	var fk foreignKey
 	_, err = pgx.ForEachRow(rows, []any{&fk.Column, &fk.ParentTable, &fk.ParentColumn}, func() error {
-		if t.Parent == nil && r.columns[fk.ParentTable][r.m.DomainTables.OrganizationColumn] == "uuid" {
+		if t.Parent == nil && r.columns[fk.ParentTable][r.m.DomainTables.OrganizationColumn] == "uuid" &&
+			scriptSafe(fk.Column) && scriptSafe(fk.ParentTable) && scriptSafe(fk.ParentColumn) {
 			parent := fk
 			t.Parent = &parent
 		}

@@ -14,8 +14,8 @@ import (
 // order docs/rls-guide.md ("Bringing an existing table under RLS") explains. No step holds a lock
 // that blocks the application for longer than a catalog change: every lock is waited for at most
 // 5 seconds, and the script stops at the first error (a timeout included), so that running it
-// again goes on from there. Names appear only quoted (planner.tables refuses names that are not
-// printable).
+// again goes on from there. Names appear only quoted, and none has a character that could end
+// a comment, a dollar quote or a quoted name for psql (scriptSafe).
 func missingColumnSQL(schema string, t sourceTable, orgCol, tenantTable string) string {
 	table := pgx.Identifier{schema, t.Name}.Sanitize()
 	col := pgx.Identifier{orgCol}.Sanitize()
@@ -65,7 +65,11 @@ func missingColumnSQL(schema string, t sourceTable, orgCol, tenantTable string) 
 		b.WriteString("-- 2. No foreign key of this table leads to a table with the column, so the import cannot\n")
 		b.WriteString("--    tell where a row's organization comes from: make the application write the column on\n")
 		b.WriteString("--    insert, then backfill the existing rows in batches of a few thousand, each committed on\n")
-		b.WriteString("--    its own. Step 3 refuses to go on while a row has none.\n\n")
+		b.WriteString("--    its own. Until then the script stops here: the NOT NULL of step 3 would refuse the\n")
+		b.WriteString("--    application's inserts. Then run it again with -v ready=1.\n")
+		b.WriteString("\\if :{?ready}\n\\else\n")
+		w("\\echo 'Step 1 done. Make the application write the column and backfill it, then run this again with psql -v ready=1.'\n")
+		b.WriteString("\\quit\n\\endif\n\n")
 	}
 	check := pgx.Identifier{name("nn")}.Sanitize()
 	b.WriteString("-- 3. NOT NULL without a long lock: first make sure no row is left without an organization\n")
