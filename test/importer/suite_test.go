@@ -5,10 +5,8 @@
 package importer_test
 
 import (
-	"context"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/authd"
+	"github.com/tenancy-dev/tenancy/internal/authd/authdtest"
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
@@ -104,15 +103,6 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 // in once, and each sign-in rehashes.
 func startAuthd(listener net.Listener, suite *testenv.Suite) {
 	GinkgoHelper()
-	ctx, cancel := context.WithCancel(context.Background())
-	store, err := authd.OpenStore(ctx, databaseURL, "tenancy_authd")
-	Expect(err).NotTo(HaveOccurred())
-	authdCfg := suite.AuthdUser.Config()
-	kube, err := client.New(authdCfg, client.Options{Scheme: suite.Scheme})
-	Expect(err).NotTo(HaveOccurred())
-	asCaller, err := authd.NewCallerClient(authdCfg, suite.Scheme, kube.RESTMapper())
-	Expect(err).NotTo(HaveOccurred())
-	keys := &authd.KeySource{Reader: kube, Namespace: operatorNamespace, Interval: 200 * time.Millisecond}
 	conf := authd.Config{
 		Issuer: authdURL, PublicURL: authdURL, Audience: "tenancy", AccessTokenTTL: 15 * time.Minute,
 		RefreshTokenTTL: time.Hour, SessionLifetime: 24 * time.Hour, RefreshReuseInterval: 10 * time.Second,
@@ -121,18 +111,10 @@ func startAuthd(listener net.Listener, suite *testenv.Suite) {
 		Throttle: authd.ThrottleConfig{AddressBurst: 10000, AddressInterval: time.Millisecond,
 			AccountFreeFailures: 100, AccountDelay: time.Millisecond, AccountMaxDelay: 10 * time.Millisecond},
 	}
-	server, err := authd.NewServer(conf, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, GinkgoLogr)
+	stop, err := authdtest.Serve(listener, authdtest.Options{Config: conf, DatabaseURL: databaseURL, Kube: suite.AuthdUser.Config(),
+		Scheme: suite.Scheme, SigningKeysNamespace: operatorNamespace, Log: GinkgoLogr})
 	Expect(err).NotTo(HaveOccurred())
-	ts := &httptest.Server{Listener: listener, Config: &http.Server{Handler: server.Handler()}}
-	ts.Start()
-	done := make(chan struct{})
-	go func() { server.Run(ctx); close(done) }()
-	DeferCleanup(func() {
-		cancel()
-		<-done
-		ts.Close()
-		store.Close()
-	})
+	DeferCleanup(stop)
 	Eventually(func() (int, error) {
 		resp, err := http.Get(authdURL + "/readyz")
 		if err != nil {

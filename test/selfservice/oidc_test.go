@@ -158,8 +158,11 @@ var _ = Describe("Support acting as a person (token exchange)", func() {
 		Expect(do(http.MethodGet, "/auth/me", r.Body["access_token"].(string), nil).StatusCode).To(Equal(http.StatusUnauthorized),
 			"the person's own account pages and API are not the support's")
 
-		Expect(auditRows(ctx, "action = 'token.impersonated' AND target = $1 AND details->>'reason' = $2", "user/"+t.member,
-			"ticket 4711: cannot see their notes")).To(ConsistOf(platformAdminUsername + " token.impersonated user/" + t.member))
+		// authd writes audit rows in batches, a moment after the answer.
+		Eventually(func() []string {
+			return auditRows(ctx, "action = 'token.impersonated' AND target = $1 AND details->>'reason' = $2", "user/"+t.member,
+				"ticket 4711: cannot see their notes")
+		}).WithContext(ctx).Should(ConsistOf(platformAdminUsername + " token.impersonated user/" + t.member))
 		msg := mailpit.WaitForMessage(GinkgoT(), ctx, t.owner, "Support is acting as "+t.member)
 		detail, err := mailpit.Message(ctx, msg.ID)
 		Expect(err).NotTo(HaveOccurred())

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -36,6 +35,7 @@ import (
 	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 	"github.com/tenancy-dev/tenancy/controllers"
 	"github.com/tenancy-dev/tenancy/internal/authd"
+	"github.com/tenancy-dev/tenancy/internal/authd/authdtest"
 	"github.com/tenancy-dev/tenancy/internal/db"
 	"github.com/tenancy-dev/tenancy/internal/signing"
 	"github.com/tenancy-dev/tenancy/internal/testenv"
@@ -134,26 +134,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 // with authd's own identity and RBAC.
 func startAuthd(listener net.Listener, conf authd.Config, databaseURL string) {
 	GinkgoHelper()
-	ctx, cancel := context.WithCancel(context.Background())
-	store, err := authd.OpenStore(ctx, databaseURL, "tenancy_authd")
+	stop, err := authdtest.Serve(listener, authdtest.Options{Config: conf, DatabaseURL: databaseURL, Kube: authdCfg,
+		Scheme: testScheme, SigningKeysNamespace: operatorNamespace, Log: GinkgoLogr})
 	Expect(err).NotTo(HaveOccurred())
-	kube, err := client.New(authdCfg, client.Options{Scheme: testScheme})
-	Expect(err).NotTo(HaveOccurred())
-	asCaller, err := authd.NewCallerClient(authdCfg, testScheme, kube.RESTMapper())
-	Expect(err).NotTo(HaveOccurred())
-	keys := &authd.KeySource{Reader: kube, Namespace: operatorNamespace, Interval: 200 * time.Millisecond}
-	server, err := authd.NewServer(conf, store, keys, authd.Kubernetes{Client: kube, AsCaller: asCaller}, GinkgoLogr)
-	Expect(err).NotTo(HaveOccurred())
-	ts := &httptest.Server{Listener: listener, Config: &http.Server{Handler: server.Handler()}}
-	ts.Start()
-	done := make(chan struct{})
-	go func() { server.Run(ctx); close(done) }()
-	DeferCleanup(func() {
-		cancel()
-		<-done
-		ts.Close()
-		store.Close()
-	})
+	DeferCleanup(stop)
 }
 
 var nameCounter atomic.Int64
