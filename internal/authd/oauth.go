@@ -1,10 +1,11 @@
 package authd
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/tenancy-dev/tenancy/internal/apikey"
 	"github.com/tenancy-dev/tenancy/pkg/tenancy"
@@ -70,7 +71,12 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, http.StatusUnauthorized, "invalid_client", "the client_id or client_secret is wrong, or the key is revoked or expired")
 	}
-	key, found, err := s.apiKeyFor(r.Context(), id, secret)
+	key, found, err := s.apiKeyFor(r, id, secret)
+	var guesses *tooManyKeyGuesses
+	if errors.As(err, &guesses) {
+		s.answerError(w, r, slowDown(w, guesses.wait))
+		return
+	}
 	if err != nil {
 		s.failed(w, r, err)
 		return
@@ -98,23 +104,40 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request) {
 // apiKeyFor finds the working key that id and secret present: a Tenancy key, whose id must be
 // the one in the key, or a key imported from the system Tenancy replaced (tenancy import), which
 // has another shape: its id is the one the import gave it, or empty for clients that only ever
-// knew the key, and it works until the date the import set.
-func (s *Server) apiKeyFor(ctx context.Context, id, secret string) (apiKey, bool, error) {
+// knew the key, and it works until the date the import set. Imported keys may be short enough
+// to guess, so a client address that misses with keys of that shape is slowed down like failed
+// logins of one account (*tooManyKeyGuesses says how long to wait).
+func (s *Server) apiKeyFor(r *http.Request, id, secret string) (apiKey, bool, error) {
 	keyID, err := apikey.Parse(secret)
 	if err == nil {
 		if keyID != id {
 			return apiKey{}, false, nil
 		}
-		return s.store.apiKeyByHash(ctx, apikey.Hash(secret), false)
+		return s.store.apiKeyByHash(r.Context(), apikey.Hash(secret), false)
 	}
 	if secret == "" || len(secret) > maxImportedKeyLength {
 		return apiKey{}, false, nil
 	}
-	key, found, err := s.store.apiKeyByHash(ctx, apikey.Hash(secret), true)
-	if err != nil || !found || (id != "" && id != key.KeyID) {
+	address, now := s.clientOf(r).Address, time.Now()
+	if wait := s.keyGuesses.wait(address, now); wait > 0 {
+		return apiKey{}, false, &tooManyKeyGuesses{wait: wait}
+	}
+	key, found, err := s.store.apiKeyByHash(r.Context(), apikey.Hash(secret), true)
+	if err != nil {
 		return apiKey{}, false, err
 	}
+	if !found || (id != "" && id != key.KeyID) {
+		s.keyGuesses.fail(address, now)
+		return apiKey{}, false, nil
+	}
 	return key, true, nil
+}
+
+// tooManyKeyGuesses refuses a key of another shape from an address that missed too often.
+type tooManyKeyGuesses struct{ wait time.Duration }
+
+func (e *tooManyKeyGuesses) Error() string {
+	return fmt.Sprintf("too many unknown keys from this address; retry in %d seconds", retryAfterSeconds(e.wait))
 }
 
 // maxImportedKeyLength bounds what is hashed for a key of another shape.
@@ -193,7 +216,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 // an organization — and returns the caller's organization.
 func (s *Server) introspectionCaller(r *http.Request) (string, bool) {
 	if id, secret, ok := r.BasicAuth(); ok {
-		key, found, err := s.apiKeyFor(r.Context(), id, secret)
+		key, found, err := s.apiKeyFor(r, id, secret)
 		return key.OrgID, err == nil && found
 	}
 	claims, ok := s.bearer(r)

@@ -2,6 +2,7 @@ package authd_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -308,6 +309,28 @@ var _ = Describe("Login throttling", func() {
 		Expect(codes[11]).To(Equal(http.StatusTooManyRequests))
 		Expect(loginFrom("203.0.113.20", "ingrid@example.com", password, first.Name).StatusCode).
 			To(Equal(http.StatusTooManyRequests), "the same account's login from that address waits too")
+	})
+
+	It("slows down an address that guesses at keys of another shape (imported keys may be short)", func() {
+		trade := func(address, secret string) response {
+			form := url.Values{"grant_type": {"client_credentials"}, "client_secret": {secret}}
+			req, err := http.NewRequest(http.MethodPost, base+"/oauth2/token", strings.NewReader(form.Encode()))
+			Expect(err).NotTo(HaveOccurred())
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", address)
+			return do(req)
+		}
+		var codes []int
+		for i := range 12 {
+			codes = append(codes, trade("203.0.113.30", fmt.Sprintf("sk_live_guess%d", i)).StatusCode)
+		}
+		// Ten free misses, an eleventh that starts the wait, and a twelfth that waits.
+		Expect(codes[:11]).To(HaveEach(http.StatusUnauthorized))
+		Expect(codes[11]).To(Equal(http.StatusTooManyRequests))
+		slowed := trade("203.0.113.30", "sk_live_another")
+		Expect(slowed.Body["error"]).To(Equal("slow_down"))
+		Expect(slowed.Header.Get("Retry-After")).To(MatchRegexp(`^[0-9]+$`))
+		Expect(trade("198.51.100.30", "sk_live_guess").StatusCode).To(Equal(http.StatusUnauthorized), "another address is not slowed down")
 	})
 })
 

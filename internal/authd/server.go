@@ -27,9 +27,13 @@ type Server struct {
 
 	// addresses limits password attempts per client address; accounts and pairs slow down
 	// failures per account, and per account and address (see beginPasswordAttempt).
-	addresses   *throttle
-	accounts    *backoff
-	pairs       *backoff
+	addresses *throttle
+	accounts  *backoff
+	pairs     *backoff
+	// keyGuesses slows down a client address that presents keys of another shape than Tenancy's
+	// (imported keys, which may be short) and misses; a client that presents valid ones never
+	// waits.
+	keyGuesses  *backoff
 	keyUse      *keyUseRecorder
 	auditWriter *auditWriter
 	// hashing and hashMemory bound how many password hashes run at once, and with how much
@@ -60,6 +64,7 @@ func NewServer(cfg Config, store *Store, keys *KeySource, kube Kubernetes, log l
 		addresses:   newThrottle(cfg.Throttle.AddressInterval, cfg.Throttle.AddressBurst),
 		accounts:    newBackoff(cfg.Throttle.AccountFreeFailures, cfg.Throttle.AccountDelay, cfg.Throttle.AccountMaxDelay),
 		pairs:       newBackoff(cfg.Throttle.AccountFreeFailures, cfg.Throttle.AccountDelay, cfg.Throttle.AccountMaxDelay),
+		keyGuesses:  newBackoff(cfg.Throttle.AccountFreeFailures, cfg.Throttle.AccountDelay, cfg.Throttle.AccountMaxDelay),
 		keyUse:      newKeyUseRecorder(store, log),
 		auditWriter: newAuditWriter(store, log),
 		hashing:     make(chan struct{}, runtime.GOMAXPROCS(0)),
@@ -104,6 +109,7 @@ func (s *Server) Run(ctx context.Context) {
 			s.addresses.forgetIdle()
 			s.accounts.forgetIdle(time.Now())
 			s.pairs.forgetIdle(time.Now())
+			s.keyGuesses.forgetIdle(time.Now())
 		}
 	}
 }
