@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tenancy-dev/tenancy/internal/kubelogin"
+	"github.com/tenancy-dev/tenancy/internal/loopback"
 	"github.com/tenancy-dev/tenancy/internal/version"
 )
 
@@ -112,7 +113,7 @@ func parseArgs(args []string, getenv func(string) string, out io.Writer) (config
 	switch {
 	case o.Issuer == "":
 		return config{}, errors.New("--issuer: required (authd's issuer URL, e.g. https://auth.example.com)")
-	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || !kubelogin.IsLoopback(u.Hostname()))):
+	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || !loopback.Host(u.Hostname()))):
 		return config{}, fmt.Errorf("--issuer: %q is not an https URL (http only on localhost)", o.Issuer)
 	case o.ClientID == "":
 		return config{}, errors.New("--client-id: required (the OAuthClient kubectl signs in with, e.g. kubectl.tenancy-system)")

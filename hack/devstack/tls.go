@@ -10,12 +10,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/webhookcert"
 )
 
 const (
@@ -50,17 +51,26 @@ func ensureTLS(dir string, now time.Time) (devTLS, bool, error) {
 		if ca, caKey, err = newDevCA(now); err != nil {
 			return t, false, err
 		}
-		if err := writePEM(t.CAFile, ca.Raw, caKeyFile, caKey); err != nil {
+		keyDER, err := x509.MarshalECPrivateKey(caKey)
+		if err != nil {
+			return t, false, err
+		}
+		if err := writePair(t.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}),
+			caKeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
 			return t, false, err
 		}
 	}
 	t.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	if renewed || !servingUsable(t.CertFile, t.KeyFile, ca, now) {
-		cert, key, err := newServingCert(ca, caKey, now)
-		if err != nil {
-			return t, false, err
+		notAfter := now.Add(devCertLifetime)
+		if ca.NotAfter.Before(notAfter) {
+			notAfter = ca.NotAfter // authd's certificate ends with the CA at the latest
 		}
-		if err := writePEM(t.CertFile, cert, t.KeyFile, key); err != nil {
+		certPEM, keyPEM, err := webhookcert.NewServingCert(ca, caKey, "localhost", devHosts, now, notAfter)
+		if err != nil {
+			return t, false, fmt.Errorf("signing authd's certificate: %w", err)
+		}
+		if err := writePair(t.CertFile, certPEM, t.KeyFile, keyPEM); err != nil {
 			return t, false, err
 		}
 	}
@@ -123,7 +133,7 @@ func newDevCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 		return nil, nil, err
 	}
 	template := &x509.Certificate{
-		SerialNumber:                serial(),
+		SerialNumber:                webhookcert.SerialNumber(),
 		Subject:                     pkix.Name{Organization: []string{"Tenancy make dev"}, CommonName: "Tenancy dev CA"},
 		NotBefore:                   now.Add(-time.Hour),
 		NotAfter:                    now.Add(devCertLifetime),
@@ -146,52 +156,11 @@ func newDevCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	return ca, key, err
 }
 
-// newServingCert makes authd's certificate for devHosts, signed by ca and ending with it at the
-// latest.
-func newServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	notAfter := now.Add(devCertLifetime)
-	if ca.NotAfter.Before(notAfter) {
-		notAfter = ca.NotAfter
-	}
-	template := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range devHosts {
-		if ip := net.ParseIP(h); ip != nil {
-			template.IPAddresses = append(template.IPAddresses, ip)
-		} else {
-			template.DNSNames = append(template.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("signing authd's certificate: %w", err)
-	}
-	return der, key, nil
-}
-
-// writePEM writes a certificate (readable by all) and its private key (by the owner only).
-func writePEM(certFile string, der []byte, keyFile string, key *ecdsa.PrivateKey) error {
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
+// writePair writes a certificate (readable by all) and its private key (by the owner only), both
+// in PEM.
+func writePair(certFile string, certPEM []byte, keyFile string, keyPEM []byte) error {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
+	return os.WriteFile(certFile, certPEM, 0o644)
 }

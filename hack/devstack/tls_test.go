@@ -3,16 +3,14 @@ package main
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tenancy-dev/tenancy/internal/webhookcert"
 )
 
 // TestEnsureTLS: the first run makes a CA and authd's certificate for every loopback name; later
@@ -97,24 +95,12 @@ func TestDevCAVouchesOnlyForLoopback(t *testing.T) {
 
 func signFor(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, host string, now time.Time) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, _, err := webhookcert.NewServingCert(ca, caKey, host, []string{host}, now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	template := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: host}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		template.IPAddresses = append(template.IPAddresses, ip)
-	} else {
-		template.DNSNames = []string{host}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	block, _ := pem.Decode(certPEM)
+	return block.Bytes
 }
 
 // writeForeignCert replaces authd's pair with one for host under the same CA.
@@ -124,19 +110,11 @@ func writeForeignCert(t *testing.T, dir string, files devTLS, host string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := webhookcert.NewServingCert(ca, caKey, host, []string{host}, time.Now(), ca.NotAfter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	template := &x509.Certificate{
-		SerialNumber: serial(), DNSNames: []string{host}, NotBefore: ca.NotBefore, NotAfter: ca.NotAfter,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writePEM(files.CertFile, der, files.KeyFile, key); err != nil {
+	if err := writePair(files.CertFile, certPEM, files.KeyFile, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,13 +3,14 @@ package authd
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenancy-dev/tenancy/internal/loopback"
 )
 
 // The OAuth clients that OAuthClient objects register (the manager writes their rows; authd only
@@ -55,12 +56,12 @@ func registeredURI(registered []string, uri string) bool {
 		return true
 	}
 	got, err := url.Parse(uri)
-	if err != nil || got.Scheme != "http" || !isLoopback(got.Hostname()) {
+	if err != nil || got.Scheme != "http" || !loopback.Host(got.Hostname()) {
 		return false
 	}
 	for _, r := range registered {
 		want, err := url.Parse(r)
-		if err != nil || want.Scheme != "http" || !isLoopback(want.Hostname()) {
+		if err != nil || want.Scheme != "http" || !loopback.Host(want.Hostname()) {
 			continue
 		}
 		if want.Hostname() == got.Hostname() && want.EscapedPath() == got.EscapedPath() && want.RawQuery == got.RawQuery &&
@@ -69,15 +70,6 @@ func registeredURI(registered []string, uri string) bool {
 		}
 	}
 	return false
-}
-
-// isLoopback: 127.0.0.1, ::1 or localhost.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // errUnknownClient is a client_id no OAuthClient has (or one deleted meanwhile).

@@ -78,9 +78,15 @@ func VerifyPassword(password, encoded string, want PasswordParams) (ok, outdated
 	if err != nil {
 		return false, false, err
 	}
+	ok, outdated = verifyArgon2(password, p, salt, hash, want)
+	return ok, outdated, nil
+}
+
+// verifyArgon2 checks password against a parsed argon2id hash.
+func verifyArgon2(password string, p PasswordParams, salt, hash []byte, want PasswordParams) (ok, outdated bool) {
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(hash)))
 	outdated = p.MemoryKiB < want.MemoryKiB || p.Time < want.Time || p.Threads < want.Threads
-	return subtle.ConstantTimeCompare(got, hash) == 1, outdated, nil
+	return subtle.ConstantTimeCompare(got, hash) == 1, outdated
 }
 
 // parseArgon2 reads an argon2id PHC string whose parameters are within the bounds above.
@@ -173,13 +179,18 @@ const hashMemoryBudgetKiB = maxArgon2MemoryKiB
 // adds memory and garbage collection, not throughput), and argon2id hashes within
 // hashMemoryBudgetKiB together, so that wrong passwords against imported accounts with costly
 // hashes cannot run authd out of memory.
-func (s *Server) verifyPassword(password, hash string) (ok, outdated bool, err error) {
-	memory := int64(0)
-	if p, _, _, err := parseArgon2(hash); err == nil {
-		memory = int64(p.MemoryKiB)
+func (s *Server) verifyPassword(password, encoded string) (ok, outdated bool, err error) {
+	if IsBcryptHash(encoded) {
+		defer s.holdHashing(0)()
+		return verifyBcrypt(password, encoded)
 	}
-	defer s.holdHashing(memory)()
-	return VerifyPassword(password, hash, s.cfg.Passwords)
+	p, salt, hash, err := parseArgon2(encoded)
+	if err != nil {
+		return false, false, err
+	}
+	defer s.holdHashing(int64(p.MemoryKiB))()
+	ok, outdated = verifyArgon2(password, p, salt, hash, s.cfg.Passwords)
+	return ok, outdated, nil
 }
 
 func (s *Server) hashPassword(password string) (string, error) {

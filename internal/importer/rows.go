@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	tenancyv1 "github.com/tenancy-dev/tenancy/api/v1alpha1"
 )
 
 // batchSize is how many rows go in one transaction: an interrupted import keeps what it committed
@@ -259,11 +261,9 @@ func (w *rowWriter) batches(ctx context.Context, kind string, total int, write f
 	return nil
 }
 
-// lowerRole is the lower of two roles (Viewer < Member < Admin < Owner); an empty one does not
-// count.
+// lowerRole is the lower of two roles; an empty one does not count.
 func lowerRole(a, b string) string {
-	rank := map[string]int{"Viewer": 1, "Member": 2, "Admin": 3, "Owner": 4}
-	if rank[b] != 0 && rank[b] < rank[a] {
+	if b != "" && tenancyv1.Role(a).AtLeast(tenancyv1.Role(b)) {
 		return b
 	}
 	return a

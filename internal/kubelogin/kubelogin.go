@@ -19,6 +19,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
+
+	"github.com/tenancy-dev/tenancy/internal/loopback"
 )
 
 // Options say where and how to sign in, and where to keep the tokens.
@@ -194,7 +196,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.ListenAddress = "127.0.0.1:0"
 	}
 	host, _, err := net.SplitHostPort(o.ListenAddress)
-	if err != nil || !IsLoopback(host) {
+	if err != nil || !loopback.Host(host) {
 		return o, fmt.Errorf("the listen address %q is not a loopback address such as 127.0.0.1:0", o.ListenAddress)
 	}
 	if o.Timeout <= 0 {
@@ -206,12 +208,6 @@ func (o Options) withDefaults() (Options, error) {
 // say writes a line for the person to o.Prompt; there is nothing to do when that fails.
 func (o Options) say(format string, args ...any) {
 	_, _ = fmt.Fprintf(o.Prompt, format, args...)
-}
-
-// IsLoopback reports whether host is localhost or a loopback IP address.
-func IsLoopback(host string) bool {
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // provider is the issuer as its discovery document describes it.

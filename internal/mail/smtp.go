@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+
+	"github.com/tenancy-dev/tenancy/internal/loopback"
 )
 
 // TLSMode is how the connection to the SMTP server is protected.
@@ -87,7 +89,7 @@ func ParseSMTPURL(raw, from string) (SMTPConfig, error) {
 	if u.User != nil {
 		c.Username = u.User.Username()
 		c.Password, _ = u.User.Password()
-		if c.TLS != ImplicitTLS && c.TLS != StartTLSRequired && !isLoopback(c.Host) {
+		if c.TLS != ImplicitTLS && c.TLS != StartTLSRequired && !loopback.Host(c.Host) {
 			return SMTPConfig{}, fmt.Errorf("--smtp-url: starttls=%s would send the credentials in clear text to %s; use smtps:// or starttls=required", c.TLS, c.Host)
 		}
 	}
@@ -133,14 +135,6 @@ func (c SMTPConfig) String() string {
 		u.RawQuery = "starttls=" + string(c.TLS)
 	}
 	return u.String()
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // redact hides the password of a URL that failed to parse.

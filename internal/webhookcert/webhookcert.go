@@ -93,7 +93,7 @@ func (s *Source) ensureOnce(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 	}
-	certPEM, keyPEM, err := newServingCert(ca, caKey, s.Hosts, now)
+	certPEM, keyPEM, err := NewServingCert(ca, caKey, "tenancy-webhook", s.Hosts, now, now.Add(certLifetime))
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func newCA(now time.Time) (cert *x509.Certificate, key *ecdsa.PrivateKey, certPE
 		return nil, nil, nil, nil, err
 	}
 	template := &x509.Certificate{
-		SerialNumber:          serial(),
+		SerialNumber:          SerialNumber(),
 		Subject:               pkix.Name{CommonName: "tenancy-webhook-ca"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(caLifetime),
@@ -231,16 +231,18 @@ func newCA(now time.Time) (cert *x509.Certificate, key *ecdsa.PrivateKey, certPE
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
-func newServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time) (certPEM, keyPEM []byte, err error) {
+// NewServingCert signs an ECDSA P-256 serving certificate for hosts (DNS names or IP addresses)
+// with ca, valid from an hour before now until notAfter, and answers it and its key in PEM.
+func NewServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, commonName string, hosts []string, now, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	template := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "tenancy-webhook"},
+		SerialNumber: SerialNumber(),
+		Subject:      pkix.Name{CommonName: commonName},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(certLifetime),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -263,7 +265,8 @@ func newServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []strin
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
-func serial() *big.Int {
+// SerialNumber is a random certificate serial number of 127 bits.
+func SerialNumber() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
 }

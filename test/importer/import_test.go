@@ -398,20 +398,9 @@ func claimsOf(token string) jwt.MapClaims {
 	return claims
 }
 
-func clientCredentialsStatus(id, secret string) int {
-	GinkgoHelper()
-	form := url.Values{"grant_type": {"client_credentials"}, "client_secret": {secret}}
-	if id != "" {
-		form.Set("client_id", id)
-	}
-	resp, err := http.PostForm(authdURL+"/oauth2/token", form)
-	Expect(err).NotTo(HaveOccurred())
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-// clientCredentials trades a key at authd's token endpoint and answers the token's claims.
-func clientCredentials(id, secret string, want int) jwt.MapClaims {
+// tradeKey presents a key at authd's token endpoint (client_credentials) and answers the status
+// and the body.
+func tradeKey(id, secret string) (int, map[string]any) {
 	GinkgoHelper()
 	form := url.Values{"grant_type": {"client_credentials"}, "client_secret": {secret}}
 	if id != "" {
@@ -422,7 +411,20 @@ func clientCredentials(id, secret string, want int) jwt.MapClaims {
 	defer resp.Body.Close()
 	var answer map[string]any
 	Expect(json.NewDecoder(resp.Body).Decode(&answer)).To(Succeed())
-	Expect(resp.StatusCode).To(Equal(want), "%v", answer)
+	return resp.StatusCode, answer
+}
+
+func clientCredentialsStatus(id, secret string) int {
+	GinkgoHelper()
+	status, _ := tradeKey(id, secret)
+	return status
+}
+
+// clientCredentials trades a key, expects the status want and answers the token's claims.
+func clientCredentials(id, secret string, want int) jwt.MapClaims {
+	GinkgoHelper()
+	status, answer := tradeKey(id, secret)
+	Expect(status).To(Equal(want), "%v", answer)
 	if want != http.StatusOK {
 		return nil
 	}
